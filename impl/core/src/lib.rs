@@ -1,1 +1,27 @@
-//! (in progress)
+//! sixfold-core: the Aurora storage protocol as plain state machines (no sockets, files,
+//! clocks or threads), and the byte formats of spec/formats.md.
+//!
+//! The model checker, the deterministic simulator and the real servers all drive these
+//! same machines: input events in, actions and [`event::ProtocolEvent`]s out.
+
+pub mod codec;
+pub mod event;
+pub mod quorum;
+pub mod record;
+pub mod recovery;
+pub mod redo;
+pub mod segment;
+pub mod types;
+pub mod writer;
+
+pub use codec::{DecodeError, PageImage, VerifiedRecord};
+pub use event::ProtocolEvent;
+pub use quorum::{Availability, Placement, QuorumConfig, QuorumError};
+pub use record::{Edit, Mtr, RedoBody, RedoRecord};
+pub use recovery::{RecoveryError, RecoveryPlan, RecoveryPlanner};
+pub use segment::{GossipRequest, Hole, SegmentError, SegmentReport, SegmentState};
+pub use types::{
+    AzId, DbId, Epoch, Geometry, Lsn, NodeId, PAGE_BYTES, PageId, PgId, SEGMENTS_PER_PG,
+    SegmentId, TruncationRange,
+};
+pub use writer::{SubmittedMtr, WriteError, WriterConfig, WriterStart, WriterState};

@@ -1,0 +1,190 @@
+//! The recovery planner (X1–X5, X7, E1): from segment reports of a read quorum per PG to
+//! the new epoch's VCL, VDL, truncation range and starting point. No I/O: the shell gathers
+//! the reports, then repairs and writes what the plan says.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::event::ProtocolEvent;
+use crate::quorum::QuorumConfig;
+use crate::segment::SegmentReport;
+use crate::types::{Epoch, Lsn, PgId, SegmentId, TruncationRange};
+use crate::writer::WriterStart;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecoveryError {
+    #[error("pg{pg} has {have} reports; a read quorum is {need} (X2)")]
+    NoReadQuorum { pg: u32, have: usize, need: usize },
+    #[error("segment {segment} holds epoch {seen}, above the proposed {proposed}: retry higher (E1)")]
+    EpochTooLow {
+        segment: SegmentId,
+        seen: Epoch,
+        proposed: Epoch,
+    },
+    #[error("report from {segment} is for an unknown PG")]
+    UnknownPg { segment: SegmentId },
+}
+
+/// What recovery decided (X3, X4, X7).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecoveryPlan {
+    pub epoch: Epoch,
+    pub vcl: Lsn,
+    pub vdl: Lsn,
+    /// X4: `(VDL, VDL + LAL]`.
+    pub truncation: TruncationRange,
+    /// X5: each PG must have a write quorum with SCL at or past this before opening.
+    pub last_lsn_by_pg: BTreeMap<PgId, Lsn>,
+}
+
+impl RecoveryPlan {
+    /// X7: where the new writer starts.
+    pub fn writer_start(&self) -> WriterStart {
+        WriterStart {
+            epoch: self.epoch,
+            vdl: self.vdl,
+            next_lsn: self.truncation.lsn_end.next(),
+            last_lsn_by_pg: self.last_lsn_by_pg.clone(),
+            page_lsns_known: false,
+        }
+    }
+}
+
+/// Gathers reports for one recovery attempt at a proposed epoch.
+#[derive(Clone, Debug)]
+pub struct RecoveryPlanner {
+    quorum: QuorumConfig,
+    lal: u64,
+    epoch: Epoch,
+    pgs: BTreeSet<PgId>,
+    reports: BTreeMap<SegmentId, SegmentReport>,
+}
+
+impl RecoveryPlanner {
+    /// E1, E4: `epoch` is the proposed new epoch; reports are answers of segments that have
+    /// already raised to it (so they now refuse the old writer).
+    pub fn new(quorum: QuorumConfig, lal: u64, epoch: Epoch, pgs: BTreeSet<PgId>) -> Self {
+        RecoveryPlanner {
+            quorum,
+            lal,
+            epoch,
+            pgs,
+            reports: BTreeMap::new(),
+        }
+    }
+
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    /// X1: take one segment's report.
+    pub fn handle_report(&mut self, report: SegmentReport) -> Result<(), RecoveryError> {
+        if !self.pgs.contains(&report.segment.pg) {
+            return Err(RecoveryError::UnknownPg {
+                segment: report.segment,
+            });
+        }
+        if report.epoch > self.epoch {
+            return Err(RecoveryError::EpochTooLow {
+                segment: report.segment,
+                seen: report.epoch,
+                proposed: self.epoch,
+            });
+        }
+        self.reports.insert(report.segment, report);
+        Ok(())
+    }
+
+    /// X2: whether every PG has a read quorum of reports.
+    pub fn has_read_quorum(&self) -> bool {
+        self.missing_quorum().is_none()
+    }
+
+    fn missing_quorum(&self) -> Option<RecoveryError> {
+        let need = self.quorum.read_quorum();
+        self.pgs.iter().find_map(|&pg| {
+            let have = self.reports.keys().filter(|s| s.pg == pg).count();
+            (have < need).then_some(RecoveryError::NoReadQuorum { pg: pg.0, have, need })
+        })
+    }
+
+    /// X2–X4, X7: compute the plan, or refuse without a read quorum of every PG.
+    pub fn plan(&self) -> Result<(RecoveryPlan, Vec<ProtocolEvent>), RecoveryError> {
+        if let Some(error) = self.missing_quorum() {
+            return Err(error);
+        }
+        // X3: F is the highest VDL hint; above it, count held LSNs and truncated ranges.
+        let floor = self.reports.values().map(|r| r.vdl_hint).max().unwrap_or(Lsn::ZERO);
+        let mut present: BTreeMap<Lsn, bool> = BTreeMap::new();
+        let mut truncations: Vec<TruncationRange> = Vec::new();
+        for report in self.reports.values() {
+            for &(lsn, cpl) in &report.held {
+                *present.entry(lsn).or_default() |= cpl;
+            }
+            truncations.extend(report.truncations.iter().copied());
+        }
+        let mut vcl = floor;
+        loop {
+            let next = vcl.next();
+            if present.contains_key(&next) {
+                vcl = next;
+            } else if let Some(range) = truncations.iter().find(|t| t.contains(next)) {
+                vcl = range.lsn_end;
+            } else {
+                break;
+            }
+        }
+        // X4: the highest CPL ≤ VCL; below F everything was already durable at a CPL
+        // (a VDL hint is a VDL, C3).
+        let vdl = present
+            .range(floor.next()..=vcl)
+            .filter(|&(_, &cpl)| cpl)
+            .map(|(&lsn, _)| lsn)
+            .next_back()
+            .unwrap_or(floor);
+        let truncation = TruncationRange {
+            lsn_begin: vdl,
+            lsn_end: Lsn(vdl.0 + self.lal),
+            epoch: self.epoch,
+        };
+        let last_lsn_by_pg = self
+            .pgs
+            .iter()
+            .map(|&pg| (pg, self.last_lsn_of(pg, vdl)))
+            .collect();
+        let events = vec![
+            ProtocolEvent::Truncated { range: truncation },
+            ProtocolEvent::RecoveryCompleted {
+                epoch: self.epoch,
+                vcl,
+                vdl,
+            },
+        ];
+        let plan = RecoveryPlan {
+            epoch: self.epoch,
+            vcl,
+            vdl,
+            truncation,
+            last_lsn_by_pg,
+        };
+        Ok((plan, events))
+    }
+
+    /// X7: the PG's last LSN ≤ VDL among the reports.
+    fn last_lsn_of(&self, pg: PgId, vdl: Lsn) -> Lsn {
+        self.reports
+            .values()
+            .filter(|report| report.segment.pg == pg)
+            .map(|report| {
+                let held = report
+                    .held
+                    .iter()
+                    .map(|&(lsn, _)| lsn)
+                    .filter(|&lsn| lsn <= vdl)
+                    .max()
+                    .unwrap_or(Lsn::ZERO);
+                held.max(report.tip_at_hint.min(vdl))
+            })
+            .max()
+            .unwrap_or(Lsn::ZERO)
+    }
+}
