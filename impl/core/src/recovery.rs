@@ -136,10 +136,11 @@ impl RecoveryPlanner {
         // X4: the highest CPL ≤ VCL; below F everything was already durable at a CPL
         // (a VDL hint is a VDL, C3).
         let vdl = present
-            .range(floor.next()..=vcl)
+            .range(floor.next()..)
+            .take_while(|&(&lsn, _)| lsn <= vcl)
             .filter(|&(_, &cpl)| cpl)
             .map(|(&lsn, _)| lsn)
-            .next_back()
+            .last()
             .unwrap_or(floor);
         let truncation = TruncationRange {
             lsn_begin: vdl,

@@ -16,7 +16,7 @@ pub const LAL_DEFAULT: u64 = 10_000_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WriteError {
-    #[error("LAL back-pressure: LSN {needed} would exceed VDL {vdl} + LAL {lal} (W1)")]
+    #[error("LAL back-pressure: LSN {needed} would exceed {vdl} (VDL, or the truncation end) + LAL {lal} (W1)")]
     Backpressure { needed: Lsn, vdl: Lsn, lal: u64 },
     #[error("writer fenced by epoch {by}: no further writes (E3)")]
     Fenced { by: Epoch },
@@ -104,6 +104,9 @@ pub struct WriterState {
     in_flight: BTreeMap<Lsn, RedoRecord>,
     read_points: BTreeMap<Lsn, usize>,
     truncation: Option<TruncationRange>,
+    /// W1: after recovery the truncated range counts as allocated, so LAL is measured
+    /// from its end until VDL passes it.
+    lal_floor: Lsn,
     events: VecDeque<ProtocolEvent>,
 }
 
@@ -136,7 +139,7 @@ impl WriterState {
             epoch: start.epoch,
             fenced_by: None,
             next_lsn: start.next_lsn,
-            vcl: start.vdl,
+            vcl: Lsn(start.next_lsn.0 - 1),
             vdl: start.vdl,
             pgs,
             outstanding: BTreeMap::new(),
@@ -147,6 +150,7 @@ impl WriterState {
             in_flight: BTreeMap::new(),
             read_points: BTreeMap::new(),
             truncation,
+            lal_floor: Lsn(start.next_lsn.0 - 1),
             events,
         }
     }
@@ -240,10 +244,11 @@ impl WriterState {
             }
         }
         let last = Lsn(self.next_lsn.0 + mtr.changes.len() as u64 - 1);
-        if last.0 > self.vdl.0 + self.config.lal {
+        let base = self.vdl.max(self.lal_floor);
+        if last.0 > base.0 + self.config.lal {
             return Err(WriteError::Backpressure {
                 needed: last,
-                vdl: self.vdl,
+                vdl: base,
                 lal: self.config.lal,
             });
         }

@@ -1,0 +1,101 @@
+mod common;
+
+use std::collections::BTreeSet;
+
+use sixfold_core::{
+    Epoch, Lsn, PgId, QuorumConfig, RecoveryError, RecoveryPlanner, SegmentId, SegmentReport,
+    TruncationRange,
+};
+
+fn report(pg: u32, replica: u8, hint: u64, held: &[(u64, bool)]) -> SegmentReport {
+    SegmentReport {
+        segment: SegmentId { pg: PgId(pg), replica },
+        epoch: Epoch(2),
+        scl: Lsn(0),
+        vdl_hint: Lsn(hint),
+        tip_at_hint: Lsn(0),
+        held: held.iter().map(|&(l, cpl)| (Lsn(l), cpl)).collect(),
+        truncations: Vec::new(),
+    }
+}
+
+fn planner(pgs: &[u32]) -> RecoveryPlanner {
+    RecoveryPlanner::new(
+        QuorumConfig::AURORA,
+        100,
+        Epoch(2),
+        pgs.iter().map(|&pg| PgId(pg)).collect::<BTreeSet<_>>(),
+    )
+}
+
+#[test]
+fn fewer_than_a_read_quorum_is_refused() {
+    // X2
+    let mut planner = planner(&[0, 1]);
+    for replica in 0..3 {
+        planner.handle_report(report(0, replica, 0, &[])).unwrap();
+    }
+    planner.handle_report(report(1, 0, 0, &[])).unwrap();
+    planner.handle_report(report(1, 1, 0, &[])).unwrap();
+    assert!(matches!(planner.plan(), Err(RecoveryError::NoReadQuorum { pg: 1, have: 2, need: 3 })));
+    planner.handle_report(report(1, 2, 0, &[])).unwrap();
+    assert!(planner.plan().is_ok());
+}
+
+#[test]
+fn vcl_stops_at_the_first_lsn_nobody_holds() {
+    // X3, X4: LSNs 1..=3 held across PGs (MTR 1..2 and CPL 3); LSN 4 lost; 5 held.
+    let mut planner = planner(&[0, 1]);
+    planner.handle_report(report(0, 0, 0, &[(1, false), (3, true)])).unwrap();
+    planner.handle_report(report(0, 1, 0, &[(1, false)])).unwrap();
+    planner.handle_report(report(0, 2, 0, &[])).unwrap();
+    planner.handle_report(report(1, 0, 0, &[(2, true), (5, true)])).unwrap();
+    planner.handle_report(report(1, 3, 0, &[(2, true)])).unwrap();
+    planner.handle_report(report(1, 4, 0, &[])).unwrap();
+    let (plan, _) = planner.plan().unwrap();
+    assert_eq!((plan.vcl, plan.vdl), (Lsn(3), Lsn(3)));
+    assert_eq!(
+        plan.truncation,
+        TruncationRange { lsn_begin: Lsn(3), lsn_end: Lsn(103), epoch: Epoch(2) }
+    );
+    assert_eq!(plan.last_lsn_by_pg[&PgId(0)], Lsn(3));
+    assert_eq!(plan.last_lsn_by_pg[&PgId(1)], Lsn(2));
+    // X7
+    let start = plan.writer_start();
+    assert_eq!((start.next_lsn, start.epoch), (Lsn(104), Epoch(2)));
+}
+
+#[test]
+fn vdl_drops_a_partial_mtr() {
+    // X4, L2: MTR 2..=3 has its CPL 3 missing: VDL is the earlier CPL 1.
+    let mut planner = planner(&[0]);
+    planner.handle_report(report(0, 0, 0, &[(1, true), (2, false)])).unwrap();
+    planner.handle_report(report(0, 1, 0, &[])).unwrap();
+    planner.handle_report(report(0, 2, 0, &[])).unwrap();
+    let (plan, _) = planner.plan().unwrap();
+    assert_eq!((plan.vcl, plan.vdl), (Lsn(2), Lsn(1)));
+    assert_eq!(plan.last_lsn_by_pg[&PgId(0)], Lsn(1));
+}
+
+#[test]
+fn earlier_truncations_count_as_complete() {
+    // X3, X8: a second recovery walks over the first one's truncation range.
+    let mut planner = planner(&[0]);
+    let mut first = report(0, 0, 1, &[(12, true)]);
+    first.truncations.push(TruncationRange { lsn_begin: Lsn(1), lsn_end: Lsn(11), epoch: Epoch(1) });
+    first.tip_at_hint = Lsn(1);
+    planner.handle_report(first).unwrap();
+    planner.handle_report(report(0, 1, 1, &[])).unwrap();
+    planner.handle_report(report(0, 2, 0, &[])).unwrap();
+    let (plan, _) = planner.plan().unwrap();
+    assert_eq!((plan.vcl, plan.vdl), (Lsn(12), Lsn(12)));
+}
+
+#[test]
+fn a_report_from_a_higher_epoch_forces_a_retry() {
+    // E1, E5
+    let mut planner = planner(&[0]);
+    let mut newer = report(0, 0, 0, &[]);
+    newer.epoch = Epoch(5);
+    assert!(matches!(planner.handle_report(newer), Err(RecoveryError::EpochTooLow { .. })));
+}

@@ -1,0 +1,184 @@
+mod common;
+
+use common::{edit, lsn};
+use sixfold_core::{
+    Epoch, Hole, Lsn, PageId, PgId, RedoRecord, SegmentError, SegmentId, SegmentState,
+    TruncationRange,
+};
+
+const SEGMENT: SegmentId = SegmentId {
+    pg: PgId(0),
+    replica: 0,
+};
+
+/// A chain of PG 0 records at the given LSNs, each linked to the one before.
+fn chain(lsns: &[u64]) -> Vec<RedoRecord> {
+    let mut prev = 0;
+    lsns.iter()
+        .map(|&l| {
+            let record = RedoRecord {
+                lsn: Lsn(l),
+                pg: PgId(0),
+                prev_lsn_pg: Lsn(prev),
+                prev_lsn_page: Lsn(prev),
+                epoch: Epoch(1),
+                page: PageId::new(1, 0),
+                cpl: true,
+                body: edit(0, &[l as u8]),
+            };
+            prev = l;
+            record
+        })
+        .collect()
+}
+
+#[test]
+fn scl_follows_backlinks_in_any_order() {
+    // S3, S4: out-of-order arrival and duplicates; SCL only moves along the chain.
+    let records = chain(&[2, 5, 9]);
+    let mut segment = SegmentState::new(SEGMENT);
+    let accepted = segment.handle_write(Epoch(1), Lsn(0), records[2].clone()).unwrap();
+    assert_eq!(accepted.scl, Lsn(0));
+    segment.handle_write(Epoch(1), Lsn(0), records[0].clone()).unwrap();
+    assert_eq!(segment.scl(), Lsn(2));
+    let duplicate = segment.handle_write(Epoch(1), Lsn(0), records[0].clone()).unwrap();
+    assert!(!duplicate.inserted);
+    segment.handle_write(Epoch(1), Lsn(0), records[1].clone()).unwrap();
+    assert_eq!(segment.scl(), Lsn(9));
+}
+
+#[test]
+fn holes_are_reported_as_ranges() {
+    // S5
+    let records = chain(&[2, 5, 9, 12]);
+    let mut segment = SegmentState::new(SEGMENT);
+    for index in [0, 2, 3] {
+        segment.handle_write(Epoch(1), Lsn(0), records[index].clone()).unwrap();
+    }
+    assert_eq!(segment.scl(), Lsn(2));
+    assert_eq!(segment.holes(), vec![Hole { after: lsn(2), before: lsn(9) }]);
+}
+
+#[test]
+fn gossip_fills_holes_from_a_peer() {
+    // S6
+    let records = chain(&[2, 5, 9, 12]);
+    let mut full = SegmentState::new(SEGMENT);
+    for record in &records {
+        full.handle_write(Epoch(1), Lsn(0), record.clone()).unwrap();
+    }
+    let mut lagging = SegmentState::new(SegmentId {
+        pg: PgId(0),
+        replica: 1,
+    });
+    lagging.handle_write(Epoch(1), Lsn(0), records[2].clone()).unwrap();
+    let request = lagging.gossip_request();
+    let answer = full.answer_gossip(&request);
+    let sent: Vec<u64> = answer.iter().map(|r| r.lsn.0).collect();
+    assert_eq!(sent, vec![2, 5, 12]);
+    lagging.handle_gossip(full.epoch(), full.truncations(), answer).unwrap();
+    assert_eq!(lagging.scl(), Lsn(12));
+}
+
+#[test]
+fn stale_epochs_are_refused() {
+    // S7, E2, E5
+    let records = chain(&[1, 2]);
+    let mut segment = SegmentState::new(SEGMENT);
+    assert!(segment.raise_epoch(Epoch(3)).unwrap());
+    let refused = segment.handle_write(Epoch(2), Lsn(0), records[0].clone());
+    assert!(matches!(refused, Err(SegmentError::StaleEpoch { .. })));
+    assert_eq!(segment.scl(), Lsn(0));
+    assert!(segment.raise_epoch(Epoch(2)).is_err());
+    assert_eq!(segment.epoch(), Epoch(3));
+    // S6, S7: a peer of a lower epoch gets no records (it may lack a truncation).
+    let mut stale_peer = SegmentState::new(SegmentId { pg: PgId(0), replica: 2 });
+    stale_peer.raise_epoch(Epoch(1)).unwrap();
+    segment.handle_write(Epoch(3), Lsn(0), records[0].clone()).unwrap();
+    assert!(segment.answer_gossip(&stale_peer.gossip_request()).is_empty());
+}
+
+#[test]
+fn truncation_voids_and_refuses_records() {
+    // S8
+    let records = chain(&[1, 2, 3, 4]);
+    let mut segment = SegmentState::new(SEGMENT);
+    for record in &records {
+        segment.handle_write(Epoch(1), Lsn(0), record.clone()).unwrap();
+    }
+    let range = TruncationRange {
+        lsn_begin: Lsn(2),
+        lsn_end: Lsn(10),
+        epoch: Epoch(2),
+    };
+    let voided = segment.handle_truncate(range).unwrap();
+    assert_eq!(voided, vec![Lsn(3), Lsn(4)]);
+    assert_eq!(segment.scl(), Lsn(2));
+    assert_eq!(segment.epoch(), Epoch(2));
+    let refused = segment.handle_write(Epoch(2), Lsn(0), records[2].clone());
+    assert!(matches!(refused, Err(SegmentError::Truncated { .. })));
+    // Idempotent.
+    assert!(segment.handle_truncate(range).unwrap().is_empty());
+    // The new epoch's record links to 2, above the range.
+    let mut next = chain(&[2, 11])[1].clone();
+    next.epoch = Epoch(2);
+    segment.handle_write(Epoch(2), Lsn(2), next).unwrap();
+    assert_eq!(segment.scl(), Lsn(11));
+}
+
+#[test]
+fn bad_records_are_refused_and_nothing_is_lost() {
+    // S13
+    let records = chain(&[1, 2]);
+    let mut segment = SegmentState::new(SEGMENT);
+    segment.handle_write(Epoch(1), Lsn(0), records[0].clone()).unwrap();
+    let mut other_pg = records[1].clone();
+    other_pg.pg = PgId(4);
+    assert!(matches!(
+        segment.handle_write(Epoch(1), Lsn(0), other_pg),
+        Err(SegmentError::WrongPg { .. })
+    ));
+    let mut forward_link = records[1].clone();
+    forward_link.prev_lsn_pg = Lsn(7);
+    assert!(matches!(
+        segment.handle_write(Epoch(1), Lsn(0), forward_link),
+        Err(SegmentError::Malformed { .. })
+    ));
+    let mut changed = records[0].clone();
+    changed.body = edit(9, &[9]);
+    assert!(matches!(
+        segment.handle_write(Epoch(1), Lsn(0), changed),
+        Err(SegmentError::DuplicateMismatch { .. })
+    ));
+    assert_eq!(segment.scl(), Lsn(1));
+    assert_eq!(segment.record(Lsn(1)), Some(&records[0]));
+}
+
+#[test]
+fn report_lists_what_is_held_above_the_hint() {
+    // X1
+    let records = chain(&[1, 2, 4]);
+    let mut segment = SegmentState::new(SEGMENT);
+    for record in &records {
+        segment.handle_write(Epoch(1), Lsn(2), record.clone()).unwrap();
+    }
+    let report = segment.report();
+    assert_eq!(report.vdl_hint, Lsn(2));
+    assert_eq!(report.tip_at_hint, Lsn(2));
+    assert_eq!(report.held, vec![(Lsn(4), true)]);
+}
+
+#[test]
+fn forgetting_keeps_the_chain_going() {
+    // S10
+    let records = chain(&[1, 2, 4, 6]);
+    let mut segment = SegmentState::new(SEGMENT);
+    for record in &records[..3] {
+        segment.handle_write(Epoch(1), Lsn(0), record.clone()).unwrap();
+    }
+    assert_eq!(segment.forget_through(Lsn(3)), 2);
+    assert_eq!(segment.forgotten_through(), Lsn(2));
+    assert!(!segment.handle_write(Epoch(1), Lsn(0), records[0].clone()).unwrap().inserted);
+    segment.handle_write(Epoch(1), Lsn(0), records[3].clone()).unwrap();
+    assert_eq!(segment.scl(), Lsn(6));
+}
