@@ -1,5 +1,6 @@
 //! `sixfold`: the one binary. It parses arguments and calls the libraries; nothing else.
 
+mod cluster_cmds;
 mod model_cmds;
 
 use std::process::ExitCode;
@@ -7,7 +8,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "sixfold", version, about = "Aurora-style quorum storage, formally checked")]
+#[command(
+    name = "sixfold",
+    version,
+    about = "Aurora-style quorum storage, formally checked"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -19,6 +24,14 @@ enum Command {
     Check(model_cmds::CheckArgs),
     /// Serve the stateright Explorer for a model in a browser.
     Explore(model_cmds::ExploreArgs),
+    /// Run an embedded cluster: six storage nodes in one process on loopback.
+    Cluster(cluster_cmds::ClusterArgs),
+    /// Run one storage node of a cluster config.
+    StorageNode(cluster_cmds::StorageNodeArgs),
+    /// Print the state of every PG and segment.
+    Status(cluster_cmds::StatusArgs),
+    /// Act as the writer and run a page-level workload, then verify it.
+    Load(cluster_cmds::LoadArgs),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +46,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => model_cmds::check(args),
         Command::Explore(args) => model_cmds::explore(args),
+        Command::Cluster(args) => cluster_cmds::cluster(args),
+        Command::StorageNode(args) => cluster_cmds::storage_node(args),
+        Command::Status(args) => cluster_cmds::status(args),
+        Command::Load(args) => cluster_cmds::load(args),
     };
     match result {
         Ok(code) => code,

@@ -92,7 +92,11 @@ pub fn record_frame_bytes(record: &RedoRecord) -> usize {
 /// Appends the frame of `record` to `out`. The record must be well formed (our own
 /// invariant, so asserted): encoding is for records the writer built.
 pub fn encode_record(record: &RedoRecord, out: &mut Vec<u8>) {
-    assert!(record.body.is_well_formed(), "L4: ill-formed record {}", record.lsn);
+    assert!(
+        record.body.is_well_formed(),
+        "L4: ill-formed record {}",
+        record.lsn
+    );
     let start = out.len();
     out.resize(start + RECORD_HEADER_BYTES, 0);
     encode_body(&record.body, out);
@@ -122,7 +126,9 @@ pub fn encode_record(record: &RedoRecord, out: &mut Vec<u8>) {
     let body_crc = crc(&out[start + RECORD_HEADER_BYTES..]);
     out[start + 60..start + 64].copy_from_slice(&body_crc.to_le_bytes());
     debug_assert_eq!(
-        decode_record(&out[start..]).map(|(verified, _)| verified.into_record()).as_ref(),
+        decode_record(&out[start..])
+            .map(|(verified, _)| verified.into_record())
+            .as_ref(),
         Ok(record),
         "encode then decode must round-trip"
     );
@@ -255,7 +261,9 @@ pub fn decode_record(bytes: &[u8]) -> Result<(VerifiedRecord, usize), DecodeErro
     let prev_lsn_pg = Lsn(u64_at(bytes, 24));
     let prev_lsn_page = Lsn(u64_at(bytes, 32));
     if lsn == Lsn::ZERO || prev_lsn_pg >= lsn || prev_lsn_page >= lsn {
-        return Err(DecodeError::Malformed("backlink not below the record's LSN"));
+        return Err(DecodeError::Malformed(
+            "backlink not below the record's LSN",
+        ));
     }
     let record = RedoRecord {
         lsn,
@@ -350,7 +358,10 @@ pub fn decode_page(bytes: &[u8]) -> Result<PageImage, DecodeError> {
         return Err(DecodeError::BadMagic { found: magic });
     }
     let stored = u32_at(bytes, 28);
-    let computed = crc32c::crc32c_append(crc(&bytes[0..28]), &bytes[PAGE_HEADER_BYTES..PAGE_FRAME_BYTES]);
+    let computed = crc32c::crc32c_append(
+        crc(&bytes[0..28]),
+        &bytes[PAGE_HEADER_BYTES..PAGE_FRAME_BYTES],
+    );
     if stored != computed {
         return Err(DecodeError::BodyCrc { stored, computed });
     }

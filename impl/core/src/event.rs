@@ -9,11 +9,25 @@ use crate::types::{Epoch, Lsn, PgId, SegmentId, TruncationRange};
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum ProtocolEvent {
     /// The writer allocated a record and queued it for its PG's segments (W3, W4).
-    RecordSent { lsn: Lsn, pg: PgId, cpl: bool, epoch: Epoch },
+    RecordSent {
+        lsn: Lsn,
+        pg: PgId,
+        cpl: bool,
+        epoch: Epoch,
+    },
     /// A segment stored a record (S3) and its SCL is now `scl`.
-    RecordStored { segment: SegmentId, lsn: Lsn, scl: Lsn, epoch: Epoch },
+    RecordStored {
+        segment: SegmentId,
+        lsn: Lsn,
+        scl: Lsn,
+        epoch: Epoch,
+    },
     /// The writer took an ack (W6).
-    AckTaken { segment: SegmentId, scl: Lsn, epoch: Epoch },
+    AckTaken {
+        segment: SegmentId,
+        scl: Lsn,
+        epoch: Epoch,
+    },
     /// PGCL of a PG advanced (C1).
     PgclAdvanced { pg: PgId, pgcl: Lsn },
     /// VCL advanced (C2).

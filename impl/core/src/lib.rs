@@ -21,7 +21,7 @@ pub use record::{Edit, Mtr, RedoBody, RedoRecord};
 pub use recovery::{RecoveryError, RecoveryPlan, RecoveryPlanner};
 pub use segment::{GossipRequest, Hole, SegmentError, SegmentReport, SegmentState};
 pub use types::{
-    AzId, DbId, Epoch, Geometry, Lsn, NodeId, PAGE_BYTES, PageId, PgId, SEGMENTS_PER_PG,
-    SegmentId, TruncationRange,
+    AzId, DbId, Epoch, Geometry, Lsn, NodeId, PAGE_BYTES, PageId, PgId, SEGMENTS_PER_PG, SegmentId,
+    TruncationRange,
 };
 pub use writer::{SubmittedMtr, WriteError, WriterConfig, WriterStart, WriterState};

@@ -8,7 +8,9 @@ use crate::types::{AzId, NodeId, SEGMENTS_PER_PG};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum QuorumError {
-    #[error("Vr + Vw must exceed V so a read quorum meets every write quorum (Q2): {vr} + {vw} <= {v}")]
+    #[error(
+        "Vr + Vw must exceed V so a read quorum meets every write quorum (Q2): {vr} + {vw} <= {v}"
+    )]
     ReadsMissWrites { v: usize, vw: usize, vr: usize },
     #[error("2·Vw must exceed V so two write quorums meet (Q2): 2·{vw} <= {v}")]
     WritesMissWrites { v: usize, vw: usize },
@@ -34,11 +36,7 @@ pub struct QuorumConfig {
 
 impl QuorumConfig {
     /// Aurora's 6 / 4 / 3 (Q1).
-    pub const AURORA: QuorumConfig = QuorumConfig {
-        v: 6,
-        vw: 4,
-        vr: 3,
-    };
+    pub const AURORA: QuorumConfig = QuorumConfig { v: 6, vw: 4, vr: 3 };
 
     /// Q2: refuses sizes where a read could miss a write or two writes could miss each other.
     pub fn new(v: usize, vw: usize, vr: usize) -> Result<QuorumConfig, QuorumError> {

@@ -14,7 +14,9 @@ use crate::writer::WriterStart;
 pub enum RecoveryError {
     #[error("pg{pg} has {have} reports; a read quorum is {need} (X2)")]
     NoReadQuorum { pg: u32, have: usize, need: usize },
-    #[error("segment {segment} holds epoch {seen}, above the proposed {proposed}: retry higher (E1)")]
+    #[error(
+        "segment {segment} holds epoch {seen}, above the proposed {proposed}: retry higher (E1)"
+    )]
     EpochTooLow {
         segment: SegmentId,
         seen: Epoch,
@@ -103,7 +105,11 @@ impl RecoveryPlanner {
         let need = self.quorum.read_quorum();
         self.pgs.iter().find_map(|&pg| {
             let have = self.reports.keys().filter(|s| s.pg == pg).count();
-            (have < need).then_some(RecoveryError::NoReadQuorum { pg: pg.0, have, need })
+            (have < need).then_some(RecoveryError::NoReadQuorum {
+                pg: pg.0,
+                have,
+                need,
+            })
         })
     }
 
@@ -113,7 +119,12 @@ impl RecoveryPlanner {
             return Err(error);
         }
         // X3: F is the highest VDL hint; above it, count held LSNs and truncated ranges.
-        let floor = self.reports.values().map(|r| r.vdl_hint).max().unwrap_or(Lsn::ZERO);
+        let floor = self
+            .reports
+            .values()
+            .map(|r| r.vdl_hint)
+            .max()
+            .unwrap_or(Lsn::ZERO);
         let mut present: BTreeMap<Lsn, bool> = BTreeMap::new();
         let mut truncations: Vec<TruncationRange> = Vec::new();
         for report in self.reports.values() {

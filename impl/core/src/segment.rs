@@ -242,7 +242,11 @@ impl SegmentState {
                 lsn: record.lsn,
             });
         }
-        if let Some(range) = self.truncations.iter().find(|range| range.contains(record.lsn)) {
+        if let Some(range) = self
+            .truncations
+            .iter()
+            .find(|range| range.contains(record.lsn))
+        {
             return Err(SegmentError::Truncated {
                 segment: self.id,
                 lsn: record.lsn,

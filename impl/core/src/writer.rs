@@ -9,14 +9,18 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use crate::event::ProtocolEvent;
 use crate::quorum::QuorumConfig;
 use crate::record::{Mtr, RedoRecord};
-use crate::types::{Epoch, Geometry, Lsn, PageId, PgId, SEGMENTS_PER_PG, SegmentId, TruncationRange};
+use crate::types::{
+    Epoch, Geometry, Lsn, PageId, PgId, SEGMENTS_PER_PG, SegmentId, TruncationRange,
+};
 
 /// P17's LSN allocation limit, in LSNs (W1).
 pub const LAL_DEFAULT: u64 = 10_000_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WriteError {
-    #[error("LAL back-pressure: LSN {needed} would exceed {vdl} (VDL, or the truncation end) + LAL {lal} (W1)")]
+    #[error(
+        "LAL back-pressure: LSN {needed} would exceed {vdl} (VDL, or the truncation end) + LAL {lal} (W1)"
+    )]
     Backpressure { needed: Lsn, vdl: Lsn, lal: u64 },
     #[error("writer fenced by epoch {by}: no further writes (E3)")]
     Fenced { by: Epoch },
@@ -111,8 +115,12 @@ pub struct WriterState {
 }
 
 impl WriterState {
+    /// X6: a recovered writer starts from the plan alone; it replays no redo.
     pub fn new(config: WriterConfig, start: WriterStart) -> WriterState {
-        assert!(start.next_lsn > start.vdl, "X7: allocation starts above VDL");
+        assert!(
+            start.next_lsn > start.vdl,
+            "X7: allocation starts above VDL"
+        );
         let pgs = start
             .last_lsn_by_pg
             .iter()
@@ -203,9 +211,9 @@ impl WriterState {
     }
 
     pub fn scl_of(&self, segment: SegmentId) -> Lsn {
-        self.pgs
-            .get(&segment.pg)
-            .map_or(Lsn::ZERO, |track| track.scl_by_replica[segment.replica as usize])
+        self.pgs.get(&segment.pg).map_or(Lsn::ZERO, |track| {
+            track.scl_by_replica[segment.replica as usize]
+        })
     }
 
     pub fn poll_event(&mut self) -> Option<ProtocolEvent> {
@@ -376,7 +384,8 @@ impl WriterState {
         let released: Vec<Lsn> = self.waiting_commits.range(..=vdl).copied().collect();
         for lsn in released {
             self.waiting_commits.remove(&lsn);
-            self.events.push_back(ProtocolEvent::CommitAcknowledged { lsn });
+            self.events
+                .push_back(ProtocolEvent::CommitAcknowledged { lsn });
         }
         debug_assert!(self.vdl <= self.vcl, "C3: VDL ≤ VCL");
     }

@@ -52,7 +52,9 @@ fn records_round_trip() {
         let bytes = encode_record_to_vec(&record.0);
         matches!(decode_record(&bytes), Ok((decoded, len)) if decoded.record() == &record.0 && len == bytes.len())
     }
-    QuickCheck::new().tests(300).quickcheck(property as fn(AnyRecord) -> bool);
+    QuickCheck::new()
+        .tests(300)
+        .quickcheck(property as fn(AnyRecord) -> bool);
 }
 
 #[test]
@@ -78,7 +80,9 @@ fn arbitrary_bytes_never_panic() {
         let _ = scan_log(&bytes);
         true
     }
-    QuickCheck::new().tests(500).quickcheck(property as fn(Vec<u8>) -> bool);
+    QuickCheck::new()
+        .tests(500)
+        .quickcheck(property as fn(Vec<u8>) -> bool);
     // Garbage with a valid-looking magic and a huge length is refused as oversize or CRC.
     let mut forged = vec![0u8; RECORD_HEADER_BYTES];
     forged[0..4].copy_from_slice(b"SIXR");
@@ -154,7 +158,12 @@ fn record_frames_hex_snapshot() {
     let mut out = String::new();
     for record in &records[..2] {
         let bytes = encode_record_to_vec(record);
-        out.push_str(&format!("# lsn {} ({} bytes)\n{}\n", record.lsn, bytes.len(), hex_lines(&bytes)));
+        out.push_str(&format!(
+            "# lsn {} ({} bytes)\n{}\n",
+            record.lsn,
+            bytes.len(),
+            hex_lines(&bytes)
+        ));
     }
     let full = encode_record_to_vec(&records[2]);
     out.push_str(&format!(
@@ -171,7 +180,10 @@ fn record_frames_hex_snapshot() {
         },
         &mut page,
     );
-    out.push_str(&format!("# page image db1/p2 @3, header only\n{}\n", hex_lines(&page[..32])));
+    out.push_str(&format!(
+        "# page image db1/p2 @3, header only\n{}\n",
+        hex_lines(&page[..32])
+    ));
     insta::assert_snapshot!(out);
 }
 
@@ -189,7 +201,10 @@ fn page_images_round_trip_and_catch_flips() {
     for at in [0, 5, 17, 31, 40, 4000] {
         let mut flipped = bytes.clone();
         flipped[at] ^= 0x10;
-        assert!(decode_page(&flipped).is_err(), "flip at {at} went unnoticed");
+        assert!(
+            decode_page(&flipped).is_err(),
+            "flip at {at} went unnoticed"
+        );
     }
 }
 
@@ -232,5 +247,37 @@ fn damage_in_the_middle_is_reported_not_cut() {
     assert!(matches!(
         decode_record(&bytes[starts[1]..]),
         Err(DecodeError::BodyCrc { .. })
+    ));
+}
+
+#[test]
+fn edits_outside_the_page_are_refused() {
+    // L4: an edit past the page end is not well formed, and a frame claiming one is refused.
+    let bad = RedoBody::Edits(vec![Edit {
+        offset: 4090,
+        bytes: vec![0; 7],
+    }]);
+    assert!(!bad.is_well_formed());
+    assert!(
+        !RedoBody::Edits(vec![Edit {
+            offset: 0,
+            bytes: vec![]
+        }])
+        .is_well_formed()
+    );
+    assert!(!RedoBody::FullImage(vec![0; 100]).is_well_formed());
+    let mut record = sample_records().remove(0);
+    record.body = RedoBody::Edits(vec![Edit {
+        offset: 4000,
+        bytes: vec![1; 96],
+    }]);
+    let mut bytes = encode_record_to_vec(&record);
+    // Rewrite the edit's offset to 4001 (now past the end) and fix up the body CRC.
+    bytes[RECORD_HEADER_BYTES + 2..RECORD_HEADER_BYTES + 4].copy_from_slice(&4001u16.to_le_bytes());
+    let body_crc = crc32c::crc32c(&bytes[RECORD_HEADER_BYTES..]);
+    bytes[60..64].copy_from_slice(&body_crc.to_le_bytes());
+    assert!(matches!(
+        decode_record(&bytes),
+        Err(DecodeError::Malformed(_))
     ));
 }

@@ -53,7 +53,10 @@ fn start(mtrs: &[Vec<u32>]) -> Run {
     for pages in mtrs {
         let mut mtr = Mtr::new();
         for (index, &page_no) in pages.iter().enumerate() {
-            mtr.push(PageId::new(1, page_no), common::edit(index as u16, &[page_no as u8]));
+            mtr.push(
+                PageId::new(1, page_no),
+                common::edit(index as u16, &[page_no as u8]),
+            );
         }
         records.extend(writer.submit_mtr(mtr).unwrap().records);
     }
@@ -80,8 +83,13 @@ impl Run {
         };
         let state = self.segments.get_mut(&segment).unwrap();
         let vdl_hint = self.writer.vdl();
-        let accepted = state.handle_write(Epoch(1), vdl_hint, record.clone()).unwrap();
-        self.delivered.entry(segment).or_default().insert(record.lsn);
+        let accepted = state
+            .handle_write(Epoch(1), vdl_hint, record.clone())
+            .unwrap();
+        self.delivered
+            .entry(segment)
+            .or_default()
+            .insert(record.lsn);
         if delivery.ack {
             self.writer.handle_ack(segment, accepted.scl, Epoch(1));
             let acked = self.acked_scl.entry(segment).or_default();
@@ -95,7 +103,11 @@ impl Run {
     }
 
     fn pg_lsns(&self, pg: PgId) -> Vec<Lsn> {
-        self.records.iter().filter(|r| r.pg == pg).map(|r| r.lsn).collect()
+        self.records
+            .iter()
+            .filter(|r| r.pg == pg)
+            .map(|r| r.lsn)
+            .collect()
     }
 
     /// Brute force S4: the longest prefix of the PG's records all delivered.
@@ -184,6 +196,32 @@ proptest! {
         // No partial MTR: every record ≤ VDL is held by some segment that reported.
         let held: BTreeSet<Lsn> = run.segments.values().flat_map(|s| s.records().map(|r| r.lsn)).collect();
         prop_assert!(run.records.iter().filter(|r| r.lsn <= plan.vdl).all(|r| held.contains(&r.lsn)));
+        // X5: applying the truncation and gossiping from the reporting segments brings a
+        // write quorum of every PG to its last LSN ≤ VDL.
+        for (pg, replicas) in quorum_picks.iter().enumerate() {
+            let pg = PgId(pg as u32);
+            let sources: Vec<SegmentState> = replicas
+                .iter()
+                .map(|&replica| run.segments[&SegmentId { pg, replica }].clone())
+                .collect();
+            let mut repaired = 0;
+            for target in WriterState::segments_of(pg) {
+                let mut state = run.segments[&target].clone();
+                state.handle_truncate(plan.truncation).unwrap();
+                for _ in 0..4 {
+                    for source in &sources {
+                        let mut source = source.clone();
+                        source.handle_truncate(plan.truncation).unwrap();
+                        let answer = source.answer_gossip(&state.gossip_request());
+                        state.handle_gossip(source.epoch(), source.truncations(), answer).unwrap();
+                    }
+                }
+                if state.scl() >= plan.last_lsn_by_pg[&pg] {
+                    repaired += 1;
+                }
+            }
+            prop_assert!(repaired >= QuorumConfig::AURORA.write_quorum());
+        }
         // X7: each PG's starting backlink is its last record ≤ VDL.
         for pg in 0..PGS {
             let expected = run.pg_lsns(PgId(pg)).into_iter().filter(|&l| l <= plan.vdl).last().unwrap_or(Lsn::ZERO);

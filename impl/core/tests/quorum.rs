@@ -14,30 +14,56 @@ fn nodes(ids: &[u32]) -> BTreeSet<NodeId> {
 fn aurora_sizes_are_accepted() {
     // Q1
     let quorum = QuorumConfig::new(6, 4, 3).unwrap();
-    assert_eq!((quorum.copies(), quorum.write_quorum(), quorum.read_quorum()), (6, 4, 3));
+    assert_eq!(
+        (quorum.copies(), quorum.write_quorum(), quorum.read_quorum()),
+        (6, 4, 3)
+    );
 }
 
 #[test]
 fn sizes_where_reads_miss_writes_are_refused() {
     // Q2: 3 + 3 = 6 lets a read quorum miss a write quorum.
-    assert!(matches!(QuorumConfig::new(6, 3, 3), Err(QuorumError::ReadsMissWrites { .. })));
+    assert!(matches!(
+        QuorumConfig::new(6, 3, 3),
+        Err(QuorumError::ReadsMissWrites { .. })
+    ));
     // Q2: 2·3 = 6 lets two write quorums miss each other.
-    assert!(matches!(QuorumConfig::new(6, 3, 4), Err(QuorumError::WritesMissWrites { .. })));
-    assert!(matches!(QuorumConfig::new(6, 7, 3), Err(QuorumError::OutOfRange { .. })));
-    assert!(matches!(QuorumConfig::new(6, 4, 0), Err(QuorumError::OutOfRange { .. })));
+    assert!(matches!(
+        QuorumConfig::new(6, 3, 4),
+        Err(QuorumError::WritesMissWrites { .. })
+    ));
+    assert!(matches!(
+        QuorumConfig::new(6, 7, 3),
+        Err(QuorumError::OutOfRange { .. })
+    ));
+    assert!(matches!(
+        QuorumConfig::new(6, 4, 0),
+        Err(QuorumError::OutOfRange { .. })
+    ));
 }
 
 #[test]
 fn crowded_or_narrow_placements_are_refused() {
     // Q3: three segments in one AZ.
-    let crowded = (0..6).map(|i| (NodeId(i), AzId(if i < 3 { 0 } else { i % 2 + 1 }))).collect();
-    assert!(matches!(Placement::new(crowded), Err(QuorumError::CrowdedAz { .. })));
+    let crowded = (0..6)
+        .map(|i| (NodeId(i), AzId(if i < 3 { 0 } else { i % 2 + 1 })))
+        .collect();
+    assert!(matches!(
+        Placement::new(crowded),
+        Err(QuorumError::CrowdedAz { .. })
+    ));
     // Q6: one node holding two segments.
     let shared = (0..6).map(|i| (NodeId(i.min(4)), AzId(i / 2))).collect();
-    assert!(matches!(Placement::new(shared), Err(QuorumError::SharedNode { .. })));
+    assert!(matches!(
+        Placement::new(shared),
+        Err(QuorumError::SharedNode { .. })
+    ));
     // Q1: five segments.
     let five = (0..5).map(|i| (NodeId(i), AzId(i / 2))).collect();
-    assert!(matches!(Placement::new(five), Err(QuorumError::SegmentCount { .. })));
+    assert!(matches!(
+        Placement::new(five),
+        Err(QuorumError::SegmentCount { .. })
+    ));
 }
 
 #[test]

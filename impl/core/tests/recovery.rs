@@ -9,7 +9,10 @@ use sixfold_core::{
 
 fn report(pg: u32, replica: u8, hint: u64, held: &[(u64, bool)]) -> SegmentReport {
     SegmentReport {
-        segment: SegmentId { pg: PgId(pg), replica },
+        segment: SegmentId {
+            pg: PgId(pg),
+            replica,
+        },
         epoch: Epoch(2),
         scl: Lsn(0),
         vdl_hint: Lsn(hint),
@@ -37,7 +40,14 @@ fn fewer_than_a_read_quorum_is_refused() {
     }
     planner.handle_report(report(1, 0, 0, &[])).unwrap();
     planner.handle_report(report(1, 1, 0, &[])).unwrap();
-    assert!(matches!(planner.plan(), Err(RecoveryError::NoReadQuorum { pg: 1, have: 2, need: 3 })));
+    assert!(matches!(
+        planner.plan(),
+        Err(RecoveryError::NoReadQuorum {
+            pg: 1,
+            have: 2,
+            need: 3
+        })
+    ));
     planner.handle_report(report(1, 2, 0, &[])).unwrap();
     assert!(planner.plan().is_ok());
 }
@@ -46,21 +56,33 @@ fn fewer_than_a_read_quorum_is_refused() {
 fn vcl_stops_at_the_first_lsn_nobody_holds() {
     // X3, X4: LSNs 1..=3 held across PGs (MTR 1..2 and CPL 3); LSN 4 lost; 5 held.
     let mut planner = planner(&[0, 1]);
-    planner.handle_report(report(0, 0, 0, &[(1, false), (3, true)])).unwrap();
-    planner.handle_report(report(0, 1, 0, &[(1, false)])).unwrap();
+    planner
+        .handle_report(report(0, 0, 0, &[(1, false), (3, true)]))
+        .unwrap();
+    planner
+        .handle_report(report(0, 1, 0, &[(1, false)]))
+        .unwrap();
     planner.handle_report(report(0, 2, 0, &[])).unwrap();
-    planner.handle_report(report(1, 0, 0, &[(2, true), (5, true)])).unwrap();
-    planner.handle_report(report(1, 3, 0, &[(2, true)])).unwrap();
+    planner
+        .handle_report(report(1, 0, 0, &[(2, true), (5, true)]))
+        .unwrap();
+    planner
+        .handle_report(report(1, 3, 0, &[(2, true)]))
+        .unwrap();
     planner.handle_report(report(1, 4, 0, &[])).unwrap();
     let (plan, _) = planner.plan().unwrap();
     assert_eq!((plan.vcl, plan.vdl), (Lsn(3), Lsn(3)));
     assert_eq!(
         plan.truncation,
-        TruncationRange { lsn_begin: Lsn(3), lsn_end: Lsn(103), epoch: Epoch(2) }
+        TruncationRange {
+            lsn_begin: Lsn(3),
+            lsn_end: Lsn(103),
+            epoch: Epoch(2)
+        }
     );
     assert_eq!(plan.last_lsn_by_pg[&PgId(0)], Lsn(3));
     assert_eq!(plan.last_lsn_by_pg[&PgId(1)], Lsn(2));
-    // X7
+    // X6, X7: the writer starts from LSNs and flags alone; no record body is read or replayed.
     let start = plan.writer_start();
     assert_eq!((start.next_lsn, start.epoch), (Lsn(104), Epoch(2)));
 }
@@ -69,7 +91,9 @@ fn vcl_stops_at_the_first_lsn_nobody_holds() {
 fn vdl_drops_a_partial_mtr() {
     // X4, L2: MTR 2..=3 has its CPL 3 missing: VDL is the earlier CPL 1.
     let mut planner = planner(&[0]);
-    planner.handle_report(report(0, 0, 0, &[(1, true), (2, false)])).unwrap();
+    planner
+        .handle_report(report(0, 0, 0, &[(1, true), (2, false)]))
+        .unwrap();
     planner.handle_report(report(0, 1, 0, &[])).unwrap();
     planner.handle_report(report(0, 2, 0, &[])).unwrap();
     let (plan, _) = planner.plan().unwrap();
@@ -82,7 +106,11 @@ fn earlier_truncations_count_as_complete() {
     // X3, X8: a second recovery walks over the first one's truncation range.
     let mut planner = planner(&[0]);
     let mut first = report(0, 0, 1, &[(12, true)]);
-    first.truncations.push(TruncationRange { lsn_begin: Lsn(1), lsn_end: Lsn(11), epoch: Epoch(1) });
+    first.truncations.push(TruncationRange {
+        lsn_begin: Lsn(1),
+        lsn_end: Lsn(11),
+        epoch: Epoch(1),
+    });
     first.tip_at_hint = Lsn(1);
     planner.handle_report(first).unwrap();
     planner.handle_report(report(0, 1, 1, &[])).unwrap();
@@ -97,5 +125,8 @@ fn a_report_from_a_higher_epoch_forces_a_retry() {
     let mut planner = planner(&[0]);
     let mut newer = report(0, 0, 0, &[]);
     newer.epoch = Epoch(5);
-    assert!(matches!(planner.handle_report(newer), Err(RecoveryError::EpochTooLow { .. })));
+    assert!(matches!(
+        planner.handle_report(newer),
+        Err(RecoveryError::EpochTooLow { .. })
+    ));
 }

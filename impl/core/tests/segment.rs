@@ -37,13 +37,21 @@ fn scl_follows_backlinks_in_any_order() {
     // S3, S4: out-of-order arrival and duplicates; SCL only moves along the chain.
     let records = chain(&[2, 5, 9]);
     let mut segment = SegmentState::new(SEGMENT);
-    let accepted = segment.handle_write(Epoch(1), Lsn(0), records[2].clone()).unwrap();
+    let accepted = segment
+        .handle_write(Epoch(1), Lsn(0), records[2].clone())
+        .unwrap();
     assert_eq!(accepted.scl, Lsn(0));
-    segment.handle_write(Epoch(1), Lsn(0), records[0].clone()).unwrap();
+    segment
+        .handle_write(Epoch(1), Lsn(0), records[0].clone())
+        .unwrap();
     assert_eq!(segment.scl(), Lsn(2));
-    let duplicate = segment.handle_write(Epoch(1), Lsn(0), records[0].clone()).unwrap();
+    let duplicate = segment
+        .handle_write(Epoch(1), Lsn(0), records[0].clone())
+        .unwrap();
     assert!(!duplicate.inserted);
-    segment.handle_write(Epoch(1), Lsn(0), records[1].clone()).unwrap();
+    segment
+        .handle_write(Epoch(1), Lsn(0), records[1].clone())
+        .unwrap();
     assert_eq!(segment.scl(), Lsn(9));
 }
 
@@ -53,10 +61,18 @@ fn holes_are_reported_as_ranges() {
     let records = chain(&[2, 5, 9, 12]);
     let mut segment = SegmentState::new(SEGMENT);
     for index in [0, 2, 3] {
-        segment.handle_write(Epoch(1), Lsn(0), records[index].clone()).unwrap();
+        segment
+            .handle_write(Epoch(1), Lsn(0), records[index].clone())
+            .unwrap();
     }
     assert_eq!(segment.scl(), Lsn(2));
-    assert_eq!(segment.holes(), vec![Hole { after: lsn(2), before: lsn(9) }]);
+    assert_eq!(
+        segment.holes(),
+        vec![Hole {
+            after: lsn(2),
+            before: lsn(9)
+        }]
+    );
 }
 
 #[test]
@@ -71,12 +87,16 @@ fn gossip_fills_holes_from_a_peer() {
         pg: PgId(0),
         replica: 1,
     });
-    lagging.handle_write(Epoch(1), Lsn(0), records[2].clone()).unwrap();
+    lagging
+        .handle_write(Epoch(1), Lsn(0), records[2].clone())
+        .unwrap();
     let request = lagging.gossip_request();
     let answer = full.answer_gossip(&request);
     let sent: Vec<u64> = answer.iter().map(|r| r.lsn.0).collect();
     assert_eq!(sent, vec![2, 5, 12]);
-    lagging.handle_gossip(full.epoch(), full.truncations(), answer).unwrap();
+    lagging
+        .handle_gossip(full.epoch(), full.truncations(), answer)
+        .unwrap();
     assert_eq!(lagging.scl(), Lsn(12));
 }
 
@@ -92,10 +112,19 @@ fn stale_epochs_are_refused() {
     assert!(segment.raise_epoch(Epoch(2)).is_err());
     assert_eq!(segment.epoch(), Epoch(3));
     // S6, S7: a peer of a lower epoch gets no records (it may lack a truncation).
-    let mut stale_peer = SegmentState::new(SegmentId { pg: PgId(0), replica: 2 });
+    let mut stale_peer = SegmentState::new(SegmentId {
+        pg: PgId(0),
+        replica: 2,
+    });
     stale_peer.raise_epoch(Epoch(1)).unwrap();
-    segment.handle_write(Epoch(3), Lsn(0), records[0].clone()).unwrap();
-    assert!(segment.answer_gossip(&stale_peer.gossip_request()).is_empty());
+    segment
+        .handle_write(Epoch(3), Lsn(0), records[0].clone())
+        .unwrap();
+    assert!(
+        segment
+            .answer_gossip(&stale_peer.gossip_request())
+            .is_empty()
+    );
 }
 
 #[test]
@@ -104,7 +133,9 @@ fn truncation_voids_and_refuses_records() {
     let records = chain(&[1, 2, 3, 4]);
     let mut segment = SegmentState::new(SEGMENT);
     for record in &records {
-        segment.handle_write(Epoch(1), Lsn(0), record.clone()).unwrap();
+        segment
+            .handle_write(Epoch(1), Lsn(0), record.clone())
+            .unwrap();
     }
     let range = TruncationRange {
         lsn_begin: Lsn(2),
@@ -131,7 +162,9 @@ fn bad_records_are_refused_and_nothing_is_lost() {
     // S13
     let records = chain(&[1, 2]);
     let mut segment = SegmentState::new(SEGMENT);
-    segment.handle_write(Epoch(1), Lsn(0), records[0].clone()).unwrap();
+    segment
+        .handle_write(Epoch(1), Lsn(0), records[0].clone())
+        .unwrap();
     let mut other_pg = records[1].clone();
     other_pg.pg = PgId(4);
     assert!(matches!(
@@ -160,7 +193,9 @@ fn report_lists_what_is_held_above_the_hint() {
     let records = chain(&[1, 2, 4]);
     let mut segment = SegmentState::new(SEGMENT);
     for record in &records {
-        segment.handle_write(Epoch(1), Lsn(2), record.clone()).unwrap();
+        segment
+            .handle_write(Epoch(1), Lsn(2), record.clone())
+            .unwrap();
     }
     let report = segment.report();
     assert_eq!(report.vdl_hint, Lsn(2));
@@ -174,11 +209,43 @@ fn forgetting_keeps_the_chain_going() {
     let records = chain(&[1, 2, 4, 6]);
     let mut segment = SegmentState::new(SEGMENT);
     for record in &records[..3] {
-        segment.handle_write(Epoch(1), Lsn(0), record.clone()).unwrap();
+        segment
+            .handle_write(Epoch(1), Lsn(0), record.clone())
+            .unwrap();
     }
     assert_eq!(segment.forget_through(Lsn(3)), 2);
     assert_eq!(segment.forgotten_through(), Lsn(2));
-    assert!(!segment.handle_write(Epoch(1), Lsn(0), records[0].clone()).unwrap().inserted);
-    segment.handle_write(Epoch(1), Lsn(0), records[3].clone()).unwrap();
+    assert!(
+        !segment
+            .handle_write(Epoch(1), Lsn(0), records[0].clone())
+            .unwrap()
+            .inserted
+    );
+    segment
+        .handle_write(Epoch(1), Lsn(0), records[3].clone())
+        .unwrap();
     assert_eq!(segment.scl(), Lsn(6));
+}
+
+#[test]
+fn recovery_epoch_fences_the_old_writer_and_hints_are_kept() {
+    // E4: once a segment answered recovery at epoch 2, the epoch-1 writer is refused.
+    // W5: every write carries the writer's VDL as a hint; the segment keeps the highest.
+    let records = chain(&[1, 2, 3]);
+    let mut segment = SegmentState::new(SEGMENT);
+    segment
+        .handle_write(Epoch(1), Lsn(0), records[0].clone())
+        .unwrap();
+    segment
+        .handle_write(Epoch(1), Lsn(1), records[1].clone())
+        .unwrap();
+    assert_eq!(segment.vdl_hint(), Lsn(1));
+    segment.raise_epoch(Epoch(2)).unwrap();
+    let report = segment.report();
+    assert_eq!((report.epoch, report.vdl_hint), (Epoch(2), Lsn(1)));
+    assert!(matches!(
+        segment.handle_write(Epoch(1), Lsn(2), records[2].clone()),
+        Err(SegmentError::StaleEpoch { .. })
+    ));
+    assert_eq!(segment.scl(), Lsn(2));
 }

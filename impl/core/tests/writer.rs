@@ -1,13 +1,14 @@
 mod common;
 
 use common::{mtr, writer};
-use sixfold_core::{
-    Epoch, Lsn, PageId, PgId, ProtocolEvent, SegmentId, WriteError, WriterState,
-};
+use sixfold_core::{Epoch, Lsn, PageId, PgId, ProtocolEvent, SegmentId, WriteError, WriterState};
 
 fn ack_all(writer: &mut WriterState, pg: u32, replicas: &[u8], scl: u64) {
     for &replica in replicas {
-        let segment = SegmentId { pg: PgId(pg), replica };
+        let segment = SegmentId {
+            pg: PgId(pg),
+            replica,
+        };
         writer.handle_ack(segment, Lsn(scl), writer.epoch());
     }
 }
@@ -27,7 +28,12 @@ fn records_carry_pg_and_page_backlinks() {
     let mut writer = writer(4, 100);
     let first = writer.submit_mtr(mtr(&[(1, 0), (1, 5)])).unwrap();
     let second = writer.submit_mtr(mtr(&[(1, 1), (1, 0)])).unwrap();
-    let lsns: Vec<u64> = first.records.iter().chain(&second.records).map(|r| r.lsn.0).collect();
+    let lsns: Vec<u64> = first
+        .records
+        .iter()
+        .chain(&second.records)
+        .map(|r| r.lsn.0)
+        .collect();
     assert_eq!(lsns, vec![1, 2, 3, 4]);
     assert_eq!(first.records[1].pg, PgId(1));
     assert_eq!((first.commit_lsn, second.commit_lsn), (Lsn(2), Lsn(4)));
@@ -66,7 +72,10 @@ fn a_commit_waits_for_a_write_quorum() {
     assert_eq!(writer.pgcl(PgId(0)), Lsn(0));
     assert!(acknowledged(&mut writer).is_empty());
     ack_all(&mut writer, 0, &[5], 1);
-    assert_eq!((writer.pgcl(PgId(0)), writer.vcl(), writer.vdl()), (Lsn(1), Lsn(1), Lsn(1)));
+    assert_eq!(
+        (writer.pgcl(PgId(0)), writer.vcl(), writer.vdl()),
+        (Lsn(1), Lsn(1), Lsn(1))
+    );
     assert_eq!(acknowledged(&mut writer), vec![1]);
 }
 
@@ -90,17 +99,38 @@ fn acks_of_other_epochs_are_ignored_and_newer_ones_fence() {
     let mut writer = writer(4, 100);
     writer.submit_mtr(mtr(&[(1, 0)])).unwrap();
     for replica in 0..4 {
-        writer.handle_ack(SegmentId { pg: PgId(0), replica }, Lsn(1), Epoch(0));
+        writer.handle_ack(
+            SegmentId {
+                pg: PgId(0),
+                replica,
+            },
+            Lsn(1),
+            Epoch(0),
+        );
     }
     assert_eq!(writer.vdl(), Lsn(0));
-    writer.handle_ack(SegmentId { pg: PgId(0), replica: 0 }, Lsn(1), Epoch(2));
+    writer.handle_ack(
+        SegmentId {
+            pg: PgId(0),
+            replica: 0,
+        },
+        Lsn(1),
+        Epoch(2),
+    );
     assert_eq!(writer.fenced_by(), Some(Epoch(2)));
     let events: Vec<ProtocolEvent> = std::iter::from_fn(|| writer.poll_event()).collect();
     assert!(events.contains(&ProtocolEvent::CommitFailed { lsn: Lsn(1) }));
-    assert!(!events.iter().any(|e| matches!(e, ProtocolEvent::CommitAcknowledged { .. })));
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, ProtocolEvent::CommitAcknowledged { .. }))
+    );
     ack_all(&mut writer, 0, &[0, 1, 2, 3], 1);
     assert_eq!(writer.vdl(), Lsn(0), "a fenced writer acknowledges nothing");
-    assert!(matches!(writer.submit_mtr(mtr(&[(1, 1)])), Err(WriteError::Fenced { .. })));
+    assert!(matches!(
+        writer.submit_mtr(mtr(&[(1, 1)])),
+        Err(WriteError::Fenced { .. })
+    ));
 }
 
 #[test]
@@ -116,7 +146,11 @@ fn reads_go_to_one_segment_that_covers_the_read_point() {
     assert_eq!(writer.pg_lsn_at(PgId(0), read_point), Lsn(1));
     let candidates = writer.read_candidates(PgId(0), read_point);
     let replicas: Vec<u8> = candidates.iter().map(|s| s.replica).collect();
-    assert_eq!(replicas, vec![0, 1, 2, 3], "segments 4 and 5 never acked LSN 1");
+    assert_eq!(
+        replicas,
+        vec![0, 1, 2, 3],
+        "segments 4 and 5 never acked LSN 1"
+    );
 }
 
 #[test]
@@ -141,9 +175,16 @@ fn unacked_records_are_resent() {
     // W7
     let mut writer = writer(4, 100);
     writer.submit_mtr(mtr(&[(1, 0), (1, 1)])).unwrap();
-    let lagging = SegmentId { pg: PgId(0), replica: 5 };
+    let lagging = SegmentId {
+        pg: PgId(0),
+        replica: 5,
+    };
     writer.handle_ack(lagging, Lsn(1), writer.epoch());
-    let resend: Vec<u64> = writer.records_to_resend(lagging).iter().map(|r| r.lsn.0).collect();
+    let resend: Vec<u64> = writer
+        .records_to_resend(lagging)
+        .iter()
+        .map(|r| r.lsn.0)
+        .collect();
     assert_eq!(resend, vec![2]);
 }
 
@@ -158,12 +199,25 @@ fn after_recovery_unknown_page_lsns_must_be_read_first() {
         last_lsn_by_pg: [(PgId(0), Lsn(10))].into(),
         page_lsns_known: false,
     };
-    let config = WriterConfig { geometry: Geometry { pg_pages: 4 }, quorum: QuorumConfig::AURORA, lal: 10 };
+    let config = WriterConfig {
+        geometry: Geometry { pg_pages: 4 },
+        quorum: QuorumConfig::AURORA,
+        lal: 10,
+    };
     let mut writer = WriterState::new(config, start);
-    assert!(matches!(writer.submit_mtr(mtr(&[(1, 0)])), Err(WriteError::PageLsnUnknown { .. })));
+    assert!(matches!(
+        writer.submit_mtr(mtr(&[(1, 0)])),
+        Err(WriteError::PageLsnUnknown { .. })
+    ));
     writer.note_page_lsn(PageId::new(1, 0), Lsn(7));
     let submitted = writer.submit_mtr(mtr(&[(1, 0)])).unwrap();
     let record = &submitted.records[0];
-    assert_eq!((record.lsn, record.prev_lsn_pg, record.prev_lsn_page), (Lsn(21), Lsn(10), Lsn(7)));
-    assert_eq!(writer.truncation().map(|t| (t.lsn_begin, t.lsn_end)), Some((Lsn(10), Lsn(20))));
+    assert_eq!(
+        (record.lsn, record.prev_lsn_pg, record.prev_lsn_page),
+        (Lsn(21), Lsn(10), Lsn(7))
+    );
+    assert_eq!(
+        writer.truncation().map(|t| (t.lsn_begin, t.lsn_end)),
+        Some((Lsn(10), Lsn(20)))
+    );
 }

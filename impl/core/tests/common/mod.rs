@@ -27,7 +27,10 @@ pub fn writer(pg_pages: u32, lal: u64) -> WriterState {
 pub fn mtr(pages: &[(u32, u32)]) -> Mtr {
     let mut mtr = Mtr::new();
     for (index, &(db, page_no)) in pages.iter().enumerate() {
-        mtr.push(PageId::new(db, page_no), edit(index as u16, &[index as u8 + 1]));
+        mtr.push(
+            PageId::new(db, page_no),
+            edit(index as u16, &[index as u8 + 1]),
+        );
     }
     mtr
 }
