@@ -1,6 +1,7 @@
 //! `sixfold`: the one binary. It parses arguments and calls the libraries; nothing else.
 
 mod cluster_cmds;
+mod conformance_cmds;
 mod model_cmds;
 
 use std::process::ExitCode;
@@ -32,6 +33,11 @@ enum Command {
     Status(cluster_cmds::StatusArgs),
     /// Act as the writer and run a page-level workload, then verify it.
     Load(cluster_cmds::LoadArgs),
+    /// Run the conformance vectors against a target program.
+    Conformance(conformance_cmds::ConformanceArgs),
+    /// Answer conformance vectors on stdin/stdout with sixfold's own implementation.
+    #[command(hide = true)]
+    ConformanceTarget(conformance_cmds::ConformanceTargetArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +56,8 @@ fn main() -> ExitCode {
         Command::StorageNode(args) => cluster_cmds::storage_node(args),
         Command::Status(args) => cluster_cmds::status(args),
         Command::Load(args) => cluster_cmds::load(args),
+        Command::Conformance(args) => conformance_cmds::conformance(args),
+        Command::ConformanceTarget(args) => conformance_cmds::conformance_target(args),
     };
     match result {
         Ok(code) => code,

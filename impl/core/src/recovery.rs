@@ -128,10 +128,17 @@ impl RecoveryPlanner {
         let mut present: BTreeMap<Lsn, bool> = BTreeMap::new();
         let mut truncations: Vec<TruncationRange> = Vec::new();
         for report in self.reports.values() {
+            truncations.extend(report.truncations.iter().copied());
+        }
+        for report in self.reports.values() {
             for &(lsn, cpl) in &report.held {
+                // S8: a record in a range some reporter truncated is void, even if this
+                // reporter missed the truncation; it must not count as held (nor its CPL).
+                if truncations.iter().any(|t| t.contains(lsn)) {
+                    continue;
+                }
                 *present.entry(lsn).or_default() |= cpl;
             }
-            truncations.extend(report.truncations.iter().copied());
         }
         let mut vcl = floor;
         loop {

@@ -371,8 +371,11 @@ impl SegmentState {
                 seen: self.epoch,
             });
         }
+        // The gossip's epoch was checked above; a peer's truncation ranges are facts of
+        // finished recoveries, so ranges of an older epoch are applied too (a per-range
+        // epoch check would refuse every gossip after the second recovery).
         for &range in peer_truncations {
-            self.handle_truncate(range)?;
+            self.void_range(range);
         }
         self.check_epoch(peer_epoch)?;
         let mut inserted = Vec::new();
@@ -388,8 +391,13 @@ impl SegmentState {
     /// S8: void `(begin, end]`. Idempotent; returns the LSNs dropped.
     pub fn handle_truncate(&mut self, range: TruncationRange) -> Result<Vec<Lsn>, SegmentError> {
         self.check_epoch(range.epoch)?;
+        Ok(self.void_range(range))
+    }
+
+    /// S8: void `(begin, end]` without an epoch check. Idempotent; returns the LSNs dropped.
+    fn void_range(&mut self, range: TruncationRange) -> Vec<Lsn> {
         if self.truncations.contains(&range) {
-            return Ok(Vec::new());
+            return Vec::new();
         }
         self.truncations.push(range);
         let voided: Vec<Lsn> = self
@@ -412,7 +420,7 @@ impl SegmentState {
             self.advance_scl();
         }
         self.events.push(ProtocolEvent::Truncated { range });
-        Ok(voided)
+        voided
     }
 
     /// X1: this segment's answer to a recovering writer.

@@ -138,8 +138,7 @@ impl Run {
         let vdl = self
             .records
             .iter()
-            .filter(|r| r.cpl && r.lsn <= vcl)
-            .last()
+            .rfind(|r| r.cpl && r.lsn <= vcl)
             .map_or(Lsn::ZERO, |r| r.lsn);
         (vcl, vdl)
     }
@@ -224,7 +223,7 @@ proptest! {
         }
         // X7: each PG's starting backlink is its last record ≤ VDL.
         for pg in 0..PGS {
-            let expected = run.pg_lsns(PgId(pg)).into_iter().filter(|&l| l <= plan.vdl).last().unwrap_or(Lsn::ZERO);
+            let expected = run.pg_lsns(PgId(pg)).into_iter().rfind(|&l| l <= plan.vdl).unwrap_or(Lsn::ZERO);
             prop_assert_eq!(plan.last_lsn_by_pg[&PgId(pg)], expected);
         }
     }
