@@ -1,5 +1,6 @@
 //! `sixfold`: the one binary. It parses arguments and calls the libraries; nothing else.
 
+mod bench_cmds;
 mod cluster_cmds;
 mod conformance_cmds;
 mod model_cmds;
@@ -33,6 +34,8 @@ enum Command {
     Status(cluster_cmds::StatusArgs),
     /// Act as the writer and run a page-level workload, then verify it.
     Load(cluster_cmds::LoadArgs),
+    /// Benchmark sixfold beside stock SQLite and the disk's limit.
+    Bench(bench_cmds::BenchArgs),
     /// Run the conformance vectors against a target program.
     Conformance(conformance_cmds::ConformanceArgs),
     /// Answer conformance vectors on stdin/stdout with sixfold's own implementation.
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Command::StorageNode(args) => cluster_cmds::storage_node(args),
         Command::Status(args) => cluster_cmds::status(args),
         Command::Load(args) => cluster_cmds::load(args),
+        Command::Bench(args) => bench_cmds::bench(args),
         Command::Conformance(args) => conformance_cmds::conformance(args),
         Command::ConformanceTarget(args) => conformance_cmds::conformance_target(args),
     };

@@ -1,0 +1,295 @@
+//! `sixfold bench`: every performance number of sixfold comes from here, measured side by
+//! side with its baselines in one run, on one disk, alternating, with medians over
+//! repetitions. Targets are goals printed beside the numbers, never assertions.
+
+pub mod disk;
+pub mod report;
+pub mod sqlite;
+pub mod workload;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How long and how big.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    pub quick: bool,
+    pub out: PathBuf,
+}
+
+impl BenchOptions {
+    /// Rows in the table every commit benchmark updates.
+    pub fn table_rows(&self) -> u64 {
+        if self.quick { 20_000 } else { 1_000_000 }
+    }
+
+    pub fn run_time(&self) -> Duration {
+        Duration::from_millis(if self.quick { 1_500 } else { 8_000 })
+    }
+
+    pub fn repetitions(&self) -> usize {
+        if self.quick { 1 } else { 3 }
+    }
+
+    pub fn client_counts(&self) -> &'static [usize] {
+        &[1, 8, 32]
+    }
+
+    /// Redo backlogs for the recovery benchmark, in bytes.
+    pub fn backlogs(&self) -> Vec<u64> {
+        if self.quick {
+            vec![1 << 20, 10 << 20]
+        } else {
+            vec![10 << 20, 100 << 20, 1 << 30]
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("SQLite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("I/O on {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("plot: {0}")]
+    Plot(String),
+    #[error("{0}")]
+    System(String),
+}
+
+impl BenchError {
+    pub fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> BenchError + '_ {
+        move |source| BenchError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+/// The median of some measurements (the lower middle one for an even count).
+pub fn median(values: &mut [f64]) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(|a, b| a.total_cmp(b));
+    values[(values.len() - 1) / 2]
+}
+
+/// What the bench needs of a running sixfold (embedded cluster, SQLite on the VFS). The
+/// binary implements it; the bench knows nothing of clusters.
+pub trait SixfoldSystem: Sync {
+    /// A SQLite connection on the volume database `db` (created if absent).
+    fn connect(&self, db: &str) -> Result<rusqlite::Connection, BenchError>;
+    /// Bytes written to disk by one replica and sent over the network by the writer, so far.
+    fn io_counters(&self) -> IoCounters;
+    /// Leaves `backlog_bytes` of redo not yet materialized, restarts the writer, and returns
+    /// how long recovery took until the volume was open.
+    fn recovery_time(
+        &self,
+        db: &str,
+        backlog_bytes: u64,
+    ) -> Result<std::time::Duration, BenchError>;
+    /// Empties the writer's buffer cache.
+    fn drop_writer_cache(&self);
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IoCounters {
+    pub disk_bytes_per_replica: u64,
+    pub network_bytes: u64,
+}
+
+fn median_run(mut runs: Vec<workload::CommitResult>) -> workload::CommitResult {
+    runs.sort_by(|a, b| a.commits_per_second.total_cmp(&b.commits_per_second));
+    runs.swap_remove((runs.len() - 1) / 2)
+}
+
+/// Runs every scenario and returns the report.
+pub fn run(
+    options: &BenchOptions,
+    sixfold: Option<&dyn SixfoldSystem>,
+) -> Result<report::BenchReport, BenchError> {
+    use report::*;
+    std::fs::create_dir_all(&options.out).map_err(BenchError::io(&options.out))?;
+    let scratch = tempfile::tempdir_in(&options.out).map_err(BenchError::io(&options.out))?;
+    let rows = options.table_rows();
+    let mut report = BenchReport {
+        machine: machine_description(),
+        quick: options.quick,
+        table_rows: rows,
+        ..BenchReport::default()
+    };
+    let progress = indicatif::ProgressBar::new_spinner();
+    progress.enable_steady_tick(std::time::Duration::from_millis(200));
+
+    progress.set_message("disk limit");
+    let disk = disk::measure(
+        scratch.path(),
+        if options.quick { 500 } else { 3000 },
+        if options.quick { 64 << 20 } else { 512 << 20 },
+    )?;
+    report.group_commit_limit = [1, 8, 32]
+        .iter()
+        .map(|&batch| (batch, disk.fsyncs_per_second * batch as f64))
+        .collect();
+    report.disk = Some(disk);
+
+    progress.set_message("preparing databases");
+    let baselines: Vec<sqlite::SqliteDb> = sqlite::BASELINES
+        .iter()
+        .map(|&mode| sqlite::SqliteDb::create(scratch.path(), mode, rows))
+        .collect::<Result<_, _>>()?;
+    if let Some(system) = sixfold {
+        let connection = system.connect("bench")?;
+        workload::setup(&connection, rows)?;
+    }
+
+    // Commit throughput: alternate systems within each repetition so drift hits all alike.
+    let mut names: Vec<String> = Vec::new();
+    if sixfold.is_some() {
+        names.push("sixfold".into());
+    }
+    names.extend(baselines.iter().map(|b| b.mode.name.to_string()));
+    let mut samples: Vec<Vec<Vec<workload::CommitResult>>> =
+        vec![vec![Vec::new(); options.client_counts().len()]; names.len()];
+    for repetition in 0..options.repetitions() {
+        for (c, &clients) in options.client_counts().iter().enumerate() {
+            for (s, name) in names.iter().enumerate() {
+                progress.set_message(format!(
+                    "commits: {name}, {clients} clients, repetition {}",
+                    repetition + 1
+                ));
+                let result = match (s, sixfold) {
+                    (0, Some(system)) => workload::run_commits(
+                        &|| system.connect("bench"),
+                        clients,
+                        options.run_time(),
+                        rows,
+                    )?,
+                    _ => {
+                        let db = &baselines[s - usize::from(sixfold.is_some())];
+                        workload::run_commits(&|| db.connect(), clients, options.run_time(), rows)?
+                    }
+                };
+                samples[s][c].push(result);
+            }
+        }
+    }
+    report.commits = names
+        .iter()
+        .zip(samples)
+        .map(|(name, by_clients)| SystemCommits {
+            system: name.clone(),
+            runs: by_clients.into_iter().map(median_run).collect(),
+        })
+        .collect();
+
+    // Bytes per commit.
+    progress.set_message("bytes per commit");
+    let commits_for_bytes = if options.quick { 500 } else { 5_000 };
+    if let Some(system) = sixfold {
+        let before = system.io_counters();
+        let mut done = 0;
+        while done < commits_for_bytes {
+            done += workload::run_commits(
+                &|| system.connect("bench"),
+                1,
+                std::time::Duration::from_millis(200),
+                rows,
+            )?
+            .commits;
+        }
+        let after = system.io_counters();
+        report.bytes.push(BytesPerCommit {
+            system: "sixfold".into(),
+            disk_bytes_per_replica: (after.disk_bytes_per_replica - before.disk_bytes_per_replica)
+                as f64
+                / done as f64,
+            network_bytes: Some((after.network_bytes - before.network_bytes) as f64 / done as f64),
+        });
+    }
+    for db in baselines.iter().filter(|b| b.mode.journal_mode == "WAL") {
+        report.bytes.push(BytesPerCommit {
+            system: db.mode.name.into(),
+            disk_bytes_per_replica: db.wal_bytes_per_commit(rows, commits_for_bytes)?,
+            network_bytes: None,
+        });
+    }
+
+    // Recovery against backlog.
+    for backlog in options.backlogs() {
+        progress.set_message(format!("recovery with {} MiB of backlog", backlog >> 20));
+        if let Some(system) = sixfold {
+            let elapsed = system.recovery_time("bench", backlog)?;
+            report.recovery.push(RecoveryPoint {
+                system: "sixfold".into(),
+                backlog_bytes: backlog,
+                milliseconds: elapsed.as_secs_f64() * 1e3,
+            });
+        }
+        let elapsed = baselines[0].wal_recovery_time(scratch.path(), rows, backlog)?;
+        report.recovery.push(RecoveryPoint {
+            system: baselines[0].mode.name.into(),
+            backlog_bytes: backlog,
+            milliseconds: elapsed.as_secs_f64() * 1e3,
+        });
+    }
+    report.recovery.sort_by(|a, b| {
+        a.system
+            .cmp(&b.system)
+            .then(a.backlog_bytes.cmp(&b.backlog_bytes))
+    });
+
+    // Reads.
+    progress.set_message("point selects");
+    let selects = if options.quick { 5_000 } else { 50_000 };
+    if let Some(system) = sixfold {
+        system.drop_writer_cache();
+        let connection = system.connect("bench")?;
+        let cold = workload::run_point_selects(&connection, rows, selects)?;
+        let warm = workload::run_point_selects(&connection, rows, selects)?;
+        report.reads.push(ReadResult {
+            system: "sixfold".into(),
+            cache: "cold".into(),
+            selects_per_second: cold,
+        });
+        report.reads.push(ReadResult {
+            system: "sixfold".into(),
+            cache: "warm".into(),
+            selects_per_second: warm,
+        });
+    } else {
+        report
+            .skipped
+            .push("sixfold scenarios: no sixfold system was given".into());
+    }
+    let connection = baselines[0].connect()?;
+    report.reads.push(ReadResult {
+        system: baselines[0].mode.name.into(),
+        cache: "warm".into(),
+        selects_per_second: workload::run_point_selects(&connection, rows, selects)?,
+    });
+    progress.finish_and_clear();
+    Ok(report)
+}
+
+fn machine_description() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .next()
+                .map(|l| l.split_whitespace().nth(1).unwrap_or("?").to_string())
+        })
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map_or("?".into(), |kb| format!("{} GiB", kb >> 20));
+    format!(
+        "{} {}, {cores} cores, {memory}",
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    )
+}
