@@ -32,7 +32,7 @@ pub struct RecoveryPlan {
     pub epoch: Epoch,
     pub vcl: Lsn,
     pub vdl: Lsn,
-    /// X4: `(VDL, VDL + LAL]`.
+    /// X4: `(VDL, B + LAL]`, B the higher of VDL and every earlier truncation's end.
     pub truncation: TruncationRange,
     /// X5: each PG must have a write quorum with SCL at or past this before opening.
     pub last_lsn_by_pg: BTreeMap<PgId, Lsn>,
@@ -160,9 +160,12 @@ impl RecoveryPlanner {
             .map(|(&lsn, _)| lsn)
             .last()
             .unwrap_or(floor);
+        // X4: a writer of an earlier epoch allocated at most LAL above the higher of its
+        // VDL (≤ ours) and its own truncation end (W1), so that is the bound to void.
+        let allocation_base = truncations.iter().map(|t| t.lsn_end).fold(vdl, Lsn::max);
         let truncation = TruncationRange {
             lsn_begin: vdl,
-            lsn_end: Lsn(vdl.0 + self.lal),
+            lsn_end: Lsn(allocation_base.0 + self.lal),
             epoch: self.epoch,
         };
         let last_lsn_by_pg = self

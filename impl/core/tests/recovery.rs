@@ -130,3 +130,29 @@ fn a_report_from_a_higher_epoch_forces_a_retry() {
         Err(RecoveryError::EpochTooLow { .. })
     ));
 }
+
+#[test]
+fn the_truncation_covers_what_an_earlier_writer_could_allocate() {
+    // X4, W1: the writer of epoch 2 recovered to VDL 1 with truncation (1, 101] and could
+    // allocate up to 101 + LAL before its VDL moved; none of that is held here, so the new
+    // range must reach 201, not VDL + LAL.
+    let mut planner = planner(&[0]);
+    let earlier = TruncationRange {
+        lsn_begin: Lsn(1),
+        lsn_end: Lsn(101),
+        epoch: Epoch(2),
+    };
+    for replica in 0..3 {
+        let mut report = report(0, replica, 1, &[]);
+        report.tip_at_hint = Lsn(1);
+        report.truncations.push(earlier);
+        planner.handle_report(report).unwrap();
+    }
+    let (plan, _) = planner.plan().unwrap();
+    assert_eq!(plan.vdl, Lsn(1));
+    assert_eq!(
+        (plan.truncation.lsn_begin, plan.truncation.lsn_end),
+        (Lsn(1), Lsn(201))
+    );
+    assert_eq!(plan.writer_start().next_lsn, Lsn(202));
+}
