@@ -1,1 +1,30 @@
-//! (in progress)
+//! sixfold-cluster: the networked shell around sixfold-core's state machines.
+//!
+//! - [`wire`]: the versioned wire protocol of spec/wire.md (frames, messages, handshake);
+//! - [`config`]: the cluster config (TOML) and segment placement (Q3, Q6);
+//! - [`store`]: a node's durable segments; [`server`]: the storage-node server and gossip;
+//! - [`writer`]: the quorum writer ([`link`] per node) with [`recovery`] (W, C, R, X, E);
+//! - [`embedded`]: six nodes in one process on loopback;
+//! - [`status`]: what `sixfold status` prints; [`workload`]: what `sixfold load` runs.
+//!
+//! Threads and blocking `std::net` sockets, not async: every connection has a thread or
+//! two, every queue is a bounded `sync_channel`, every socket has timeouts. The number of
+//! connections is small (a writer, a few peers, a status tool per node), so threads cost
+//! little and keep the shell readable in one sitting (style §1).
+
+pub mod config;
+pub mod embedded;
+pub mod link;
+pub mod net;
+pub mod recovery;
+pub mod server;
+pub mod status;
+pub mod store;
+pub mod wire;
+pub mod workload;
+pub mod writer;
+
+pub use config::{ClusterConfig, ConfigError};
+pub use embedded::EmbeddedCluster;
+pub use server::NodeHandle;
+pub use writer::{Transaction, Writer, WriterError, WriterOptions, WriterStats};

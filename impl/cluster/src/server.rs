@@ -1,0 +1,826 @@
+//! The storage-node server: accepts authenticated connections, serves every segment the
+//! node holds, gossips with the other segments of each PG (S6) and runs the store's
+//! background work.
+//!
+//! One thread accepts, one thread per connection serves requests in order (a client that
+//! sends faster than the disk is slowed by TCP: back-pressure), one thread gossips.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{RecvTimeoutError, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use sixfold_core::{Epoch, Lsn, NodeId, SEGMENTS_PER_PG, SegmentId};
+
+use crate::config::ClusterConfig;
+use crate::net::{HANDSHAKE_TIMEOUT_MS, POLL_MS, SyncClient, WRITE_TIMEOUT_MS};
+use crate::store::{NodeStore, StoreError};
+use crate::wire::{self, ErrorCode, Message, WIRE_VERSION, WireError, WriterInfo};
+use sixfold_storage::Ticket;
+
+/// Connections served at once; more are closed at accept with a logged reason.
+pub const CONNECTIONS_MAX: usize = 64;
+/// A connection that sends nothing for this long is closed, in milliseconds.
+pub const IDLE_TIMEOUT_MS: u64 = 60_000;
+/// Pause between gossip rounds, in milliseconds (S6).
+pub const GOSSIP_INTERVAL_MS: u64 = 200;
+/// How long one gossip call may take, in milliseconds.
+pub const GOSSIP_CALL_TIMEOUT_MS: u64 = 2_000;
+/// Longest wait before re-dialling an unreachable peer, in milliseconds.
+pub const PEER_BACKOFF_MAX_MS: u64 = 2_000;
+/// First wait before re-dialling a peer that failed, in milliseconds.
+pub const PEER_BACKOFF_MIN_MS: u64 = 100;
+/// Requests read ahead of the serving loop per connection, at most.
+pub const CONNECTION_QUEUE_REQUESTS_MAX: usize = 256;
+/// Requests served as one group (one flush for its write batches), at most.
+pub const GROUP_REQUESTS_MAX: usize = 64;
+/// Gossip calls a segment makes to one peer per round while the peer has more, at most.
+pub const GOSSIP_CALLS_PER_ROUND_MAX: usize = 8;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("node {0} is not in the config")]
+    UnknownNode(u32),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+struct Shared {
+    config: ClusterConfig,
+    node: NodeId,
+    store: Mutex<NodeStore>,
+    writer: Mutex<Option<(WriterInfo, Instant)>>,
+    stop: Arc<AtomicBool>,
+    connections: AtomicUsize,
+    /// Streams of live connections, to close them on stop.
+    streams: Mutex<HashMap<u64, TcpStream>>,
+}
+
+impl Shared {
+    fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    fn store(&self) -> MutexGuard<'_, NodeStore> {
+        self.store
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+}
+
+/// A running storage node; dropping it stops it.
+pub struct NodeHandle {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl NodeHandle {
+    /// Opens the node's store (S12), binds its address and starts serving.
+    pub fn start(config: &ClusterConfig, node: NodeId) -> Result<NodeHandle, ServerError> {
+        let spec = config.node(node).ok_or(ServerError::UnknownNode(node.0))?;
+        let store = NodeStore::open(config, node)?;
+        let listener = TcpListener::bind(spec.addr).map_err(|source| ServerError::Listen {
+            addr: spec.addr,
+            source,
+        })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|source| ServerError::Listen {
+                addr: spec.addr,
+                source,
+            })?;
+        tracing::info!(node = node.0, addr = %spec.addr, epoch = store.epoch().0, "storage node listening");
+        let shared = Arc::new(Shared {
+            config: config.clone(),
+            node,
+            store: Mutex::new(store),
+            writer: Mutex::new(None),
+            stop: Arc::new(AtomicBool::new(false)),
+            connections: AtomicUsize::new(0),
+            streams: Mutex::new(HashMap::new()),
+        });
+        let accept = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name(format!("node{}-accept", node.0))
+                .spawn(move || accept_loop(shared, listener))
+                .expect("spawn accept thread")
+        };
+        let gossip = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name(format!("node{}-gossip", node.0))
+                .spawn(move || gossip_loop(shared))
+                .expect("spawn gossip thread")
+        };
+        Ok(NodeHandle {
+            shared,
+            threads: vec![accept, gossip],
+        })
+    }
+
+    pub fn node(&self) -> NodeId {
+        self.shared.node
+    }
+
+    /// Stops accepting, closes every connection and waits for the threads.
+    pub fn stop(mut self) {
+        self.stop_inner();
+    }
+
+    fn stop_inner(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        for stream in self.shared.streams.lock().expect("streams").values() {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+        // Connection threads notice the stop flag within POLL_MS.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.shared.connections.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Blocks the calling thread while the node runs (the `storage-node` command).
+    pub fn wait(self) {
+        while !self.shared.stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for NodeHandle {
+    fn drop(&mut self) {
+        self.stop_inner();
+    }
+}
+
+fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+    let mut next_id = 0u64;
+    while !shared.stop.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                if shared.connections.load(Ordering::SeqCst) >= CONNECTIONS_MAX {
+                    tracing::warn!(node = shared.node.0, %peer, "connection refused: CONNECTIONS_MAX reached");
+                    continue;
+                }
+                next_id += 1;
+                let id = next_id;
+                if let Ok(clone) = stream.try_clone() {
+                    shared.streams.lock().expect("streams").insert(id, clone);
+                }
+                shared.connections.fetch_add(1, Ordering::SeqCst);
+                let shared2 = shared.clone();
+                let spawned = std::thread::Builder::new()
+                    .name(format!("node{}-conn{id}", shared.node.0))
+                    .spawn(move || {
+                        serve_connection(&shared2, stream, peer);
+                        shared2.streams.lock().expect("streams").remove(&id);
+                        shared2.connections.fetch_sub(1, Ordering::SeqCst);
+                    });
+                if spawned.is_err() {
+                    shared.connections.fetch_sub(1, Ordering::SeqCst);
+                    shared.streams.lock().expect("streams").remove(&id);
+                    tracing::warn!(node = shared.node.0, %peer, "connection refused: no thread");
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => {
+                tracing::warn!(node = shared.node.0, error = %e, "accept failed");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+fn serve_connection(shared: &Shared, mut stream: TcpStream, peer: std::net::SocketAddr) {
+    let setup = stream
+        .set_nonblocking(false)
+        .and_then(|_| stream.set_nodelay(true))
+        .and_then(|_| stream.set_read_timeout(Some(Duration::from_millis(POLL_MS))))
+        .and_then(|_| stream.set_write_timeout(Some(Duration::from_millis(WRITE_TIMEOUT_MS))));
+    if let Err(error) = setup {
+        tracing::warn!(node = shared.node.0, %peer, %error, "connection setup failed");
+        return;
+    }
+    let client = match handshake(shared, &mut stream) {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::warn!(node = shared.node.0, %peer, reason = %error, "connection closed: handshake failed");
+            let _ = stream.shutdown(Shutdown::Both);
+            return;
+        }
+    };
+    tracing::debug!(node = shared.node.0, %peer, client, "connection authenticated");
+    let Ok(read_half) = stream.try_clone() else {
+        let _ = stream.shutdown(Shutdown::Both);
+        return;
+    };
+    let (requests, inbox) = sync_channel(CONNECTION_QUEUE_REQUESTS_MAX);
+    let reader = std::thread::Builder::new()
+        .name(format!("node{}-read", shared.node.0))
+        .spawn({
+            let stop = shared.stop_flag();
+            let node = shared.node.0;
+            move || read_requests(read_half, requests, stop, node, peer)
+        });
+    let Ok(reader) = reader else {
+        let _ = stream.shutdown(Shutdown::Both);
+        return;
+    };
+    'serve: loop {
+        let first = match inbox.recv_timeout(Duration::from_millis(POLL_MS)) {
+            Ok(request) => request,
+            Err(RecvTimeoutError::Timeout) if !shared.stop.load(Ordering::SeqCst) => continue,
+            Err(_) => break,
+        };
+        // S2: every request already waiting joins this group: one fsync for its writes.
+        let mut group = vec![first];
+        while group.len() < GROUP_REQUESTS_MAX {
+            match inbox.try_recv() {
+                Ok(request) => group.push(request),
+                Err(_) => break,
+            }
+        }
+        for reply in handle_group(shared, client, group) {
+            let Some(reply) = reply else {
+                tracing::warn!(node = shared.node.0, %peer, "connection closed: unexpected message");
+                break 'serve;
+            };
+            if let Err(error) = wire::send(&mut stream, &reply) {
+                tracing::debug!(node = shared.node.0, %peer, reason = %error, "connection closed: send failed");
+                break 'serve;
+            }
+        }
+    }
+    let _ = stream.shutdown(Shutdown::Both);
+    drop(inbox);
+    let _ = reader.join();
+}
+
+/// The reading half of a connection: frames in, decoded requests to the serving loop
+/// through a bounded queue (a client that sends faster than the node serves blocks on
+/// TCP: back-pressure).
+fn read_requests(
+    mut stream: TcpStream,
+    requests: SyncSender<Message>,
+    stop: Arc<AtomicBool>,
+    node: u32,
+    peer: std::net::SocketAddr,
+) {
+    let mut last_activity = Instant::now();
+    loop {
+        let mut idle = || {
+            !stop.load(Ordering::SeqCst)
+                && last_activity.elapsed() < Duration::from_millis(IDLE_TIMEOUT_MS)
+        };
+        match wire::receive(&mut stream, &mut idle) {
+            Ok(request) => {
+                last_activity = Instant::now();
+                if requests.send(request).is_err() {
+                    break;
+                }
+            }
+            Err(WireError::Closed) | Err(WireError::Stopped) => break,
+            Err(error) => {
+                // Garbage, oversize or CRC-failing frames: close this connection only.
+                tracing::warn!(node, %peer, reason = %error, "connection closed: bad frame");
+                break;
+            }
+        }
+    }
+    let _ = stream.shutdown(Shutdown::Both);
+}
+
+/// Server side of the handshake (spec/wire.md §2). Returns the client's node id.
+fn handshake(shared: &Shared, stream: &mut TcpStream) -> Result<u32, WireError> {
+    let nonce = wire::random_nonce();
+    wire::send(
+        stream,
+        &Message::Hello {
+            version: WIRE_VERSION,
+            node_id: shared.node.0,
+            nonce,
+        },
+    )?;
+    let deadline = Instant::now() + Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
+    let stop = &shared.stop;
+    let mut idle = || Instant::now() < deadline && !stop.load(Ordering::SeqCst);
+    let refuse = |stream: &mut TcpStream, reason: String| {
+        let _ = wire::send(
+            stream,
+            &Message::Error {
+                request_id: 0,
+                code: ErrorCode::Auth,
+                epoch: Epoch(0),
+                message: reason.clone(),
+            },
+        );
+        WireError::Handshake(reason)
+    };
+    match wire::receive(stream, &mut idle)? {
+        Message::Auth {
+            version,
+            cluster_id,
+            node_id,
+            nonce: client_nonce,
+            mac,
+        } => {
+            if version != WIRE_VERSION {
+                return Err(refuse(
+                    stream,
+                    format!("wire version {version} refused; this node speaks {WIRE_VERSION}"),
+                ));
+            }
+            if cluster_id != shared.config.cluster_id {
+                return Err(refuse(stream, format!("cluster id {cluster_id:?} refused")));
+            }
+            let expected = wire::client_mac(
+                &shared.config.secret,
+                &shared.config.cluster_id,
+                node_id,
+                &nonce,
+                &client_nonce,
+            );
+            if !wire::macs_equal(&mac, &expected) {
+                return Err(refuse(stream, "wrong secret (HMAC mismatch)".into()));
+            }
+            let reply_mac = wire::server_mac(
+                &shared.config.secret,
+                &shared.config.cluster_id,
+                shared.node.0,
+                &nonce,
+                &client_nonce,
+            );
+            wire::send(
+                stream,
+                &Message::AuthOk {
+                    node_id: shared.node.0,
+                    mac: reply_mac,
+                },
+            )?;
+            Ok(node_id)
+        }
+        other => Err(refuse(
+            stream,
+            format!("expected Auth, got message type {:?}", first_word(&other)),
+        )),
+    }
+}
+
+fn first_word(message: &Message) -> String {
+    format!("{message:?}")
+        .split([' ', '{'])
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+fn error_reply(request_id: u64, error: &StoreError, node_epoch: Epoch) -> Message {
+    use sixfold_storage::StorageError as E;
+    let (code, epoch) = match error {
+        StoreError::StaleEpoch { seen, .. } | StoreError::Engine(E::StaleEpoch { seen, .. }) => {
+            (ErrorCode::StaleEpoch, *seen)
+        }
+        StoreError::WrongSegment { .. }
+        | StoreError::Engine(
+            E::PgNotHosted { .. }
+            | E::SegmentNotHosted { .. }
+            | E::PgAlreadyHosted { .. }
+            | E::WrongPage { .. },
+        ) => (ErrorCode::WrongSegment, node_epoch),
+        StoreError::Engine(
+            E::Truncated { .. }
+            | E::Oversize { .. }
+            | E::Malformed { .. }
+            | E::DuplicateMismatch { .. }
+            | E::BadTruncation { .. },
+        ) => (ErrorCode::RefusedRecord, node_epoch),
+        StoreError::NotReady { .. }
+        | StoreError::Engine(
+            E::NotCaughtUp { .. }
+            | E::BelowPgmrpl { .. }
+            | E::RequiredAboveReadPoint { .. }
+            | E::PageUnavailable { .. },
+        ) => (ErrorCode::NotReady, node_epoch),
+        StoreError::Limit(_) => (ErrorCode::BadRequest, node_epoch),
+        _ => (ErrorCode::Internal, node_epoch),
+    };
+    Message::Error {
+        request_id,
+        code,
+        epoch,
+        message: error.to_string(),
+    }
+}
+
+/// A queued write batch waiting for the group's flush.
+struct PendingWrite {
+    slot: usize,
+    request_id: u64,
+    segment: SegmentId,
+    ticket: Ticket,
+}
+
+/// One reply per request, in order; `None` for a message no client may send after the
+/// handshake. Consecutive write batches are queued and made durable by one flush (S1, S2);
+/// any other request first flushes what is queued, so it never overtakes a write.
+fn handle_group(shared: &Shared, client: u32, requests: Vec<Message>) -> Vec<Option<Message>> {
+    let mut store = shared.store();
+    let mut replies: Vec<Option<Message>> = Vec::with_capacity(requests.len());
+    let mut pending: Vec<PendingWrite> = Vec::new();
+    for request in requests {
+        let request_id = request.request_id();
+        match request {
+            Message::WriteBatch {
+                segment,
+                epoch,
+                vdl_hint,
+                truncation,
+                records,
+                ..
+            } => match store.submit(segment, epoch, vdl_hint, truncation, records) {
+                Ok(ticket) => {
+                    pending.push(PendingWrite {
+                        slot: replies.len(),
+                        request_id,
+                        segment,
+                        ticket,
+                    });
+                    replies.push(None);
+                }
+                Err(error) => {
+                    let epoch = store.epoch();
+                    replies.push(Some(error_reply(request_id, &error, epoch)));
+                }
+            },
+            other => {
+                flush_pending(&mut store, &mut pending, &mut replies);
+                replies.push(handle(shared, &mut store, client, other));
+            }
+        }
+    }
+    flush_pending(&mut store, &mut pending, &mut replies);
+    replies
+}
+
+/// S1: acks of queued write batches, only after their flush.
+fn flush_pending(
+    store: &mut NodeStore,
+    pending: &mut Vec<PendingWrite>,
+    replies: &mut [Option<Message>],
+) {
+    if pending.is_empty() {
+        return;
+    }
+    let flushed = store.flush();
+    let epoch = store.epoch();
+    for write in pending.drain(..) {
+        let reply = match &flushed {
+            Ok(acks) => match acks.iter().find(|ack| ack.ticket == write.ticket) {
+                Some(ack) => Message::Ack {
+                    request_id: write.request_id,
+                    segment: write.segment,
+                    scl: ack.scl,
+                    epoch: ack.epoch.max(epoch),
+                },
+                None => error_reply(
+                    write.request_id,
+                    &StoreError::NoAck {
+                        segment: write.segment,
+                    },
+                    epoch,
+                ),
+            },
+            Err(error) => Message::Error {
+                request_id: write.request_id,
+                code: ErrorCode::Internal,
+                epoch,
+                message: error.to_string(),
+            },
+        };
+        replies[write.slot] = Some(reply);
+    }
+}
+
+/// One request other than a write batch → one reply; `None` for a message no client may
+/// send after the handshake.
+fn handle(
+    shared: &Shared,
+    store: &mut NodeStore,
+    client: u32,
+    request: Message,
+) -> Option<Message> {
+    let request_id = request.request_id();
+    let result: Result<Message, StoreError> = match request {
+        Message::GetPage {
+            segment,
+            epoch,
+            read_point,
+            pg_lsn,
+            page,
+            ..
+        } => store
+            .get_page(segment, epoch, read_point, pg_lsn, page)
+            .map(|found| Message::Page {
+                request_id,
+                page,
+                page_lsn: found.as_ref().map_or(Lsn::ZERO, |(lsn, _)| *lsn),
+                bytes: found.map(|(_, bytes)| bytes),
+            }),
+        Message::Gossip {
+            segment, request, ..
+        } => {
+            let asker = (client != crate::net::CLIENT_NODE_ID).then_some(NodeId(client));
+            Ok(Message::GossipRecords {
+                request_id,
+                segment,
+                epoch: store.epoch(),
+                truncations: store.truncations().to_vec(),
+                records: store.answer_gossip(segment, asker, &request),
+            })
+        }
+        Message::Truncate { range, .. } => store
+            .truncate(range)
+            .map(|()| status_reply(shared, store, request_id)),
+        Message::RaiseEpoch { epoch, .. } => {
+            store.raise_epoch(epoch).map(|reports| Message::Reports {
+                request_id,
+                epoch: store.epoch(),
+                truncations: store.truncations().to_vec(),
+                reports,
+            })
+        }
+        Message::Heartbeat {
+            epoch,
+            vcl,
+            vdl,
+            pgmrpl,
+            truncation,
+            ..
+        } => {
+            // E1, S8: an open writer's epoch and truncation range are adopted from its
+            // heartbeat too, so a node that missed the recovery rejoins gossip even while
+            // the writer is idle — with the range applied before any record is served.
+            let adopted = match truncation {
+                Some(range) if range.epoch == epoch && epoch >= store.epoch() => store
+                    .truncate(range)
+                    .and_then(|()| store.adopt_epoch(epoch)),
+                _ if epoch > store.epoch() => store.adopt_epoch(epoch),
+                _ => Ok(()),
+            };
+            adopted.map(|()| {
+                if epoch == store.epoch() {
+                    store.note_writer_pgmrpl(pgmrpl);
+                    let info = WriterInfo {
+                        epoch,
+                        vcl,
+                        vdl,
+                        age_ms: 0,
+                    };
+                    *shared.writer.lock().expect("writer info") = Some((info, Instant::now()));
+                }
+                status_reply(shared, store, request_id)
+            })
+        }
+        Message::Status { .. } => Ok(status_reply(shared, store, request_id)),
+        _ => return None,
+    };
+    let node_epoch = store.epoch();
+    Some(result.unwrap_or_else(|error| {
+        tracing::debug!(node = shared.node.0, %error, "request refused");
+        error_reply(request_id, &error, node_epoch)
+    }))
+}
+
+fn status_reply(shared: &Shared, store: &NodeStore, request_id: u64) -> Message {
+    let writer = shared
+        .writer
+        .lock()
+        .expect("writer info")
+        .map(|(info, at)| WriterInfo {
+            age_ms: at.elapsed().as_millis() as u64,
+            ..info
+        });
+    Message::StatusReply {
+        request_id,
+        node_id: shared.node.0,
+        epoch: store.epoch(),
+        writer,
+        segments: store.status(),
+    }
+}
+
+/// A dialled peer, or when to dial it again.
+enum Peer {
+    Up(SyncClient),
+    Down { retry_at: Instant, backoff_ms: u64 },
+}
+
+struct Peers {
+    peers: BTreeMap<NodeId, Peer>,
+}
+
+impl Peers {
+    /// A connected client for `node`, dialling it if its backoff allows.
+    fn client(&mut self, shared: &Shared, node: NodeId) -> Option<&mut SyncClient> {
+        let entry = self.peers.entry(node).or_insert(Peer::Down {
+            retry_at: Instant::now(),
+            backoff_ms: PEER_BACKOFF_MIN_MS,
+        });
+        if let Peer::Down {
+            retry_at,
+            backoff_ms,
+        } = entry
+        {
+            if Instant::now() < *retry_at {
+                return None;
+            }
+            let addr = shared.config.node(node)?.addr;
+            match SyncClient::connect(addr, &shared.config, shared.node.0) {
+                Ok(client) => *entry = Peer::Up(client),
+                Err(error) => {
+                    tracing::debug!(node = shared.node.0, peer = node.0, %error, "peer unreachable");
+                    let next = (*backoff_ms * 2).min(PEER_BACKOFF_MAX_MS);
+                    *entry = Peer::Down {
+                        retry_at: Instant::now() + Duration::from_millis(*backoff_ms),
+                        backoff_ms: next,
+                    };
+                    return None;
+                }
+            }
+        }
+        match entry {
+            Peer::Up(client) => Some(client),
+            Peer::Down { .. } => None,
+        }
+    }
+
+    fn failed(&mut self, node: NodeId) {
+        if let Some(Peer::Up(client)) = self.peers.get(&node) {
+            client.shutdown();
+        }
+        self.peers.insert(
+            node,
+            Peer::Down {
+                retry_at: Instant::now() + Duration::from_millis(PEER_BACKOFF_MIN_MS),
+                backoff_ms: PEER_BACKOFF_MIN_MS * 2,
+            },
+        );
+    }
+}
+
+fn sleep_unless_stopped(shared: &Shared, ms: u64) {
+    let deadline = Instant::now() + Duration::from_millis(ms);
+    while Instant::now() < deadline && !shared.stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(POLL_MS.min(ms)));
+    }
+}
+
+/// S6: each round, every hosted segment asks one peer of its PG (rotating) for what it
+/// misses; one peer per round is also asked which segments it hosts, so a segment this
+/// node should hold but never received a write for is created and filled.
+fn gossip_loop(shared: Arc<Shared>) {
+    let mut peers = Peers {
+        peers: BTreeMap::new(),
+    };
+    let mut round: usize = 0;
+    while !shared.stop.load(Ordering::SeqCst) {
+        round = round.wrapping_add(1);
+        discover_segments(&shared, &mut peers, round);
+        let hosted = shared.store().hosted();
+        for segment in hosted {
+            if shared.stop.load(Ordering::SeqCst) {
+                return;
+            }
+            let offset = 1 + round % (SEGMENTS_PER_PG - 1);
+            let peer_segment = SegmentId {
+                pg: segment.pg,
+                replica: ((segment.replica as usize + offset) % SEGMENTS_PER_PG) as u8,
+            };
+            gossip_with(&shared, &mut peers, segment, peer_segment);
+        }
+        if let Err(error) = shared.store().background_step() {
+            tracing::warn!(node = shared.node.0, %error, "background step failed");
+        }
+        sleep_unless_stopped(&shared, GOSSIP_INTERVAL_MS);
+    }
+}
+
+fn gossip_with(shared: &Shared, peers: &mut Peers, segment: SegmentId, peer_segment: SegmentId) {
+    let Some(peer) = shared.config.node_of(peer_segment) else {
+        return;
+    };
+    for _ in 0..GOSSIP_CALLS_PER_ROUND_MAX {
+        let Some(request) = shared.store().gossip_request(segment) else {
+            return;
+        };
+        let Some(client) = peers.client(shared, peer) else {
+            return;
+        };
+        let request_id = client.request_id();
+        let message = Message::Gossip {
+            request_id,
+            segment: peer_segment,
+            request,
+        };
+        let reply = client.call(&message, Duration::from_millis(GOSSIP_CALL_TIMEOUT_MS));
+        match reply {
+            Ok(Message::GossipRecords {
+                epoch,
+                truncations,
+                records,
+                ..
+            }) => {
+                let full = records.len() >= wire::BATCH_RECORDS_MAX;
+                let merged = shared
+                    .store()
+                    .merge_gossip(segment, epoch, &truncations, records);
+                match merged {
+                    Ok(0) => return,
+                    Ok(count) => {
+                        tracing::debug!(node = shared.node.0, %segment, count, "records taken by gossip (S6)");
+                        if !full {
+                            return;
+                        }
+                    }
+                    Err(error) => {
+                        tracing::debug!(node = shared.node.0, %segment, %error, "gossip answer refused");
+                        return;
+                    }
+                }
+            }
+            Ok(other) => {
+                tracing::debug!(node = shared.node.0, peer = peer.0, reply = ?first_word(&other), "unexpected gossip reply");
+                return;
+            }
+            Err(error) => {
+                tracing::debug!(node = shared.node.0, peer = peer.0, %error, "gossip call failed");
+                peers.failed(peer);
+                return;
+            }
+        }
+    }
+}
+
+/// V2: learn from one peer (rotating) the PGs it hosts, and create this node's segments of
+/// those PGs, so gossip fills a segment that missed the PG's first writes.
+fn discover_segments(shared: &Shared, peers: &mut Peers, round: usize) {
+    let others: Vec<NodeId> = shared
+        .config
+        .nodes
+        .iter()
+        .map(|n| n.id)
+        .filter(|&id| id != shared.node)
+        .collect();
+    if others.is_empty() {
+        return;
+    }
+    let peer = others[round % others.len()];
+    let Some(client) = peers.client(shared, peer) else {
+        return;
+    };
+    let request_id = client.request_id();
+    let reply = client.call(
+        &Message::Status { request_id },
+        Duration::from_millis(GOSSIP_CALL_TIMEOUT_MS),
+    );
+    let segments = match reply {
+        Ok(Message::StatusReply { segments, .. }) => segments,
+        Ok(_) => return,
+        Err(_) => {
+            peers.failed(peer);
+            return;
+        }
+    };
+    let mut store = shared.store();
+    let hosted: std::collections::BTreeSet<_> = store.hosted().into_iter().map(|s| s.pg).collect();
+    for status in segments {
+        let pg = status.segment.pg;
+        if hosted.contains(&pg) {
+            continue;
+        }
+        let placement = shared.config.placement(pg);
+        if let Some(replica) = placement.iter().position(|&n| n == shared.node) {
+            let segment = SegmentId {
+                pg,
+                replica: replica as u8,
+            };
+            if let Err(error) = store.host(segment) {
+                tracing::debug!(node = shared.node.0, %segment, %error, "segment not created");
+            }
+        }
+    }
+}

@@ -1,0 +1,488 @@
+//! A storage node's durable state: the `sixfold-storage` engine ([`StorageNode`]) hosting
+//! its segments, plus the little the engine does not keep per node (S7, S8, V2):
+//!
+//! - the node's volume epoch and truncation ranges (`node.meta`), so a segment created
+//!   later — at a PG's first write, V2 — starts at the node's epoch with every range
+//!   applied, and an old writer cannot create a segment behind recovery's back (E4);
+//! - which segments the config's placement puts on this node (S13);
+//! - each peer segment's SCL as its gossip requests tell it, to hold PGMRPL (and so the
+//!   engine's garbage collection, S10) below what every replica of the PG holds: a peer
+//!   that was down catches up from records, which the engine cannot ship once collected.
+//!
+//! `node.meta` is rewritten whole (temp file, fsync, rename, directory fsync) with a
+//! CRC32C.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sixfold_core::{
+    Epoch, Geometry, GossipRequest, Lsn, NodeId, PageId, RedoRecord, SEGMENTS_PER_PG, SegmentId,
+    SegmentReport, TruncationRange,
+};
+use sixfold_storage::{Ack, StdDisk, StorageConfig, StorageError, StorageNode, Ticket};
+
+use crate::config::ClusterConfig;
+use crate::wire::SegmentStatus;
+
+const META_MAGIC: u32 = u32::from_le_bytes(*b"SIXN");
+const META_FILE: &str = "node.meta";
+/// Background steps between two scrub steps (S11): scrubbing reads a whole file.
+pub const SCRUB_EVERY_STEPS: u64 = 25;
+/// Truncation ranges a node keeps, at most (one per recovery).
+pub const TRUNCATIONS_MAX: usize = 65_536;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("disk: {path}: {source}")]
+    Disk {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("node meta {path} is damaged: {reason}")]
+    Meta { path: PathBuf, reason: String },
+    #[error("stale epoch {got}: this node has seen {seen} (S7)")]
+    StaleEpoch { got: Epoch, seen: Epoch },
+    #[error("segment {segment} is not placed on node {node} (S13)")]
+    WrongSegment { segment: SegmentId, node: NodeId },
+    #[error(transparent)]
+    Engine(#[from] StorageError),
+    #[error("segment {segment} is not hosted here and {needed} is needed (R3)")]
+    NotReady { segment: SegmentId, needed: Lsn },
+    #[error("the engine acknowledged no write for {segment}")]
+    NoAck { segment: SegmentId },
+    #[error("too many {0}")]
+    Limit(&'static str),
+}
+
+fn disk(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+    move |source| StoreError::Disk {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// One node's segments and metadata.
+pub struct NodeStore {
+    node: NodeId,
+    dir: PathBuf,
+    config: ClusterConfig,
+    engine: StorageNode,
+    epoch: Epoch,
+    truncations: Vec<TruncationRange>,
+    /// The writer's PGMRPL (R4), from its heartbeats.
+    writer_pgmrpl: Lsn,
+    /// SCL of each peer segment, from its gossip requests (S6).
+    peer_scl: HashMap<SegmentId, Lsn>,
+    background_steps: u64,
+}
+
+impl NodeStore {
+    /// Opens (or creates) the node's folder; the engine rebuilds every segment (S12).
+    pub fn open(config: &ClusterConfig, node: NodeId) -> Result<NodeStore, StoreError> {
+        let spec = config.node(node).ok_or(StoreError::Limit("unknown node"))?;
+        let dir = spec.data_dir.clone();
+        std::fs::create_dir_all(&dir).map_err(disk(&dir))?;
+        let (epoch, truncations) = read_meta(&dir)?;
+        let storage_config = StorageConfig {
+            geometry: Geometry {
+                pg_pages: config.pg_pages,
+            },
+            ..StorageConfig::default()
+        };
+        let engine = StorageNode::open(Arc::new(StdDisk), &dir, storage_config)?;
+        Ok(NodeStore {
+            node,
+            dir,
+            config: config.clone(),
+            engine,
+            epoch,
+            truncations,
+            writer_pgmrpl: Lsn::ZERO,
+            peer_scl: HashMap::new(),
+            background_steps: 0,
+        })
+    }
+
+    pub fn node(&self) -> NodeId {
+        self.node
+    }
+
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    pub fn truncations(&self) -> &[TruncationRange] {
+        &self.truncations
+    }
+
+    /// S7, E2: refuses a lower epoch; persists a higher one (node and every segment)
+    /// before anything acknowledges it.
+    fn check_epoch(&mut self, epoch: Epoch) -> Result<(), StoreError> {
+        if epoch < self.epoch {
+            return Err(StoreError::StaleEpoch {
+                got: epoch,
+                seen: self.epoch,
+            });
+        }
+        if epoch > self.epoch {
+            self.epoch = epoch;
+            self.write_meta()?;
+            self.engine.raise_epoch_all(epoch)?;
+        }
+        Ok(())
+    }
+
+    /// E1, S7: takes an open writer's higher epoch (from its heartbeat), durably.
+    pub fn adopt_epoch(&mut self, epoch: Epoch) -> Result<(), StoreError> {
+        self.check_epoch(epoch)
+    }
+
+    /// E1, E4: recovery raises the node's epoch (strictly: two recoveries never share one)
+    /// and gets every hosted segment's report (X1).
+    pub fn raise_epoch(&mut self, epoch: Epoch) -> Result<Vec<SegmentReport>, StoreError> {
+        if epoch <= self.epoch {
+            return Err(StoreError::StaleEpoch {
+                got: epoch,
+                seen: self.epoch,
+            });
+        }
+        self.check_epoch(epoch)?;
+        let mut reports = Vec::new();
+        for segment in self.engine.segments() {
+            reports.push(self.engine.report(segment)?);
+        }
+        Ok(reports)
+    }
+
+    /// S8: a truncation range voids held records in every segment, is remembered for
+    /// segments created later, and is durable before this returns.
+    pub fn truncate(&mut self, range: TruncationRange) -> Result<(), StoreError> {
+        self.check_epoch(range.epoch)?;
+        if !self.truncations.contains(&range) {
+            if self.truncations.len() >= TRUNCATIONS_MAX {
+                return Err(StoreError::Limit("truncation ranges"));
+            }
+            self.truncations.push(range);
+            self.write_meta()?;
+        }
+        for segment in self.engine.segments() {
+            self.engine.truncate(segment, range)?;
+        }
+        Ok(())
+    }
+
+    /// S13, V2: hosts `segment` if the placement puts it here: created at the node's epoch
+    /// with every known truncation range, oldest first (the engine refuses a range of an
+    /// epoch below the segment's).
+    pub fn host(&mut self, segment: SegmentId) -> Result<(), StoreError> {
+        if self.config.node_of(segment) != Some(self.node) {
+            return Err(StoreError::WrongSegment {
+                segment,
+                node: self.node,
+            });
+        }
+        if self.engine.segments().contains(&segment) {
+            return Ok(());
+        }
+        self.engine.host_segment(segment)?;
+        let mut ranges = self.truncations.clone();
+        ranges.sort_by_key(|r| r.epoch);
+        for range in ranges {
+            self.engine.truncate(segment, range)?;
+        }
+        if self.epoch > Epoch(0) {
+            self.engine.raise_epoch(segment, self.epoch)?;
+        }
+        tracing::info!(node = self.node.0, %segment, epoch = self.epoch.0, "segment created (V2)");
+        Ok(())
+    }
+
+    /// S1–S3, S7, S8, S13, W5: takes a write batch; returns the segment's SCL once the
+    /// batch is durable (the engine's group commit, S2).
+    pub fn write(
+        &mut self,
+        segment: SegmentId,
+        epoch: Epoch,
+        vdl_hint: Lsn,
+        truncation: Option<TruncationRange>,
+        records: Vec<RedoRecord>,
+    ) -> Result<Lsn, StoreError> {
+        let ticket = self.submit(segment, epoch, vdl_hint, truncation, records)?;
+        self.flush()?
+            .iter()
+            .find(|ack| ack.ticket == ticket)
+            .map(|ack| ack.scl)
+            .ok_or(StoreError::NoAck { segment })
+    }
+
+    /// W5, S3, S7, S8, S13: queues a write batch for the next [`NodeStore::flush`]; nothing
+    /// is acknowledged before that flush made it durable (S1).
+    pub fn submit(
+        &mut self,
+        segment: SegmentId,
+        epoch: Epoch,
+        vdl_hint: Lsn,
+        truncation: Option<TruncationRange>,
+        records: Vec<RedoRecord>,
+    ) -> Result<Ticket, StoreError> {
+        self.check_epoch(epoch)?;
+        if let Some(range) = truncation
+            && !self.truncations.contains(&range)
+        {
+            self.truncate(range)?;
+        }
+        self.host(segment)?;
+        Ok(self
+            .engine
+            .submit(segment, epoch, vdl_hint, truncation, records)?)
+    }
+
+    /// S1, S2: group commit: one fsync per segment covers every batch queued since the
+    /// last flush; returns their acks.
+    pub fn flush(&mut self) -> Result<Vec<Ack>, StoreError> {
+        Ok(self.engine.flush()?)
+    }
+
+    /// S6: records of `segment` a peer that sent `request` is missing. The asker's SCL
+    /// is noted to hold garbage collection below it (see the module doc).
+    pub fn answer_gossip(
+        &mut self,
+        segment: SegmentId,
+        asker: Option<NodeId>,
+        request: &GossipRequest,
+    ) -> Vec<RedoRecord> {
+        if let Some(asker) = asker
+            && let Some(replica) = self
+                .config
+                .placement(segment.pg)
+                .iter()
+                .position(|&n| n == asker)
+        {
+            let peer = SegmentId {
+                pg: segment.pg,
+                replica: replica as u8,
+            };
+            let known = self.peer_scl.entry(peer).or_default();
+            *known = (*known).max(request.scl);
+        }
+        self.engine
+            .answer_gossip(segment, request)
+            .unwrap_or_default()
+    }
+
+    /// S6, S7: what this node's `segment` asks a peer for; `None` if not hosted.
+    pub fn gossip_request(&self, segment: SegmentId) -> Option<GossipRequest> {
+        self.engine.gossip_request(segment).ok()
+    }
+
+    /// S6, S7, S8: merges a peer's gossip answer, durably; returns how many records the
+    /// segment gained.
+    pub fn merge_gossip(
+        &mut self,
+        segment: SegmentId,
+        peer_epoch: Epoch,
+        peer_truncations: &[TruncationRange],
+        records: Vec<RedoRecord>,
+    ) -> Result<usize, StoreError> {
+        if peer_epoch != self.epoch {
+            // E1, S7: epochs spread only from the writer (RaiseEpoch, WriteBatch, Truncate).
+            // A peer of a lower epoch is refused; one of a higher epoch is ignored until
+            // the writer raises us — were gossip to raise epochs, a recovery's RaiseEpoch
+            // would find nodes already at its epoch and be refused.
+            return Ok(0);
+        }
+        let learned: Vec<TruncationRange> = peer_truncations
+            .iter()
+            .filter(|r| !self.truncations.contains(r))
+            .copied()
+            .collect();
+        if !learned.is_empty() && self.truncations.len() + learned.len() <= TRUNCATIONS_MAX {
+            self.truncations.extend(&learned);
+            self.write_meta()?;
+        }
+        if !self.engine.segments().contains(&segment) {
+            return Ok(0);
+        }
+        let before = self.engine.segment_status(segment)?.records;
+        self.engine
+            .handle_gossip(segment, peer_epoch, peer_truncations, records)?;
+        self.engine.flush()?;
+        let after = self.engine.segment_status(segment)?.records;
+        Ok(after.saturating_sub(before))
+    }
+
+    /// R3, S9: `page` as of `read_point`, when this segment's SCL covers `pg_lsn` (the PG's
+    /// last LSN at or below the read point). `None` if the page has no record by then.
+    pub fn get_page(
+        &mut self,
+        segment: SegmentId,
+        epoch: Epoch,
+        read_point: Lsn,
+        pg_lsn: Lsn,
+        page: PageId,
+    ) -> Result<Option<(Lsn, Vec<u8>)>, StoreError> {
+        if epoch < self.epoch {
+            return Err(StoreError::StaleEpoch {
+                got: epoch,
+                seen: self.epoch,
+            });
+        }
+        if epoch > self.epoch {
+            // E2, S8: this node has not seen the reader's epoch, so it may still lack its
+            // truncation range: it must not serve the read.
+            return Err(StoreError::NotReady {
+                segment,
+                needed: pg_lsn,
+            });
+        }
+        if !self.engine.segments().contains(&segment) {
+            if pg_lsn == Lsn::ZERO && self.config.node_of(segment) == Some(self.node) {
+                return Ok(None);
+            }
+            return Err(StoreError::NotReady {
+                segment,
+                needed: pg_lsn,
+            });
+        }
+        let image = self
+            .engine
+            .get_page(segment, epoch, page, read_point, pg_lsn)?;
+        if image.lsn == Lsn::ZERO {
+            return Ok(None);
+        }
+        Ok(Some((image.lsn, image.bytes)))
+    }
+
+    /// R4: the writer's PGMRPL, from its heartbeat.
+    pub fn note_writer_pgmrpl(&mut self, pgmrpl: Lsn) {
+        self.writer_pgmrpl = self.writer_pgmrpl.max(pgmrpl);
+    }
+
+    pub fn status(&self) -> Vec<SegmentStatus> {
+        self.engine
+            .status()
+            .into_iter()
+            .map(|s| {
+                let max_held = self
+                    .engine
+                    .report(s.segment)
+                    .ok()
+                    .and_then(|r| r.held.last().map(|&(lsn, _)| lsn))
+                    .unwrap_or(s.scl)
+                    .max(s.scl);
+                SegmentStatus {
+                    segment: s.segment,
+                    epoch: s.epoch,
+                    scl: s.scl,
+                    vdl_hint: s.vdl_hint,
+                    max_held,
+                    records: s.records as u64,
+                }
+            })
+            .collect()
+    }
+
+    pub fn hosted(&self) -> Vec<SegmentId> {
+        self.engine.segments()
+    }
+
+    /// The engine's background work (S10, S11): PGMRPL of each segment is the writer's,
+    /// held at or below the lowest SCL any replica of the PG told us, then one
+    /// checkpoint/flush step, and every `SCRUB_EVERY_STEPS` steps one scrub step.
+    pub fn background_step(&mut self) -> Result<(), StoreError> {
+        for segment in self.engine.segments() {
+            let own = self
+                .engine
+                .segment_status(segment)
+                .map_or(Lsn::ZERO, |s| s.scl);
+            let peers_floor = (0..SEGMENTS_PER_PG as u8)
+                .filter(|&r| r != segment.replica)
+                .map(|replica| {
+                    let peer = SegmentId {
+                        pg: segment.pg,
+                        replica,
+                    };
+                    self.peer_scl.get(&peer).copied().unwrap_or(Lsn::ZERO)
+                })
+                .min()
+                .unwrap_or(Lsn::ZERO);
+            let pgmrpl = self.writer_pgmrpl.min(peers_floor).min(own);
+            self.engine.set_pgmrpl(segment, pgmrpl)?;
+        }
+        self.engine.background_step()?;
+        self.background_steps += 1;
+        if self.background_steps.is_multiple_of(SCRUB_EVERY_STEPS) {
+            let scrub = self.engine.scrub_step()?;
+            if scrub.damaged {
+                tracing::warn!(node = self.node.0, file = ?scrub.file, "S11: scrub found damage");
+            }
+        }
+        Ok(())
+    }
+
+    fn write_meta(&mut self) -> Result<(), StoreError> {
+        let mut body = Vec::new();
+        body.extend_from_slice(&META_MAGIC.to_le_bytes());
+        body.extend_from_slice(&self.epoch.0.to_le_bytes());
+        body.extend_from_slice(&(self.truncations.len() as u32).to_le_bytes());
+        for t in &self.truncations {
+            body.extend_from_slice(&t.lsn_begin.0.to_le_bytes());
+            body.extend_from_slice(&t.lsn_end.0.to_le_bytes());
+            body.extend_from_slice(&t.epoch.0.to_le_bytes());
+        }
+        let crc = crc32c::crc32c(&body);
+        body.extend_from_slice(&crc.to_le_bytes());
+        let tmp = self.dir.join("node.meta.tmp");
+        let path = self.dir.join(META_FILE);
+        let mut file = File::create(&tmp).map_err(disk(&tmp))?;
+        file.write_all(&body).map_err(disk(&tmp))?;
+        file.sync_all().map_err(disk(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(disk(&path))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(disk(&self.dir))
+    }
+}
+
+fn read_meta(dir: &Path) -> Result<(Epoch, Vec<TruncationRange>), StoreError> {
+    let path = dir.join(META_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Epoch(0), Vec::new())),
+        Err(e) => return Err(disk(&path)(e)),
+    };
+    let damaged = |reason: &str| StoreError::Meta {
+        path: path.clone(),
+        reason: reason.to_string(),
+    };
+    if bytes.len() < 20 {
+        return Err(damaged("too short"));
+    }
+    let (body, crc) = bytes.split_at(bytes.len() - 4);
+    if crc32c::crc32c(body) != u32::from_le_bytes(crc.try_into().expect("4")) {
+        return Err(damaged("CRC32C mismatch"));
+    }
+    let u64_at = |at: usize| u64::from_le_bytes(body[at..at + 8].try_into().expect("8"));
+    if u32::from_le_bytes(body[0..4].try_into().expect("4")) != META_MAGIC {
+        return Err(damaged("bad magic"));
+    }
+    let epoch = Epoch(u64_at(4));
+    let count = u32::from_le_bytes(body[12..16].try_into().expect("4")) as usize;
+    if count > TRUNCATIONS_MAX || body.len() != 16 + 24 * count {
+        return Err(damaged("truncation count does not match the file"));
+    }
+    let truncations = (0..count)
+        .map(|i| {
+            let at = 16 + 24 * i;
+            TruncationRange {
+                lsn_begin: Lsn(u64_at(at)),
+                lsn_end: Lsn(u64_at(at + 8)),
+                epoch: Epoch(u64_at(at + 16)),
+            }
+        })
+        .collect();
+    Ok((epoch, truncations))
+}
