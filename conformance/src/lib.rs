@@ -1,6 +1,8 @@
-//! sixfold-conformance: language-neutral vectors other implementations can run, the
-//! reference evaluator that produces their expected outputs from `sixfold-core`, and the
-//! runner that holds any target program against them.
+//! sixfold-conformance: the deterministic simulator, protocol traces and their validation,
+//! and language-neutral vectors other implementations can run, with the runner that holds
+//! any target program against them.
 
 pub mod runner;
+pub mod sim;
+pub mod trace;
 pub mod vectors;

@@ -355,7 +355,8 @@ struct ReportSpec {
     scl: u64,
     vdl_hint: u64,
     tip_at_hint: u64,
-    held: Vec<(u64, bool)>,
+    /// `(lsn, cpl, epoch of the writer that made it)`.
+    held: Vec<(u64, bool, u64)>,
     #[serde(default)]
     truncations: Vec<(u64, u64, u64)>,
 }
@@ -382,7 +383,7 @@ fn evaluate_recovery(input: RecoveryInput) -> Value {
             scl: Lsn(spec.scl),
             vdl_hint: Lsn(spec.vdl_hint),
             tip_at_hint: Lsn(spec.tip_at_hint),
-            held: spec.held.iter().map(|&(l, cpl)| (Lsn(l), cpl)).collect(),
+            held: spec.held.iter().map(|&(l, cpl, epoch)| (Lsn(l), cpl, Epoch(epoch))).collect(),
             truncations: spec
                 .truncations
                 .iter()
@@ -603,6 +604,7 @@ fn segment_inputs() -> Vec<(String, Value)> {
 }
 
 fn report(pg: u32, replica: u8, hint: u64, held: &[(u64, bool)]) -> ReportSpec {
+    let held = held.iter().map(|&(lsn, cpl)| (lsn, cpl, 1)).collect();
     ReportSpec {
         pg,
         replica,
@@ -610,7 +612,7 @@ fn report(pg: u32, replica: u8, hint: u64, held: &[(u64, bool)]) -> ReportSpec {
         scl: 0,
         vdl_hint: hint,
         tip_at_hint: hint,
-        held: held.to_vec(),
+        held,
         truncations: Vec::new(),
     }
 }

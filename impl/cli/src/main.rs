@@ -4,6 +4,7 @@ mod bench_cmds;
 mod cluster_cmds;
 mod conformance_cmds;
 mod model_cmds;
+mod sim_cmds;
 
 use std::process::ExitCode;
 
@@ -34,6 +35,8 @@ enum Command {
     Status(cluster_cmds::StatusArgs),
     /// Act as the writer and run a page-level workload, then verify it.
     Load(cluster_cmds::LoadArgs),
+    /// Run the deterministic simulator over seeds, with faults.
+    Sim(sim_cmds::SimArgs),
     /// Benchmark sixfold beside stock SQLite and the disk's limit.
     Bench(bench_cmds::BenchArgs),
     /// Run the conformance vectors against a target program.
@@ -44,14 +47,21 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The simulator injects faults on purpose: the storage engine's warnings about them,
+    // and the panics it catches per seed, are its results, not noise for the terminal.
+    let quiet = matches!(cli.command, Command::Sim(_));
+    if quiet {
+        std::panic::set_hook(Box::new(|_| {}));
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new(if quiet { "off" } else { "warn" })
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     let result = match cli.command {
         Command::Check(args) => model_cmds::check(args),
         Command::Explore(args) => model_cmds::explore(args),
@@ -59,6 +69,7 @@ fn main() -> ExitCode {
         Command::StorageNode(args) => cluster_cmds::storage_node(args),
         Command::Status(args) => cluster_cmds::status(args),
         Command::Load(args) => cluster_cmds::load(args),
+        Command::Sim(args) => sim_cmds::sim(args),
         Command::Bench(args) => bench_cmds::bench(args),
         Command::Conformance(args) => conformance_cmds::conformance(args),
         Command::ConformanceTarget(args) => conformance_cmds::conformance_target(args),

@@ -370,7 +370,7 @@ impl NodeStore {
                     .engine
                     .report(s.segment)
                     .ok()
-                    .and_then(|r| r.held.last().map(|&(lsn, _)| lsn))
+                    .and_then(|r| r.held.last().map(|&(lsn, _, _)| lsn))
                     .unwrap_or(s.scl)
                     .max(s.scl);
                 SegmentStatus {

@@ -485,9 +485,10 @@ pub fn encode(message: &Message) -> Vec<u8> {
                 o.u64(report.vdl_hint.0);
                 o.u64(report.tip_at_hint.0);
                 o.u32(report.held.len() as u32);
-                for &(lsn, cpl) in &report.held {
+                for &(lsn, cpl, epoch) in &report.held {
                     o.u64(lsn.0);
                     o.u8(cpl as u8);
+                    o.u64(epoch.0);
                 }
                 o.ranges(&report.truncations);
             }
@@ -796,9 +797,9 @@ fn decode_reports(i: &mut In<'_>) -> Result<Message, WireError> {
         let scl = i.lsn()?;
         let vdl_hint = i.lsn()?;
         let tip_at_hint = i.lsn()?;
-        let held_count = i.count(9, LIST_ENTRIES_MAX)?;
+        let held_count = i.count(17, LIST_ENTRIES_MAX)?;
         let held = (0..held_count)
-            .map(|_| Ok((i.lsn()?, i.flag()?)))
+            .map(|_| Ok((i.lsn()?, i.flag()?, Epoch(i.u64()?))))
             .collect::<Result<_, WireError>>()?;
         reports.push(SegmentReport {
             segment,
@@ -1091,7 +1092,7 @@ mod tests {
                     scl: Lsn(3),
                     vdl_hint: Lsn(2),
                     tip_at_hint: Lsn(2),
-                    held: vec![(Lsn(5), true)],
+                    held: vec![(Lsn(5), true, Epoch(1))],
                     truncations: vec![],
                 }],
             },

@@ -28,8 +28,10 @@ use crate::wire::{self, ErrorCode, Message};
 /// highest earlier truncation end (X4), so a later writer must not use a smaller LAL than
 /// the writers before it.
 pub const WRITER_LAL: u64 = 10_000;
-/// Pages one transaction may change, at most (one MTR: its records share a batch).
-pub const MTR_PAGES_MAX: usize = 64;
+/// Pages one transaction may change, at most. One SQLite transaction is one MTR (V5), so
+/// this bounds the pages an SQL transaction may write: 2 048 pages (8 MiB of images),
+/// well inside LAL (W1), so one MTR can always be allocated once VDL catches up.
+pub const MTR_PAGES_MAX: usize = 2_048;
 /// How often the writer re-sends unacknowledged records and heartbeats, in milliseconds.
 pub const TICK_MS: u64 = 100;
 /// One read attempt at one segment may take this long before the next is tried (R5), in
@@ -39,11 +41,18 @@ pub const READ_ATTEMPT_TIMEOUT_MS: u64 = 1_000;
 pub const RESEND_RECORDS_PER_TICK_MAX: usize = 4 * wire::BATCH_RECORDS_MAX;
 /// Recovery attempts before `open` gives up (X8: each retry uses a higher epoch).
 pub const RECOVERY_ATTEMPTS_MAX: usize = 20;
-/// Catalog page: database names live in page 0 of database 0 (V3).
+/// The page-level catalog of `sixfold load` (V3). The SQL catalog (sixfold-sql) owns
+/// database 0 and hands out ids from 1 up, below [`PAGE_DB_ID_BASE`]; `load`'s databases
+/// hold raw pages, not SQLite files, so they get ids from [`PAGE_DB_ID_BASE`] up and their
+/// names live in page 0 of the last database id. The two id ranges never meet, so a volume
+/// can hold SQL databases and `load` databases side by side (docs/sql.md).
 pub const CATALOG_PAGE: PageId = PageId {
-    db: DbId(0),
+    db: DbId(u32::MAX),
     page_no: 0,
 };
+/// First database id `load`'s page-level catalog hands out (ids below are the SQL
+/// catalog's).
+pub const PAGE_DB_ID_BASE: u32 = 0x8000_0000;
 /// Longest database name, in bytes.
 pub const DATABASE_NAME_BYTES_MAX: usize = 64;
 const CATALOG_MAGIC: u32 = u32::from_le_bytes(*b"SIXC");
@@ -887,8 +896,8 @@ impl Writer {
         Ok(lsn)
     }
 
-    /// V3: the id of database `name`, created in the catalog (page 0 of database 0) on
-    /// first use. Ids start at 1.
+    /// V3: the id of page-level database `name`, created in [`CATALOG_PAGE`] on first use.
+    /// Ids start at [`PAGE_DB_ID_BASE`], so they never clash with SQL databases.
     pub fn database_id(&self, name: &str) -> Result<DbId, WriterError> {
         if name.is_empty() || name.len() > DATABASE_NAME_BYTES_MAX {
             return Err(WriterError::Catalog(format!(
@@ -904,7 +913,14 @@ impl Writer {
         if let Some((id, _)) = entries.iter().find(|(_, n)| n == name) {
             return Ok(DbId(*id));
         }
-        let id = entries.iter().map(|(id, _)| *id).max().unwrap_or(0) + 1;
+        let id = entries
+            .iter()
+            .map(|(id, _)| *id + 1)
+            .max()
+            .unwrap_or(PAGE_DB_ID_BASE);
+        if id >= CATALOG_PAGE.db.0 {
+            return Err(WriterError::Catalog("page-level database ids used up".into()));
+        }
         entries.push((id, name.to_string()));
         let image = encode_catalog(&entries)?;
         self.commit_pages(vec![(CATALOG_PAGE, image)])?;

@@ -73,7 +73,7 @@ fn a_held_lsn_someone_truncated_is_not_recovered() {
                 vdl_hint: Lsn(1),
                 tip_at_hint: Lsn(1),
                 held: if stale {
-                    vec![(Lsn(2), false), (Lsn(3), true)]
+                    vec![(Lsn(2), false, Epoch(1)), (Lsn(3), true, Epoch(1))]
                 } else {
                     Vec::new()
                 },

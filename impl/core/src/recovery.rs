@@ -125,28 +125,27 @@ impl RecoveryPlanner {
             .map(|r| r.vdl_hint)
             .max()
             .unwrap_or(Lsn::ZERO);
-        let mut present: BTreeMap<Lsn, bool> = BTreeMap::new();
         let mut truncations: Vec<TruncationRange> = Vec::new();
         for report in self.reports.values() {
             truncations.extend(report.truncations.iter().copied());
         }
+        // S8: a held record in a range of a higher epoch than its own is void, even if its
+        // reporter missed the truncation; it counts neither as held nor as a CPL.
+        let mut present: BTreeMap<Lsn, bool> = BTreeMap::new();
         for report in self.reports.values() {
-            for &(lsn, cpl) in &report.held {
-                // S8: a record in a range some reporter truncated is void, even if this
-                // reporter missed the truncation; it must not count as held (nor its CPL).
-                if truncations.iter().any(|t| t.contains(lsn)) {
-                    continue;
+            for &(lsn, cpl, epoch) in &report.held {
+                if !truncations.iter().any(|t| t.voids(lsn, epoch)) {
+                    *present.entry(lsn).or_default() |= cpl;
                 }
-                *present.entry(lsn).or_default() |= cpl;
             }
         }
+        // X3: walk up from F: an LSN is complete when held, or when a range voids whatever
+        // an earlier writer may have put there.
         let mut vcl = floor;
         loop {
             let next = vcl.next();
-            if present.contains_key(&next) {
+            if present.contains_key(&next) || surely_void(&truncations, next) {
                 vcl = next;
-            } else if let Some(range) = truncations.iter().find(|t| t.contains(next)) {
-                vcl = range.lsn_end;
             } else {
                 break;
             }
@@ -171,7 +170,7 @@ impl RecoveryPlanner {
         let last_lsn_by_pg = self
             .pgs
             .iter()
-            .map(|&pg| (pg, self.last_lsn_of(pg, vdl)))
+            .map(|&pg| (pg, self.last_lsn_of(pg, vdl, &truncations)))
             .collect();
         let events = vec![
             ProtocolEvent::Truncated { range: truncation },
@@ -192,7 +191,7 @@ impl RecoveryPlanner {
     }
 
     /// X7: the PG's last LSN ≤ VDL among the reports.
-    fn last_lsn_of(&self, pg: PgId, vdl: Lsn) -> Lsn {
+    fn last_lsn_of(&self, pg: PgId, vdl: Lsn, truncations: &[TruncationRange]) -> Lsn {
         self.reports
             .values()
             .filter(|report| report.segment.pg == pg)
@@ -200,7 +199,8 @@ impl RecoveryPlanner {
                 let held = report
                     .held
                     .iter()
-                    .map(|&(lsn, _)| lsn)
+                    .filter(|&&(lsn, _, epoch)| !truncations.iter().any(|t| t.voids(lsn, epoch)))
+                    .map(|&(lsn, _, _)| lsn)
                     .filter(|&lsn| lsn <= vdl)
                     .max()
                     .unwrap_or(Lsn::ZERO);
@@ -209,4 +209,15 @@ impl RecoveryPlanner {
             .max()
             .unwrap_or(Lsn::ZERO)
     }
+}
+
+/// X3: nothing at `lsn` can survive: a range voids it, and no writer of a later epoch than
+/// that range allocated there (each allocates only above its own range's end).
+fn surely_void(truncations: &[TruncationRange], lsn: Lsn) -> bool {
+    truncations.iter().any(|range| {
+        range.contains(lsn)
+            && !truncations
+                .iter()
+                .any(|later| later.epoch > range.epoch && later.lsn_end < lsn)
+    })
 }

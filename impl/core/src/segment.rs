@@ -1,7 +1,7 @@
 //! The segment state machine: records in any order, SCL, holes, gossip, truncation, epochs
 //! (S3–S8, S13). No I/O: the storage engine persists what this accepts before acking (S1).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use crate::event::ProtocolEvent;
 use crate::record::RedoRecord;
@@ -9,6 +9,9 @@ use crate::types::{Epoch, Lsn, SegmentId, TruncationRange};
 
 /// The most records one gossip answer carries (a limit on everything).
 pub const GOSSIP_BATCH_RECORDS_MAX: usize = 256;
+
+/// Protocol events a segment keeps for a tracing shell to poll.
+pub const SEGMENT_EVENTS_MAX: usize = 4096;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SegmentError {
@@ -81,8 +84,8 @@ pub struct SegmentReport {
     pub vdl_hint: Lsn,
     /// The highest held LSN ≤ `vdl_hint` (0 if none).
     pub tip_at_hint: Lsn,
-    /// LSNs held above `vdl_hint`, with their CPL flags.
-    pub held: Vec<(Lsn, bool)>,
+    /// LSNs held above `vdl_hint`, with their CPL flags and the epochs that wrote them.
+    pub held: Vec<(Lsn, bool, Epoch)>,
     pub truncations: Vec<TruncationRange>,
 }
 
@@ -99,7 +102,7 @@ pub struct SegmentState {
     truncations: Vec<TruncationRange>,
     /// Records at or below this were garbage-collected; they were in the chain (S10).
     forgotten_through: Lsn,
-    events: Vec<ProtocolEvent>,
+    events: VecDeque<ProtocolEvent>,
 }
 
 impl SegmentState {
@@ -113,7 +116,7 @@ impl SegmentState {
             next_by_prev: HashMap::new(),
             truncations: Vec::new(),
             forgotten_through: Lsn::ZERO,
-            events: Vec::new(),
+            events: VecDeque::new(),
         }
     }
 
@@ -176,11 +179,15 @@ impl SegmentState {
     }
 
     pub fn poll_event(&mut self) -> Option<ProtocolEvent> {
-        if self.events.is_empty() {
-            None
-        } else {
-            Some(self.events.remove(0))
+        self.events.pop_front()
+    }
+
+    fn emit(&mut self, event: ProtocolEvent) {
+        // A shell that does not trace never drains: keep only the newest events.
+        if self.events.len() == SEGMENT_EVENTS_MAX {
+            self.events.pop_front();
         }
+        self.events.push_back(event);
     }
 
     /// S7, E2: a request of a lower epoch is refused; a higher one raises ours.
@@ -194,7 +201,7 @@ impl SegmentState {
         }
         if epoch > self.epoch {
             self.epoch = epoch;
-            self.events.push(ProtocolEvent::EpochChanged { epoch });
+            self.emit(ProtocolEvent::EpochChanged { epoch });
             return Ok(true);
         }
         Ok(false)
@@ -245,7 +252,7 @@ impl SegmentState {
         if let Some(range) = self
             .truncations
             .iter()
-            .find(|range| range.contains(record.lsn))
+            .find(|range| range.voids(record.lsn, record.epoch))
         {
             return Err(SegmentError::Truncated {
                 segment: self.id,
@@ -272,6 +279,10 @@ impl SegmentState {
             }
             return Ok(false);
         }
+        if self.is_superseded(&record) {
+            return Ok(false); // S14: a later epoch's chain skips over it: it is void.
+        }
+        self.drop_superseded_by(&record);
         if let Some(&holder) = self.next_by_prev.get(&record.prev_lsn_pg) {
             return Err(SegmentError::BacklinkConflict {
                 segment: self.id,
@@ -284,13 +295,51 @@ impl SegmentState {
         let epoch = record.epoch;
         self.records.insert(lsn, record);
         self.advance_scl();
-        self.events.push(ProtocolEvent::RecordStored {
+        self.emit(ProtocolEvent::RecordStored {
             segment: self.id,
             lsn,
             scl: self.scl,
             epoch,
         });
         Ok(true)
+    }
+
+    /// S14: a held record of a higher epoch whose backlink skips over `record`'s LSN proves
+    /// `record` void: a recovery this segment missed truncated it.
+    fn is_superseded(&self, record: &RedoRecord) -> bool {
+        self.records
+            .range(record.lsn.next()..)
+            .next()
+            .is_some_and(|(_, next)| next.epoch > record.epoch && next.prev_lsn_pg < record.lsn)
+    }
+
+    /// S14: `record` links to `prev_lsn_pg`, so held records of lower epochs between that
+    /// backlink and it were truncated by a recovery this segment missed: drop them.
+    fn drop_superseded_by(&mut self, record: &RedoRecord) {
+        let void: Vec<Lsn> = self
+            .records
+            .range(record.prev_lsn_pg.next()..record.lsn)
+            .filter(|(_, held)| held.epoch < record.epoch)
+            .map(|(&lsn, _)| lsn)
+            .collect();
+        if void.is_empty() {
+            return;
+        }
+        for lsn in &void {
+            let held = self.records.remove(lsn).expect("listed above");
+            self.next_by_prev.remove(&held.prev_lsn_pg);
+        }
+        if self.scl > record.prev_lsn_pg {
+            // The chain ran through void records: it is complete only to the backlink.
+            self.scl = record.prev_lsn_pg.max(self.forgotten_through);
+        }
+        self.emit(ProtocolEvent::Truncated {
+            range: TruncationRange {
+                lsn_begin: record.prev_lsn_pg,
+                lsn_end: Lsn(record.lsn.0 - 1),
+                epoch: record.epoch,
+            },
+        });
     }
 
     /// S4: follow the PG backlinks from the current SCL.
@@ -403,6 +452,7 @@ impl SegmentState {
         let voided: Vec<Lsn> = self
             .records
             .range(range.lsn_begin.next()..=range.lsn_end)
+            .filter(|(_, record)| range.voids(record.lsn, record.epoch))
             .map(|(&lsn, _)| lsn)
             .collect();
         for lsn in &voided {
@@ -419,7 +469,7 @@ impl SegmentState {
             // Re-walk from the highest chain point ≤ begin: everything below it was chained.
             self.advance_scl();
         }
-        self.events.push(ProtocolEvent::Truncated { range });
+        self.emit(ProtocolEvent::Truncated { range });
         voided
     }
 
@@ -438,7 +488,7 @@ impl SegmentState {
             held: self
                 .records
                 .range(self.vdl_hint.next()..)
-                .map(|(&lsn, record)| (lsn, record.cpl))
+                .map(|(&lsn, record)| (lsn, record.cpl, record.epoch))
                 .collect(),
             truncations: self.truncations.clone(),
         }

@@ -128,4 +128,12 @@ impl TruncationRange {
     pub fn contains(&self, lsn: Lsn) -> bool {
         self.lsn_begin < lsn && lsn <= self.lsn_end
     }
+
+    /// S8: a range voids the records in it written in its own epoch or earlier (its own
+    /// writer allocates only above it). A record of a later epoch is never void by it: a
+    /// later writer that did not see the range (its recovery never completed) may have
+    /// allocated inside it.
+    pub fn voids(&self, lsn: Lsn, record_epoch: Epoch) -> bool {
+        record_epoch <= self.epoch && self.contains(lsn)
+    }
 }

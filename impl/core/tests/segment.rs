@@ -200,7 +200,7 @@ fn report_lists_what_is_held_above_the_hint() {
     let report = segment.report();
     assert_eq!(report.vdl_hint, Lsn(2));
     assert_eq!(report.tip_at_hint, Lsn(2));
-    assert_eq!(report.held, vec![(Lsn(4), true)]);
+    assert_eq!(report.held, vec![(Lsn(4), true, Epoch(1))]);
 }
 
 #[test]
@@ -248,4 +248,38 @@ fn recovery_epoch_fences_the_old_writer_and_hints_are_kept() {
         Err(SegmentError::StaleEpoch { .. })
     ));
     assert_eq!(segment.scl(), Lsn(2));
+}
+
+#[test]
+fn a_range_voids_only_records_of_lower_epochs() {
+    // S8: a range of epoch 3 never voids or refuses a record written in epoch 4.
+    let mut segment = SegmentState::new(SEGMENT);
+    segment.raise_epoch(Epoch(4)).unwrap();
+    let mut later = chain(&[217])[0].clone();
+    later.epoch = Epoch(4);
+    later.prev_lsn_pg = Lsn(0);
+    segment.handle_write(Epoch(4), Lsn(0), later.clone()).unwrap();
+    let old = TruncationRange { lsn_begin: Lsn(178), lsn_end: Lsn(226), epoch: Epoch(3) };
+    segment.handle_gossip(Epoch(4), &[old], Vec::new()).unwrap();
+    assert_eq!(segment.record(Lsn(217)), Some(&later));
+    assert_eq!(segment.scl(), Lsn(217));
+}
+
+#[test]
+fn a_later_epochs_backlink_drops_records_a_missed_recovery_voided() {
+    // S14: the segment holds 3 and 4 of epoch 1; epoch 2's recovery truncated above 2, which
+    // the segment missed; epoch 2's record 9 links to 2, so 3 and 4 are void.
+    let records = chain(&[1, 2, 3, 4]);
+    let mut segment = SegmentState::new(SEGMENT);
+    for record in &records {
+        segment.handle_write(Epoch(1), Lsn(0), record.clone()).unwrap();
+    }
+    assert_eq!(segment.scl(), Lsn(4));
+    let mut next = chain(&[2, 9])[1].clone();
+    next.epoch = Epoch(2);
+    segment.handle_write(Epoch(2), Lsn(2), next).unwrap();
+    assert_eq!(segment.scl(), Lsn(9));
+    assert!(segment.record(Lsn(3)).is_none() && segment.record(Lsn(4)).is_none());
+    // A stale copy of 3 arriving later is skipped, not stored.
+    assert!(!segment.handle_write(Epoch(2), Lsn(2), records[2].clone()).unwrap().inserted);
 }

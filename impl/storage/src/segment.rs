@@ -374,7 +374,7 @@ impl Segment {
             if record.pg != self.id.pg {
                 return Err(StorageError::PgNotHosted { pg: record.pg });
             }
-            if let Some(range) = truncations.iter().find(|range| range.contains(record.lsn)) {
+            if let Some(range) = truncations.iter().find(|range| range.voids(record.lsn, record.epoch)) {
                 return Err(StorageError::Truncated {
                     segment: self.id,
                     lsn: record.lsn,
@@ -500,7 +500,7 @@ impl Segment {
             .iter()
             .filter(|r| self.state.record(r.lsn).is_none())
             .filter(|r| r.lsn > self.state.forgotten_through())
-            .filter(|r| !truncations.iter().any(|t| t.contains(r.lsn)))
+            .filter(|r| !truncations.iter().any(|t| t.voids(r.lsn, r.epoch)))
             .cloned()
             .collect();
         self.verify_batch(&wanted, truncations)
@@ -643,7 +643,7 @@ impl Segment {
         let pages: Vec<PageId> = self
             .state
             .records()
-            .filter(|r| range.contains(r.lsn))
+            .filter(|r| range.voids(r.lsn, r.epoch))
             .map(|r| r.page)
             .collect();
         match self.state.handle_truncate(range) {

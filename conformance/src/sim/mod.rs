@@ -1,0 +1,517 @@
+//! The deterministic simulator: the real protocol code — `WriterState`, `RecoveryPlanner`,
+//! and the storage engine (`StorageNode`) on the fault-injecting disk — driven on simulated
+//! time, network and disk, every choice drawn from one seed.
+//!
+//! A run has a safety phase (faults on, invariants checked after every step) and a liveness
+//! phase (faults healed: every PG must converge and commits must resume within a bounded
+//! simulated time). The same seed gives the same run, and the same trace hash.
+
+mod faults;
+mod network;
+mod node;
+mod oracle;
+mod rng;
+mod writer;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use sixfold_core::{Epoch, Lsn, PageId, PgId, SEGMENTS_PER_PG, SegmentId};
+
+pub use faults::{Fault, FaultSet};
+use network::{Message, Network};
+use node::SimNode;
+use oracle::Oracle;
+pub use rng::SimRng;
+use writer::{SimWriter, WriterOutput};
+
+use crate::trace::{SimEvent, Trace, TraceEvent};
+
+/// Pages per PG in the simulation (two PGs of four pages).
+pub const SIM_PG_PAGES: u32 = 4;
+pub const SIM_PGS: u32 = 2;
+pub const SIM_NODES: usize = SEGMENTS_PER_PG;
+/// LSN allocation limit in the simulation: small, so back-pressure and truncation ranges
+/// are exercised.
+pub const SIM_LAL: u64 = 48;
+/// Simulated time units (ticks) the safety phase lasts at most.
+pub const SAFETY_TICKS_MAX: u64 = 20_000;
+/// Simulated ticks the healed cluster gets to converge and commit again (liveness bound).
+pub const LIVENESS_TICKS_MAX: u64 = 40_000;
+/// How often the liveness phase asks whether every segment caught up.
+const CONVERGENCE_CHECK_EVERY_TICKS: u64 = 32;
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct SimOptions {
+    pub seed: u64,
+    pub faults: FaultSet,
+    /// MTRs the workload submits in the safety phase.
+    pub mtrs: usize,
+    /// An implementation mutant to switch on (tests show the checks catch it).
+    pub mutant: Option<Mutant>,
+}
+
+/// Bugs planted in the implementation, to show the checks and trace validation catch them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mutant {
+    /// Storage acknowledges a write before it is durable (S1 broken).
+    AckBeforeFsync,
+    /// The writer acknowledges commits at VCL instead of VDL (C4 broken).
+    CommitAtVcl,
+    /// Recovery writes no truncation range (X4 broken).
+    RecoveryWithoutTruncation,
+}
+
+impl Mutant {
+    pub const ALL: [(&'static str, Mutant); 3] = [
+        ("ack-before-fsync", Mutant::AckBeforeFsync),
+        ("commit-at-vcl", Mutant::CommitAtVcl),
+        ("recovery-without-truncation", Mutant::RecoveryWithoutTruncation),
+    ];
+
+    pub fn parse(name: &str) -> Option<Mutant> {
+        Mutant::ALL.iter().find(|(n, _)| *n == name).map(|&(_, m)| m)
+    }
+}
+
+/// How a run ended.
+#[derive(Clone, Debug)]
+pub struct SimOutcome {
+    pub seed: u64,
+    pub trace_hash: u64,
+    pub acknowledged: usize,
+    pub recoveries: usize,
+    pub final_vdl: Lsn,
+    pub ticks: u64,
+    /// The first violated check, if any.
+    pub failure: Option<String>,
+    pub trace: Trace,
+}
+
+impl SimOutcome {
+    pub fn passed(&self) -> bool {
+        self.failure.is_none()
+    }
+}
+
+/// The whole simulated world.
+struct World {
+    rng: SimRng,
+    options: SimOptions,
+    now: u64,
+    network: Network,
+    nodes: Vec<SimNode>,
+    writers: Vec<SimWriter>,
+    oracle: Oracle,
+    trace: Trace,
+    next_epoch: u64,
+    mtrs_submitted: usize,
+    recoveries: usize,
+    /// Nodes whose disk took a bit flip not yet repaired: at most one per PG (AZ+1).
+    corrupted: BTreeMap<usize, u64>,
+    /// In the liveness phase: commits to reach, after which the workload stops so the
+    /// segments can converge.
+    liveness_target: Option<usize>,
+}
+
+pub fn segment(pg: u32, replica: usize) -> SegmentId {
+    SegmentId {
+        pg: PgId(pg),
+        replica: replica as u8,
+    }
+}
+
+pub fn all_pages() -> Vec<PageId> {
+    (0..SIM_PGS * SIM_PG_PAGES).map(|page_no| PageId::new(1, page_no)).collect()
+}
+
+/// Runs one seed. A panic anywhere in the code under test is a failure of the seed, not of
+/// the simulator.
+pub fn run(options: SimOptions) -> SimOutcome {
+    let seed = options.seed;
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_unguarded(options))).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown panic".into());
+        SimOutcome {
+            seed,
+            trace_hash: 0,
+            acknowledged: 0,
+            recoveries: 0,
+            final_vdl: Lsn::ZERO,
+            ticks: 0,
+            failure: Some(format!("panicked: {message}")),
+            trace: Trace::default(),
+        }
+    })
+}
+
+fn run_unguarded(options: SimOptions) -> SimOutcome {
+    let mut world = World::new(options);
+    let failure = world.run().err();
+    let final_vdl = world
+        .writers
+        .last()
+        .and_then(|w| w.vdl())
+        .unwrap_or(Lsn::ZERO);
+    SimOutcome {
+        seed: world.options.seed,
+        trace_hash: world.trace.hash(),
+        acknowledged: world.oracle.acknowledged_count(),
+        recoveries: world.recoveries,
+        final_vdl,
+        ticks: world.now,
+        failure,
+        trace: world.trace,
+    }
+}
+
+impl World {
+    fn new(options: SimOptions) -> World {
+        let mut rng = SimRng::new(options.seed);
+        let network = Network::new(&mut rng, &options.faults);
+        let nodes = (0..SIM_NODES)
+            .map(|index| {
+                let mut node = SimNode::start(index, rng.next_u64(), options.mutant);
+                node.set_torn_writes(options.faults.torn_writes);
+                node
+            })
+            .collect();
+        World {
+            rng,
+            now: 0,
+            network,
+            nodes,
+            writers: Vec::new(),
+            oracle: Oracle::default(),
+            trace: Trace::default(),
+            next_epoch: 1,
+            mtrs_submitted: 0,
+            recoveries: 0,
+            corrupted: BTreeMap::new(),
+            liveness_target: None,
+            options,
+        }
+    }
+
+    fn run(&mut self) -> Result<(), String> {
+        self.start_writer(None);
+        // Safety phase: faults on.
+        while self.now < SAFETY_TICKS_MAX && self.mtrs_submitted < self.options.mtrs {
+            self.step(true)?;
+        }
+        // Liveness phase: heal, then everything must converge and commit.
+        self.heal();
+        let deadline = self.now + LIVENESS_TICKS_MAX;
+        let target = self.oracle.acknowledged_count() + 3;
+        self.liveness_target = Some(target);
+        while self.now < deadline {
+            self.step(false)?;
+            // Convergence is checked every few ticks: asking every segment costs.
+            if self.now % CONVERGENCE_CHECK_EVERY_TICKS == 0
+                && self.oracle.acknowledged_count() >= target
+                && self.converged()
+            {
+                return self.final_checks();
+            }
+        }
+        Err(format!(
+            "liveness: not converged with commits resumed within {LIVENESS_TICKS_MAX} ticks after healing \
+             (acknowledged {} of {target}, writer {}; lagging: {})",
+            self.oracle.acknowledged_count(),
+            self.writers.last().map_or("none".into(), |w| w.describe()),
+            self.lagging().join(", ")
+        ))
+    }
+
+    fn record(&mut self, actor: &str, event: TraceEvent) {
+        self.trace.push(self.now, actor, event);
+    }
+
+    /// One simulated tick: faults, node work, writer work, message deliveries, checks.
+    fn step(&mut self, faults_on: bool) -> Result<(), String> {
+        self.now += 1;
+        if faults_on {
+            self.inject_faults();
+        }
+        for index in 0..self.nodes.len() {
+            let output = self.nodes[index].tick(self.now, &mut self.rng);
+            self.dispatch_node_output(index, output);
+        }
+        self.tick_writers(faults_on)?;
+        for message in self.network.due(self.now, &mut self.rng) {
+            self.deliver(message)?;
+        }
+        self.check_invariants()
+    }
+
+    fn start_writer(&mut self, keep_old_running: Option<bool>) {
+        let epoch = Epoch(self.next_epoch);
+        self.next_epoch += 1;
+        if keep_old_running != Some(true) {
+            for writer in &mut self.writers {
+                writer.crash();
+            }
+        }
+        let id = self.writers.len();
+        let disable_truncation = self.options.mutant == Some(Mutant::RecoveryWithoutTruncation);
+        let commit_at_vcl = self.options.mutant == Some(Mutant::CommitAtVcl);
+        let writer = SimWriter::start(id, epoch, disable_truncation, commit_at_vcl);
+        self.record(&format!("writer{id}"), TraceEvent::Sim(SimEvent::WriterStarted { epoch: epoch.0 }));
+        for message in writer.recovery_queries() {
+            self.network.send(self.now, message, &mut self.rng);
+        }
+        self.writers.push(writer);
+    }
+
+    fn tick_writers(&mut self, faults_on: bool) -> Result<(), String> {
+        for id in 0..self.writers.len() {
+            let may_submit = match self.liveness_target {
+                None => self.mtrs_submitted < self.options.mtrs,
+                Some(target) => self.oracle.acknowledged_count() < target,
+            };
+            let _ = faults_on;
+            let output = self.writers[id].tick(self.now, &mut self.rng, may_submit);
+            self.handle_writer_output(id, output)?;
+        }
+        Ok(())
+    }
+
+    fn handle_writer_output(&mut self, id: usize, output: WriterOutput) -> Result<(), String> {
+        let actor = format!("writer{id}");
+        for event in output.events {
+            self.record(&actor, event);
+        }
+        for mtr in output.submitted {
+            self.mtrs_submitted += 1;
+            self.oracle.submitted(&mtr).map_err(|e| format!("{actor}: {e}"))?;
+        }
+        for plan in output.recovered {
+            self.recoveries += 1;
+            self.oracle
+                .recovered(plan.epoch, plan.vdl, plan.truncation)
+                .map_err(|e| format!("{actor}: {e}"))?;
+        }
+        for lsn in output.acknowledged {
+            self.check_durable_at_ack(lsn)?;
+            self.oracle.acknowledged(lsn);
+        }
+        for message in output.messages {
+            self.network.send(self.now, message, &mut self.rng);
+        }
+        Ok(())
+    }
+
+    fn dispatch_node_output(&mut self, index: usize, output: node::NodeOutput) {
+        let actor = format!("node{index}");
+        for event in output.events {
+            self.record(&actor, event);
+        }
+        for message in output.messages {
+            self.network.send(self.now, message, &mut self.rng);
+        }
+    }
+
+    fn deliver(&mut self, message: Message) -> Result<(), String> {
+        match message.destination() {
+            network::Destination::Node(index) => {
+                let output = self.nodes[index].handle(self.now, message);
+                self.dispatch_node_output(index, output);
+            }
+            network::Destination::Writer(id) => {
+                let output = self.writers[id].handle(message);
+                self.handle_writer_output(id, output)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn inject_faults(&mut self) {
+        let faults = self.options.faults.clone();
+        let Some(fault) = faults.draw(&mut self.rng) else {
+            return;
+        };
+        match fault {
+            Fault::CrashNode => {
+                let index = self.rng.below(SIM_NODES as u64) as usize;
+                if self.nodes[index].is_up() {
+                    self.nodes[index].crash();
+                    self.record(&format!("node{index}"), TraceEvent::Sim(SimEvent::NodeCrashed));
+                }
+            }
+            Fault::RestartNode => {
+                for index in 0..SIM_NODES {
+                    if !self.nodes[index].is_up() {
+                        let result = self.nodes[index].restart();
+                        self.record(&format!("node{index}"), TraceEvent::Sim(SimEvent::NodeRestarted { ok: result.is_ok() }));
+                        break;
+                    }
+                }
+            }
+            Fault::CrashWriter => {
+                self.record("sim", TraceEvent::Sim(SimEvent::WriterCrashed));
+                self.start_writer(Some(false));
+            }
+            Fault::SecondWriter => {
+                self.record("sim", TraceEvent::Sim(SimEvent::SecondWriterStarted));
+                self.start_writer(Some(true));
+            }
+            Fault::Partition => {
+                let kind = self.network.partition(&mut self.rng);
+                self.record("sim", TraceEvent::Sim(SimEvent::Partitioned { kind }));
+            }
+            Fault::HealPartition => {
+                self.network.heal();
+                self.record("sim", TraceEvent::Sim(SimEvent::PartitionHealed));
+            }
+            Fault::BitFlip | Fault::Misdirected => {
+                let index = self.rng.below(SIM_NODES as u64) as usize;
+                // AZ+1: corrupt at most one node's disk at a time.
+                if self.corrupted.is_empty() && self.nodes[index].is_up() {
+                    let span = if fault == Fault::Misdirected { 512 } else { 1 };
+                    if let Some(path) = self.nodes[index].corrupt(&mut self.rng, span) {
+                        self.corrupted.insert(index, self.now);
+                        self.record(&format!("node{index}"), TraceEvent::Sim(SimEvent::DiskCorrupted { path, bytes: span }));
+                    }
+                }
+            }
+            Fault::DiskError => {
+                let index = self.rng.below(SIM_NODES as u64) as usize;
+                self.nodes[index].arm_disk_error(&mut self.rng);
+            }
+        }
+        // A corrupted node is repaired by a crash-restart cycle (scrub on open) later.
+        let repaired: Vec<usize> = self
+            .corrupted
+            .iter()
+            .filter(|&(_, &at)| self.now > at + 2_000)
+            .map(|(&index, _)| index)
+            .collect();
+        for index in repaired {
+            self.corrupted.remove(&index);
+        }
+    }
+
+    fn heal(&mut self) {
+        self.record("sim", TraceEvent::Sim(SimEvent::Healed));
+        self.network.heal_all();
+        for index in 0..SIM_NODES {
+            self.nodes[index].clear_disk_faults();
+            if !self.nodes[index].is_up() {
+                let result = self.nodes[index].restart();
+                self.record(&format!("node{index}"), TraceEvent::Sim(SimEvent::NodeRestarted { ok: result.is_ok() }));
+            }
+        }
+        // Old writers stop; the newest one stays, or a new one recovers if it was fenced.
+        let newest = self.writers.len() - 1;
+        for writer in &mut self.writers[..newest] {
+            writer.crash();
+        }
+        if self.writers[newest].is_fenced() || !self.writers[newest].is_alive() {
+            self.start_writer(Some(false));
+        }
+    }
+
+    /// Segments behind the PG's last LSN at VDL, for the liveness report.
+    fn lagging(&self) -> Vec<String> {
+        let Some(writer) = self.writers.last() else { return Vec::new() };
+        let vdl = writer.vdl().unwrap_or(Lsn::ZERO);
+        let mut lagging = Vec::new();
+        for pg in 0..SIM_PGS {
+            let needed = writer.pg_lsn_at(PgId(pg), vdl);
+            for node in &self.nodes {
+                let segment = segment(pg, node.index());
+                let scl = node.scl(segment);
+                if scl < Some(needed) {
+                    lagging.push(format!("{segment} SCL {scl:?} < {needed} ({})", node.describe(segment)));
+                }
+            }
+        }
+        lagging
+    }
+
+    fn converged(&self) -> bool {
+        let Some(writer) = self.writers.last() else { return false };
+        let Some(vdl) = writer.vdl() else { return false };
+        (0..SIM_PGS).all(|pg| {
+            let needed = writer.pg_lsn_at(PgId(pg), vdl);
+            self.nodes.iter().all(|node| node.scl(segment(pg, node.index())) >= Some(needed))
+        })
+    }
+
+    /// Acknowledged ⇒ durable: every record of the MTR is durable at a write quorum of its PG.
+    fn check_durable_at_ack(&self, commit_lsn: Lsn) -> Result<(), String> {
+        for record in self.oracle.mtr_records(commit_lsn) {
+            let holders = self
+                .nodes
+                .iter()
+                .filter(|node| node.durably_holds(segment(record.pg.0, node.index()), record.lsn))
+                .count();
+            if holders < 4 {
+                return Err(format!(
+                    "acknowledged => durable: commit {commit_lsn} acknowledged while record {} is durable at {holders} of 6 segments of pg{} (S1, C4)",
+                    record.lsn, record.pg
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_invariants(&self) -> Result<(), String> {
+        for writer in &self.writers {
+            if let Some((vcl, vdl)) = writer.vcl_vdl() {
+                if vdl > vcl {
+                    return Err(format!("{}: VDL {vdl} > VCL {vcl} (C3)", writer.describe()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// End of run: every acknowledged commit present, pages exact at VDL on every segment,
+    /// segment logs of one PG agree above the GC point.
+    fn final_checks(&mut self) -> Result<(), String> {
+        let writer = self.writers.last().expect("a writer");
+        let vdl = writer.vdl().expect("open writer");
+        self.oracle.check_acknowledged_survive(vdl)?;
+        for page in all_pages() {
+            let expected = self.oracle.page_at(page, vdl);
+            let pg = PgId(page.page_no / SIM_PG_PAGES);
+            let required = writer.pg_lsn_at(pg, vdl);
+            for node in &mut self.nodes {
+                let segment = segment(pg.0, node.index());
+                let image = node
+                    .read_page(segment, writer.epoch(), page, vdl, required)
+                    .map_err(|e| format!("final read of {page} at {vdl} from {segment}: {e}"))?;
+                if image != expected {
+                    let first = image.iter().zip(&expected).position(|(a, b)| a != b);
+                    return Err(format!(
+                        "final read of {page} at {vdl} from {segment} differs from the oracle at byte {first:?} (R3, S9)"
+                    ));
+                }
+            }
+        }
+        for pg in 0..SIM_PGS {
+            let mut sets = Vec::new();
+            for node in &self.nodes {
+                sets.push(node.held_above_gc(segment(pg, node.index()), vdl));
+            }
+            let floor = sets.iter().map(|(floor, _)| *floor).max().unwrap_or(Lsn::ZERO);
+            let trimmed: Vec<Vec<Lsn>> = sets
+                .into_iter()
+                .map(|(_, lsns)| lsns.into_iter().filter(|&l| l > floor).collect())
+                .collect();
+            if trimmed.windows(2).any(|pair| pair[0] != pair[1]) {
+                let mut text = String::new();
+                for (index, lsns) in trimmed.iter().enumerate() {
+                    let _ = write!(text, " node{index}:{lsns:?}");
+                }
+                return Err(format!("segment logs of pg{pg} disagree above the GC point {floor}:{text}"));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,374 @@
+//! A simulated storage node: the real `StorageNode` engine on a `FaultyDisk`, fed by the
+//! simulated network. It hosts replica `index` of every PG.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use sixfold_core::{Epoch, Geometry, Lsn, PageId, SegmentId};
+use sixfold_storage::{
+    CrashMode, FaultKind, FaultyDisk, OpFilter, StorageConfig, StorageError, StorageNode, Ticket,
+};
+
+use super::network::Message;
+use super::rng::SimRng;
+use super::{Mutant, SIM_NODES, SIM_PG_PAGES, SIM_PGS, segment};
+use crate::trace::{SimEvent, TraceEvent};
+
+/// Ticks between gossip rounds of a node.
+const GOSSIP_EVERY_TICKS: u64 = 7;
+/// Ticks between background (materialize, checkpoint, GC) steps.
+const BACKGROUND_EVERY_TICKS: u64 = 11;
+/// Ticks between scrub steps.
+const SCRUB_EVERY_TICKS: u64 = 29;
+
+#[derive(Default)]
+pub struct NodeOutput {
+    pub messages: Vec<Message>,
+    pub events: Vec<TraceEvent>,
+}
+
+pub struct SimNode {
+    index: usize,
+    disk: Arc<FaultyDisk>,
+    engine: Option<StorageNode>,
+    /// Which writer a queued write batch came from, to route its ack.
+    tickets: BTreeMap<Ticket, usize>,
+    /// The highest SCL each segment ever acknowledged: what it claimed durable (S1).
+    durable_scl: BTreeMap<SegmentId, Lsn>,
+    mutant: Option<Mutant>,
+    crash_mode: CrashMode,
+}
+
+fn config() -> StorageConfig {
+    StorageConfig {
+        log_file_bytes_max: 16 << 10,
+        page_file_bytes_max: 64 << 10,
+        queue_bytes_max: 4 << 20,
+        cache_bytes: 64 * 4096,
+        cache_shards: 4,
+        checkpoint_pages_per_step: 4,
+        flush_pages_per_step: 4,
+        geometry: Geometry {
+            pg_pages: SIM_PG_PAGES,
+        },
+    }
+}
+
+impl SimNode {
+    pub fn start(index: usize, seed: u64, mutant: Option<Mutant>) -> SimNode {
+        let mut node = SimNode {
+            index,
+            disk: Arc::new(FaultyDisk::new(seed)),
+            engine: None,
+            tickets: BTreeMap::new(),
+            durable_scl: BTreeMap::new(),
+            mutant,
+            crash_mode: CrashMode::Random,
+        };
+        node.restart().expect("a fresh in-memory disk opens");
+        for pg in 0..SIM_PGS {
+            node.engine
+                .as_mut()
+                .expect("just opened")
+                .host_segment(segment(pg, index))
+                .expect("a fresh node hosts its segments");
+        }
+        node
+    }
+
+    fn dir(&self) -> PathBuf {
+        PathBuf::from(format!("/node{}", self.index))
+    }
+
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.engine.is_some()
+    }
+
+    pub fn crash(&mut self) {
+        self.engine = None;
+        self.tickets.clear();
+        self.disk.crash_with(self.crash_mode);
+    }
+
+    pub fn restart(&mut self) -> Result<(), StorageError> {
+        let disk: Arc<dyn sixfold_storage::Disk> = self.disk.clone();
+        self.engine = Some(StorageNode::open(disk, self.dir(), config())?);
+        Ok(())
+    }
+
+    pub fn set_torn_writes(&mut self, torn: bool) {
+        self.crash_mode = if torn { CrashMode::Random } else { CrashMode::KeepUnsynced };
+    }
+
+    pub fn clear_disk_faults(&mut self) {
+        self.disk.clear_faults();
+    }
+
+    pub fn arm_disk_error(&mut self, rng: &mut SimRng) {
+        let kind = match rng.below(3) {
+            0 => FaultKind::NoSpace,
+            1 => FaultKind::Io,
+            _ => FaultKind::TornWrite,
+        };
+        self.disk.inject(OpFilter::Mutations, kind, rng.below(20), 1 + rng.below(3));
+    }
+
+    /// Corrupts `span` bytes of a random log or page file, durably (a bit flip, or a
+    /// misdirected write's worth of garbage). Returns the file.
+    pub fn corrupt(&mut self, rng: &mut SimRng, span: u32) -> Option<String> {
+        let prefix = self.dir();
+        let files: Vec<PathBuf> = self
+            .disk
+            .files()
+            .into_iter()
+            .filter(|p| p.starts_with(&prefix))
+            .filter(|p| p.extension().is_some_and(|e| e == "sxr" || e == "sxp"))
+            .collect();
+        if files.is_empty() {
+            return None;
+        }
+        let path = files[rng.below(files.len() as u64) as usize].clone();
+        let len = self.disk.contents(&path)?.len() as u64;
+        if len == 0 {
+            return None;
+        }
+        let start = rng.below(len);
+        for offset in start..(start + u64::from(span)).min(len) {
+            if span == 1 || rng.chance(0.5) {
+                let _ = self.disk.flip_bit(&path, offset, rng.below(8) as u8);
+            }
+        }
+        // The engine finds it by scrub or on the next read; a restart rescans the files.
+        Some(path.display().to_string())
+    }
+
+    /// A one-line state of a segment, for failure reports.
+    pub fn describe(&self, segment: SegmentId) -> String {
+        match self.engine.as_ref().map(|e| e.segment_status(segment)) {
+            None => "node down".into(),
+            Some(Err(error)) => error.to_string(),
+            Some(Ok(status)) => format!(
+                "epoch {}, damaged {}, gc {}, records {}, queued {}, holes {:?}, truncations {:?}",
+                status.epoch,
+                status.damaged,
+                status.forgotten_through,
+                status.records,
+                status.queued_records,
+                self.engine
+                    .as_ref()
+                    .and_then(|e| e.gossip_request(segment).ok())
+                    .map(|r| r.holes)
+                    .unwrap_or_default(),
+                self.engine
+                    .as_ref()
+                    .and_then(|e| e.report(segment).ok())
+                    .map(|r| r.truncations.iter().map(|t| (t.lsn_begin.0, t.lsn_end.0, t.epoch.0)).collect::<Vec<_>>())
+                    .unwrap_or_default()
+            ),
+        }
+    }
+
+    pub fn scl(&self, segment: SegmentId) -> Option<Lsn> {
+        self.engine
+            .as_ref()
+            .and_then(|e| e.segment_status(segment).ok())
+            .map(|s| s.scl)
+    }
+
+    /// S1: whether `segment` has claimed `lsn` durable (an ack it sent covered it).
+    pub fn durably_holds(&self, segment: SegmentId, lsn: Lsn) -> bool {
+        self.durable_scl.get(&segment).is_some_and(|&scl| scl >= lsn)
+    }
+
+    pub fn tick(&mut self, now: u64, rng: &mut SimRng) -> NodeOutput {
+        let mut output = NodeOutput::default();
+        let Some(engine) = self.engine.as_mut() else {
+            return output;
+        };
+        // S1, S2: one group commit per tick for everything queued.
+        match engine.flush() {
+            Ok(acks) => {
+                if !acks.is_empty() {
+                    output.events.push(TraceEvent::Sim(SimEvent::Flushed { acks: acks.len() }));
+                }
+                for ack in acks {
+                    let durable = self.durable_scl.entry(ack.segment).or_default();
+                    *durable = (*durable).max(ack.scl);
+                    if let Some(writer) = self.tickets.remove(&ack.ticket) {
+                        output.messages.push(Message::Ack {
+                            writer,
+                            segment: ack.segment,
+                            scl: ack.scl,
+                            epoch: ack.epoch,
+                        });
+                    }
+                }
+            }
+            Err(_) => {} // batches stay queued; the next tick retries
+        }
+        if now % GOSSIP_EVERY_TICKS == self.index as u64 % GOSSIP_EVERY_TICKS {
+            for pg in 0..SIM_PGS {
+                let own = segment(pg, self.index);
+                let Ok(request) = engine.gossip_request(own) else { continue };
+                let mut peer = rng.below(SIM_NODES as u64 - 1) as usize;
+                if peer >= self.index {
+                    peer += 1;
+                }
+                output.messages.push(Message::GossipRequest {
+                    from: self.index,
+                    to: peer,
+                    segment: own,
+                    request,
+                });
+            }
+        }
+        if now % BACKGROUND_EVERY_TICKS == 0 {
+            let _ = engine.background_step();
+        }
+        if now % SCRUB_EVERY_TICKS == 0 {
+            let _ = engine.scrub_step();
+        }
+        output
+    }
+
+    pub fn handle(&mut self, _now: u64, message: Message) -> NodeOutput {
+        let mut output = NodeOutput::default();
+        let index = self.index;
+        let Some(engine) = self.engine.as_mut() else {
+            return output; // a crashed node hears nothing
+        };
+        match message {
+            Message::Write {
+                writer,
+                segment,
+                epoch,
+                vdl_hint,
+                truncation,
+                records,
+            } => {
+                let top = records.iter().map(|r| r.lsn).max().unwrap_or(Lsn::ZERO);
+                match engine.submit(segment, epoch, vdl_hint, truncation, records) {
+                    Ok(ticket) => {
+                        if self.mutant == Some(Mutant::AckBeforeFsync) {
+                            // The bug: acknowledge on receipt, before the group commit.
+                            output.messages.push(Message::Ack { writer, segment, scl: top, epoch });
+                        } else {
+                            self.tickets.insert(ticket, writer);
+                        }
+                    }
+                    Err(StorageError::StaleEpoch { seen, .. }) => {
+                        output.messages.push(Message::Refused { writer, segment, seen });
+                    }
+                    Err(_) => {} // queue full, I/O, void records: the writer re-sends (W7)
+                }
+            }
+            Message::RecoveryQuery { writer, segment, epoch } => match engine.raise_epoch(segment, epoch) {
+                Ok(()) => {
+                    if let Ok(report) = engine.report(segment) {
+                        output.events.push(TraceEvent::Sim(SimEvent::Reported {
+                            segment: segment.to_string(),
+                            epoch: epoch.0,
+                            scl: report.scl.0,
+                        }));
+                        output.messages.push(Message::RecoveryReport { writer, report });
+                    }
+                }
+                Err(StorageError::StaleEpoch { seen, .. }) => {
+                    output.messages.push(Message::Refused { writer, segment, seen });
+                }
+                Err(_) => {}
+            },
+            Message::Truncate { writer, segment, epoch, range } => {
+                let result = match range {
+                    Some(range) => engine.truncate(segment, range),
+                    None => engine.raise_epoch(segment, epoch),
+                };
+                match result {
+                    Ok(()) => {
+                        if let Ok(status) = engine.segment_status(segment) {
+                            output.messages.push(Message::TruncateAck { writer, segment, scl: status.scl });
+                        }
+                    }
+                    Err(StorageError::StaleEpoch { seen, .. }) => {
+                        output.messages.push(Message::Refused { writer, segment, seen });
+                    }
+                    Err(_) => {}
+                }
+            }
+            Message::GossipRequest { from, segment: asker, request, .. } => {
+                let own = SegmentId { pg: asker.pg, replica: index as u8 };
+                if let (Ok(records), Ok(report)) = (engine.answer_gossip(own, &request), engine.report(own)) {
+                    if !records.is_empty() || report.epoch > request.epoch {
+                        output.messages.push(Message::GossipAnswer {
+                            from: index,
+                            to: from,
+                            segment: asker,
+                            epoch: report.epoch,
+                            truncations: report.truncations,
+                            records,
+                        });
+                    }
+                }
+            }
+            Message::GossipAnswer { segment, epoch, truncations, records, .. } => {
+                let _ = engine.handle_gossip(segment, epoch, &truncations, records);
+            }
+            Message::ReadPage { writer, segment, epoch, page, read_lsn, required_lsn } => {
+                if let Ok(image) = engine.get_page(segment, epoch, page, read_lsn, required_lsn) {
+                    output.events.push(TraceEvent::Sim(SimEvent::PageServed {
+                        segment: segment.to_string(),
+                        page: page.to_string(),
+                        read_lsn: read_lsn.0,
+                        lsn: image.lsn.0,
+                    }));
+                    output.messages.push(Message::PageReply { from: index, writer, page, lsn: image.lsn });
+                }
+            }
+            Message::Ack { .. }
+            | Message::Refused { .. }
+            | Message::RecoveryReport { .. }
+            | Message::TruncateAck { .. }
+            | Message::PageReply { .. } => {}
+        }
+        output
+    }
+
+    /// A direct read for the final checks.
+    pub fn read_page(
+        &mut self,
+        segment: SegmentId,
+        epoch: Epoch,
+        page: PageId,
+        read_lsn: Lsn,
+        required_lsn: Lsn,
+    ) -> Result<Vec<u8>, String> {
+        let engine = self.engine.as_mut().ok_or("node is down")?;
+        engine
+            .get_page(segment, epoch, page, read_lsn, required_lsn)
+            .map(|image| image.bytes)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The GC point and the LSNs ≤ `vdl` the segment holds above it.
+    pub fn held_above_gc(&self, segment: SegmentId, vdl: Lsn) -> (Lsn, Vec<Lsn>) {
+        let Some(engine) = self.engine.as_ref() else {
+            return (Lsn::ZERO, Vec::new());
+        };
+        let floor = engine
+            .segment_status(segment)
+            .map_or(Lsn::ZERO, |s| s.forgotten_through);
+        let lsns = engine
+            .held_records(segment)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| r.lsn)
+            .filter(|&l| l <= vdl)
+            .collect();
+        (floor, lsns)
+    }
+}

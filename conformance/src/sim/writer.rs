@@ -1,0 +1,406 @@
+//! A simulated writer: the real `WriterState` and `RecoveryPlanner`, driven by a thin shell
+//! like the networked writer's: recovery first (X1–X5, E1, E4), then MTRs, acks, re-sends.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use sixfold_core::{
+    Edit, Epoch, Geometry, Lsn, Mtr, PageId, PgId, ProtocolEvent, QuorumConfig, RecoveryError,
+    RecoveryPlan, RecoveryPlanner, RedoBody, SEGMENTS_PER_PG, SegmentId, SubmittedMtr,
+    TruncationRange, WriteError, WriterConfig, WriterState,
+};
+
+use super::network::Message;
+use super::rng::SimRng;
+use super::{SIM_LAL, SIM_PG_PAGES, SIM_PGS, all_pages, segment};
+use crate::trace::TraceEvent;
+
+/// Ticks between re-sends of unacknowledged work (W7, X5).
+const RESEND_EVERY_TICKS: u64 = 25;
+/// Chance per tick that the workload submits an MTR.
+const SUBMIT_CHANCE: f64 = 0.3;
+
+/// What recovery decided, for the oracle.
+pub struct Recovered {
+    pub epoch: Epoch,
+    pub vdl: Lsn,
+    pub truncation: Option<TruncationRange>,
+}
+
+#[derive(Default)]
+pub struct WriterOutput {
+    pub messages: Vec<Message>,
+    pub events: Vec<TraceEvent>,
+    pub submitted: Vec<SubmittedMtr>,
+    pub acknowledged: Vec<Lsn>,
+    pub recovered: Vec<Recovered>,
+}
+
+enum Phase {
+    Recovering {
+        planner: RecoveryPlanner,
+        plan: Option<RecoveryPlan>,
+        /// SCL each segment reported with its truncation ack.
+        truncated: BTreeMap<SegmentId, Lsn>,
+    },
+    Open {
+        state: WriterState,
+        /// Pages whose LSN a read is fetching (X7).
+        reading: BTreeSet<PageId>,
+    },
+    Fenced,
+    Crashed,
+}
+
+pub struct SimWriter {
+    id: usize,
+    epoch: Epoch,
+    phase: Phase,
+    skip_truncation: bool,
+    hint_at_vcl: bool,
+}
+
+fn config() -> WriterConfig {
+    WriterConfig {
+        geometry: Geometry {
+            pg_pages: SIM_PG_PAGES,
+        },
+        quorum: QuorumConfig::AURORA,
+        lal: SIM_LAL,
+    }
+}
+
+fn all_segments() -> impl Iterator<Item = SegmentId> {
+    (0..SIM_PGS).flat_map(|pg| (0..SEGMENTS_PER_PG).map(move |replica| segment(pg, replica)))
+}
+
+impl SimWriter {
+    pub fn start(id: usize, epoch: Epoch, skip_truncation: bool, hint_at_vcl: bool) -> SimWriter {
+        let pgs = (0..SIM_PGS).map(PgId).collect();
+        SimWriter {
+            id,
+            epoch,
+            phase: Phase::Recovering {
+                planner: RecoveryPlanner::new(QuorumConfig::AURORA, SIM_LAL, epoch, pgs),
+                plan: None,
+                truncated: BTreeMap::new(),
+            },
+            skip_truncation,
+            hint_at_vcl,
+        }
+    }
+
+    /// X1, E4: ask every segment to raise its epoch and report.
+    pub fn recovery_queries(&self) -> Vec<Message> {
+        all_segments()
+            .map(|segment| Message::RecoveryQuery {
+                writer: self.id,
+                segment,
+                epoch: self.epoch,
+            })
+            .collect()
+    }
+
+    pub fn crash(&mut self) {
+        self.phase = Phase::Crashed;
+    }
+
+    pub fn is_alive(&self) -> bool {
+        !matches!(self.phase, Phase::Crashed)
+    }
+
+    pub fn is_fenced(&self) -> bool {
+        matches!(self.phase, Phase::Fenced)
+    }
+
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    pub fn describe(&self) -> String {
+        let phase = match &self.phase {
+            Phase::Recovering { plan, .. } => format!("recovering (plan: {})", plan.is_some()),
+            Phase::Open { state, .. } => format!("open, VCL {} VDL {}", state.vcl(), state.vdl()),
+            Phase::Fenced => "fenced".into(),
+            Phase::Crashed => "crashed".into(),
+        };
+        format!("writer{} epoch {} {phase}", self.id, self.epoch)
+    }
+
+    pub fn vdl(&self) -> Option<Lsn> {
+        match &self.phase {
+            Phase::Open { state, .. } => Some(state.vdl()),
+            _ => None,
+        }
+    }
+
+    pub fn vcl_vdl(&self) -> Option<(Lsn, Lsn)> {
+        match &self.phase {
+            Phase::Open { state, .. } => Some((state.vcl(), state.vdl())),
+            _ => None,
+        }
+    }
+
+    pub fn pg_lsn_at(&self, pg: PgId, read_point: Lsn) -> Lsn {
+        match &self.phase {
+            Phase::Open { state, .. } => state.pg_lsn_at(pg, read_point),
+            _ => Lsn::ZERO,
+        }
+    }
+
+    pub fn tick(&mut self, now: u64, rng: &mut SimRng, may_submit: bool) -> WriterOutput {
+        let mut output = WriterOutput::default();
+        let resend = now % RESEND_EVERY_TICKS == (self.id as u64) % RESEND_EVERY_TICKS;
+        match &mut self.phase {
+            Phase::Recovering { plan, truncated, .. } => {
+                if resend {
+                    match plan {
+                        None => output.messages.extend(self.recovery_queries()),
+                        Some(plan) => {
+                            let plan = plan.clone();
+                            let truncated = truncated.clone();
+                            self.send_truncations(&plan, &truncated, &mut output);
+                        }
+                    }
+                }
+            }
+            Phase::Open { state, reading } => {
+                if may_submit && rng.chance(SUBMIT_CHANCE) {
+                    submit(self.id, state, reading, rng, self.hint_at_vcl, &mut output);
+                }
+                if resend {
+                    reading.clear();
+                    resend_unacked(self.id, state, self.hint_at_vcl, &mut output);
+                }
+                drain_events(state, &mut output);
+                if state.fenced_by().is_some() {
+                    self.phase = Phase::Fenced;
+                }
+            }
+            Phase::Fenced | Phase::Crashed => {}
+        }
+        output
+    }
+
+    fn send_truncations(&self, plan: &RecoveryPlan, done: &BTreeMap<SegmentId, Lsn>, output: &mut WriterOutput) {
+        for segment in all_segments() {
+            let repaired = done
+                .get(&segment)
+                .is_some_and(|&scl| scl >= plan.last_lsn_by_pg[&segment.pg]);
+            if !repaired {
+                output.messages.push(Message::Truncate {
+                    writer: self.id,
+                    segment,
+                    epoch: self.epoch,
+                    range: (!self.skip_truncation).then_some(plan.truncation),
+                });
+            }
+        }
+    }
+
+    pub fn handle(&mut self, message: Message) -> WriterOutput {
+        let mut output = WriterOutput::default();
+        match message {
+            Message::Refused { seen, .. } if seen > self.epoch => self.fence(seen, &mut output),
+            Message::RecoveryReport { report, .. } => self.take_report(report, &mut output),
+            Message::TruncateAck { segment, scl, .. } => self.take_truncate_ack(segment, scl, &mut output),
+            Message::Ack { segment, scl, epoch, .. } => {
+                if let Phase::Open { state, .. } = &mut self.phase {
+                    state.handle_ack(segment, scl, epoch);
+                    drain_events(state, &mut output);
+                    if state.fenced_by().is_some() {
+                        self.phase = Phase::Fenced;
+                    }
+                }
+            }
+            Message::PageReply { page, lsn, .. } => {
+                if let Phase::Open { state, reading } = &mut self.phase {
+                    state.note_page_lsn(page, lsn);
+                    reading.remove(&page);
+                }
+            }
+            _ => {}
+        }
+        output
+    }
+
+    fn fence(&mut self, by: Epoch, output: &mut WriterOutput) {
+        if let Phase::Open { state, .. } = &mut self.phase {
+            state.fence(by);
+            drain_events(state, output);
+        }
+        if self.is_alive() {
+            self.phase = Phase::Fenced;
+        }
+    }
+
+    fn take_report(&mut self, report: sixfold_core::SegmentReport, output: &mut WriterOutput) {
+        let Phase::Recovering { planner, plan, .. } = &mut self.phase else {
+            return;
+        };
+        if plan.is_some() {
+            return;
+        }
+        match planner.handle_report(report) {
+            Ok(()) => {}
+            Err(RecoveryError::EpochTooLow { seen, .. }) => return self.fence(seen, output),
+            Err(_) => return,
+        }
+        if !planner.has_read_quorum() {
+            return;
+        }
+        let Ok((decided, events)) = planner.plan() else { return };
+        output.events.extend(events.into_iter().map(TraceEvent::Protocol));
+        *plan = Some(decided.clone());
+        self.send_truncations(&decided, &BTreeMap::new(), output);
+    }
+
+    /// X5: open once a write quorum of every PG holds the truncation and is repaired up to
+    /// the PG's last LSN ≤ VDL.
+    fn take_truncate_ack(&mut self, segment: SegmentId, scl: Lsn, output: &mut WriterOutput) {
+        let Phase::Recovering { plan: Some(plan), truncated, .. } = &mut self.phase else {
+            return;
+        };
+        let entry = truncated.entry(segment).or_default();
+        *entry = (*entry).max(scl);
+        let ready = (0..SIM_PGS).all(|pg| {
+            let needed = plan.last_lsn_by_pg[&PgId(pg)];
+            truncated
+                .iter()
+                .filter(|&(s, &scl)| s.pg == PgId(pg) && scl >= needed)
+                .count()
+                >= QuorumConfig::AURORA.write_quorum()
+        });
+        if !ready {
+            return;
+        }
+        let plan = plan.clone();
+        let truncated = truncated.clone();
+        let mut state = WriterState::new(config(), plan.writer_start());
+        for (&segment, &scl) in &truncated {
+            state.handle_ack(segment, scl, self.epoch);
+        }
+        output.recovered.push(Recovered {
+            epoch: self.epoch,
+            vdl: plan.vdl,
+            truncation: (!self.skip_truncation).then_some(plan.truncation),
+        });
+        drain_events(&mut state, output);
+        self.phase = Phase::Open {
+            state,
+            reading: BTreeSet::new(),
+        };
+    }
+}
+
+/// One MTR of 1–3 random pages; each record writes its own LSN into its page at an offset
+/// derived from the LSN, so pages record their history.
+fn submit(
+    id: usize,
+    state: &mut WriterState,
+    reading: &mut BTreeSet<PageId>,
+    rng: &mut SimRng,
+    hint_at_vcl: bool,
+    output: &mut WriterOutput,
+) {
+    let pages = all_pages();
+    let count = 1 + rng.below(3) as usize;
+    let chosen: Vec<PageId> = (0..count).map(|_| pages[rng.below(pages.len() as u64) as usize]).collect();
+    // X7: after recovery a page's LSN comes from a read before it is written.
+    let unknown: Vec<PageId> = chosen.iter().copied().filter(|&p| state.page_lsn(p).is_none()).collect();
+    if !unknown.is_empty() {
+        for page in unknown {
+            if reading.insert(page) {
+                let pg = PgId(page.page_no / SIM_PG_PAGES);
+                let read_point = state.vdl();
+                let required = state.pg_lsn_at(pg, read_point);
+                for segment in state.read_candidates(pg, read_point) {
+                    output.messages.push(Message::ReadPage {
+                        writer: id,
+                        segment,
+                        epoch: state.epoch(),
+                        page,
+                        read_lsn: read_point,
+                        required_lsn: required,
+                    });
+                }
+            }
+        }
+        return;
+    }
+    let next = state.last_allocated().0 + 1;
+    let mut mtr = Mtr::new();
+    for (index, &page) in chosen.iter().enumerate() {
+        let lsn = next + index as u64;
+        mtr.push(
+            page,
+            RedoBody::Edits(vec![Edit {
+                offset: ((lsn * 8) % 4088) as u16,
+                bytes: lsn.to_le_bytes().to_vec(),
+            }]),
+        );
+    }
+    match state.submit_mtr(mtr) {
+        Ok(submitted) => {
+            send_records(id, state, &submitted.records, hint_at_vcl, output);
+            output.submitted.push(submitted);
+        }
+        Err(WriteError::Backpressure { .. }) | Err(WriteError::PageLsnUnknown { .. }) => {}
+        Err(_) => {}
+    }
+}
+
+fn hint(state: &WriterState, hint_at_vcl: bool) -> Lsn {
+    if hint_at_vcl { state.vcl() } else { state.vdl() }
+}
+
+fn send_records(
+    id: usize,
+    state: &WriterState,
+    records: &[sixfold_core::RedoRecord],
+    hint_at_vcl: bool,
+    output: &mut WriterOutput,
+) {
+    let mut by_pg: BTreeMap<PgId, Vec<sixfold_core::RedoRecord>> = BTreeMap::new();
+    for record in records {
+        by_pg.entry(record.pg).or_default().push(record.clone());
+    }
+    for (pg, records) in by_pg {
+        // W4: only the PG's six segments.
+        for segment in WriterState::segments_of(pg) {
+            output.messages.push(Message::Write {
+                writer: id,
+                segment,
+                epoch: state.epoch(),
+                vdl_hint: hint(state, hint_at_vcl),
+                truncation: state.truncation(),
+                records: records.clone(),
+            });
+        }
+    }
+}
+
+/// W7: re-send what each segment has not confirmed; an empty batch still carries the VDL
+/// hint (W5).
+fn resend_unacked(id: usize, state: &WriterState, hint_at_vcl: bool, output: &mut WriterOutput) {
+    for segment in all_segments() {
+        let records: Vec<sixfold_core::RedoRecord> =
+            state.records_to_resend(segment).into_iter().cloned().collect();
+        output.messages.push(Message::Write {
+            writer: id,
+            segment,
+            epoch: state.epoch(),
+            vdl_hint: hint(state, hint_at_vcl),
+            truncation: state.truncation(),
+            records,
+        });
+    }
+}
+
+fn drain_events(state: &mut WriterState, output: &mut WriterOutput) {
+    while let Some(event) = state.poll_event() {
+        if let ProtocolEvent::CommitAcknowledged { lsn } = event {
+            output.acknowledged.push(lsn);
+        }
+        output.events.push(TraceEvent::Protocol(event));
+    }
+}

@@ -1,0 +1,86 @@
+//! Protocol traces as JSON lines (spec/trace.md): what each actor did, in order, so a run
+//! can be replayed, hashed, and validated against the model.
+
+use serde::{Deserialize, Serialize};
+use sixfold_core::ProtocolEvent;
+
+/// Simulator-level events: faults and lifecycle.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum SimEvent {
+    WriterStarted { epoch: u64 },
+    WriterCrashed,
+    SecondWriterStarted,
+    NodeCrashed,
+    NodeRestarted { ok: bool },
+    Partitioned { kind: String },
+    PartitionHealed,
+    DiskCorrupted { path: String, bytes: u32 },
+    Healed,
+    /// A storage node made records durable and acknowledged them (S1).
+    Flushed { acks: usize },
+    /// A segment answered recovery at an epoch (X1, E4).
+    Reported { segment: String, epoch: u64, scl: u64 },
+    /// A read was served (R1, R3).
+    PageServed { segment: String, page: String, read_lsn: u64, lsn: u64 },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TraceEvent {
+    Protocol(ProtocolEvent),
+    Sim(SimEvent),
+}
+
+/// One line of a trace.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceLine {
+    pub tick: u64,
+    pub actor: String,
+    #[serde(flatten)]
+    pub event: TraceEvent,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Trace {
+    pub lines: Vec<TraceLine>,
+    hash: u64,
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+impl Trace {
+    pub fn push(&mut self, tick: u64, actor: &str, event: TraceEvent) {
+        let line = TraceLine {
+            tick,
+            actor: actor.to_string(),
+            event,
+        };
+        let text = serde_json::to_string(&line).expect("trace lines serialize");
+        let mut hash = if self.lines.is_empty() { FNV_OFFSET } else { self.hash };
+        for byte in text.bytes().chain(std::iter::once(b'\n')) {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(FNV_PRIME);
+        }
+        self.hash = hash;
+        self.lines.push(line);
+    }
+
+    /// FNV-1a over the JSON lines: equal runs have equal hashes.
+    pub fn hash(&self) -> u64 {
+        if self.lines.is_empty() { FNV_OFFSET } else { self.hash }
+    }
+
+    pub fn to_json_lines(&self) -> String {
+        self.lines
+            .iter()
+            .map(|line| serde_json::to_string(line).expect("trace lines serialize") + "\n")
+            .collect()
+    }
+}
+
+impl TraceEvent {
+    pub fn sim(event: SimEvent) -> TraceEvent {
+        TraceEvent::Sim(event)
+    }
+}
