@@ -8,21 +8,41 @@ use sixfold_core::ProtocolEvent;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum SimEvent {
-    WriterStarted { epoch: u64 },
+    WriterStarted {
+        epoch: u64,
+    },
     WriterCrashed,
     SecondWriterStarted,
     NodeCrashed,
-    NodeRestarted { ok: bool },
-    Partitioned { kind: String },
+    NodeRestarted {
+        ok: bool,
+    },
+    Partitioned {
+        kind: String,
+    },
     PartitionHealed,
-    DiskCorrupted { path: String, bytes: u32 },
+    DiskCorrupted {
+        path: String,
+        bytes: u32,
+    },
     Healed,
     /// A storage node made records durable and acknowledged them (S1).
-    Flushed { acks: usize },
+    Flushed {
+        acks: usize,
+    },
     /// A segment answered recovery at an epoch (X1, E4).
-    Reported { segment: String, epoch: u64, scl: u64 },
+    Reported {
+        segment: String,
+        epoch: u64,
+        scl: u64,
+    },
     /// A read was served (R1, R3).
-    PageServed { segment: String, page: String, read_lsn: u64, lsn: u64 },
+    PageServed {
+        segment: String,
+        page: String,
+        read_lsn: u64,
+        lsn: u64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,7 +78,11 @@ impl Trace {
             event,
         };
         let text = serde_json::to_string(&line).expect("trace lines serialize");
-        let mut hash = if self.lines.is_empty() { FNV_OFFSET } else { self.hash };
+        let mut hash = if self.lines.is_empty() {
+            FNV_OFFSET
+        } else {
+            self.hash
+        };
         for byte in text.bytes().chain(std::iter::once(b'\n')) {
             hash = (hash ^ u64::from(byte)).wrapping_mul(FNV_PRIME);
         }
@@ -68,7 +92,11 @@ impl Trace {
 
     /// FNV-1a over the JSON lines: equal runs have equal hashes.
     pub fn hash(&self) -> u64 {
-        if self.lines.is_empty() { FNV_OFFSET } else { self.hash }
+        if self.lines.is_empty() {
+            FNV_OFFSET
+        } else {
+            self.hash
+        }
     }
 
     pub fn to_json_lines(&self) -> String {

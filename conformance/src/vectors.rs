@@ -383,7 +383,11 @@ fn evaluate_recovery(input: RecoveryInput) -> Value {
             scl: Lsn(spec.scl),
             vdl_hint: Lsn(spec.vdl_hint),
             tip_at_hint: Lsn(spec.tip_at_hint),
-            held: spec.held.iter().map(|&(l, cpl, epoch)| (Lsn(l), cpl, Epoch(epoch))).collect(),
+            held: spec
+                .held
+                .iter()
+                .map(|&(l, cpl, epoch)| (Lsn(l), cpl, Epoch(epoch)))
+                .collect(),
             truncations: spec
                 .truncations
                 .iter()

@@ -14,15 +14,25 @@ fn options(seed: u64) -> SimOptions {
 
 #[test]
 fn seeds_pass_under_all_faults() {
-    let seeds: u64 = std::env::var("SIXFOLD_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+    let seeds: u64 = std::env::var("SIXFOLD_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
     let mut failures = Vec::new();
     for seed in 0..seeds {
         let outcome = sim::run(options(seed));
         if let Some(failure) = outcome.failure {
-            failures.push(format!("seed {seed}: {failure}\n  replay: sixfold sim --seed {seed}"));
+            failures.push(format!(
+                "seed {seed}: {failure}\n  replay: sixfold sim --seed {seed}"
+            ));
         }
     }
-    assert!(failures.is_empty(), "{} of {seeds} seeds failed:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {seeds} seeds failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -39,7 +49,10 @@ fn a_seed_replays_exactly() {
 /// Runs seeds until the mutant is caught; returns the first failure.
 fn first_failure(mutant: Mutant, seeds: u64) -> Option<(u64, String)> {
     (0..seeds).find_map(|seed| {
-        let outcome = sim::run(SimOptions { mutant: Some(mutant), ..options(seed) });
+        let outcome = sim::run(SimOptions {
+            mutant: Some(mutant),
+            ..options(seed)
+        });
         outcome.failure.map(|failure| (seed, failure))
     })
 }
@@ -55,7 +68,12 @@ fn an_ack_before_fsync_is_caught() {
 fn a_commit_at_vcl_is_caught() {
     // C3, C4, X4: the writer treats VCL as its durable point (its VDL hint is VCL).
     let (_, failure) = first_failure(Mutant::CommitAtVcl, 60).expect("caught");
-    assert!(failure.contains("not a CPL") || failure.contains("differs") || failure.contains("durability"), "{failure}");
+    assert!(
+        failure.contains("not a CPL")
+            || failure.contains("differs")
+            || failure.contains("durability"),
+        "{failure}"
+    );
 }
 
 #[test]

@@ -67,11 +67,17 @@ impl Mutant {
     pub const ALL: [(&'static str, Mutant); 3] = [
         ("ack-before-fsync", Mutant::AckBeforeFsync),
         ("commit-at-vcl", Mutant::CommitAtVcl),
-        ("recovery-without-truncation", Mutant::RecoveryWithoutTruncation),
+        (
+            "recovery-without-truncation",
+            Mutant::RecoveryWithoutTruncation,
+        ),
     ];
 
     pub fn parse(name: &str) -> Option<Mutant> {
-        Mutant::ALL.iter().find(|(n, _)| *n == name).map(|&(_, m)| m)
+        Mutant::ALL
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|&(_, m)| m)
     }
 }
 
@@ -123,30 +129,33 @@ pub fn segment(pg: u32, replica: usize) -> SegmentId {
 }
 
 pub fn all_pages() -> Vec<PageId> {
-    (0..SIM_PGS * SIM_PG_PAGES).map(|page_no| PageId::new(1, page_no)).collect()
+    (0..SIM_PGS * SIM_PG_PAGES)
+        .map(|page_no| PageId::new(1, page_no))
+        .collect()
 }
 
 /// Runs one seed. A panic anywhere in the code under test is a failure of the seed, not of
 /// the simulator.
 pub fn run(options: SimOptions) -> SimOutcome {
     let seed = options.seed;
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_unguarded(options))).unwrap_or_else(|panic| {
-        let message = panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "unknown panic".into());
-        SimOutcome {
-            seed,
-            trace_hash: 0,
-            acknowledged: 0,
-            recoveries: 0,
-            final_vdl: Lsn::ZERO,
-            ticks: 0,
-            failure: Some(format!("panicked: {message}")),
-            trace: Trace::default(),
-        }
-    })
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_unguarded(options)))
+        .unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            SimOutcome {
+                seed,
+                trace_hash: 0,
+                acknowledged: 0,
+                recoveries: 0,
+                final_vdl: Lsn::ZERO,
+                ticks: 0,
+                failure: Some(format!("panicked: {message}")),
+                trace: Trace::default(),
+            }
+        })
 }
 
 fn run_unguarded(options: SimOptions) -> SimOutcome {
@@ -211,7 +220,7 @@ impl World {
         while self.now < deadline {
             self.step(false)?;
             // Convergence is checked every few ticks: asking every segment costs.
-            if self.now % CONVERGENCE_CHECK_EVERY_TICKS == 0
+            if self.now.is_multiple_of(CONVERGENCE_CHECK_EVERY_TICKS)
                 && self.oracle.acknowledged_count() >= target
                 && self.converged()
             {
@@ -260,7 +269,10 @@ impl World {
         let disable_truncation = self.options.mutant == Some(Mutant::RecoveryWithoutTruncation);
         let commit_at_vcl = self.options.mutant == Some(Mutant::CommitAtVcl);
         let writer = SimWriter::start(id, epoch, disable_truncation, commit_at_vcl);
-        self.record(&format!("writer{id}"), TraceEvent::Sim(SimEvent::WriterStarted { epoch: epoch.0 }));
+        self.record(
+            &format!("writer{id}"),
+            TraceEvent::Sim(SimEvent::WriterStarted { epoch: epoch.0 }),
+        );
         for message in writer.recovery_queries() {
             self.network.send(self.now, message, &mut self.rng);
         }
@@ -287,7 +299,9 @@ impl World {
         }
         for mtr in output.submitted {
             self.mtrs_submitted += 1;
-            self.oracle.submitted(&mtr).map_err(|e| format!("{actor}: {e}"))?;
+            self.oracle
+                .submitted(&mtr)
+                .map_err(|e| format!("{actor}: {e}"))?;
         }
         for plan in output.recovered {
             self.recoveries += 1;
@@ -339,14 +353,20 @@ impl World {
                 let index = self.rng.below(SIM_NODES as u64) as usize;
                 if self.nodes[index].is_up() {
                     self.nodes[index].crash();
-                    self.record(&format!("node{index}"), TraceEvent::Sim(SimEvent::NodeCrashed));
+                    self.record(
+                        &format!("node{index}"),
+                        TraceEvent::Sim(SimEvent::NodeCrashed),
+                    );
                 }
             }
             Fault::RestartNode => {
                 for index in 0..SIM_NODES {
                     if !self.nodes[index].is_up() {
                         let result = self.nodes[index].restart();
-                        self.record(&format!("node{index}"), TraceEvent::Sim(SimEvent::NodeRestarted { ok: result.is_ok() }));
+                        self.record(
+                            &format!("node{index}"),
+                            TraceEvent::Sim(SimEvent::NodeRestarted { ok: result.is_ok() }),
+                        );
                         break;
                     }
                 }
@@ -374,7 +394,10 @@ impl World {
                     let span = if fault == Fault::Misdirected { 512 } else { 1 };
                     if let Some(path) = self.nodes[index].corrupt(&mut self.rng, span) {
                         self.corrupted.insert(index, self.now);
-                        self.record(&format!("node{index}"), TraceEvent::Sim(SimEvent::DiskCorrupted { path, bytes: span }));
+                        self.record(
+                            &format!("node{index}"),
+                            TraceEvent::Sim(SimEvent::DiskCorrupted { path, bytes: span }),
+                        );
                     }
                 }
             }
@@ -402,7 +425,10 @@ impl World {
             self.nodes[index].clear_disk_faults();
             if !self.nodes[index].is_up() {
                 let result = self.nodes[index].restart();
-                self.record(&format!("node{index}"), TraceEvent::Sim(SimEvent::NodeRestarted { ok: result.is_ok() }));
+                self.record(
+                    &format!("node{index}"),
+                    TraceEvent::Sim(SimEvent::NodeRestarted { ok: result.is_ok() }),
+                );
             }
         }
         // Old writers stop; the newest one stays, or a new one recovers if it was fenced.
@@ -417,7 +443,9 @@ impl World {
 
     /// Segments behind the PG's last LSN at VDL, for the liveness report.
     fn lagging(&self) -> Vec<String> {
-        let Some(writer) = self.writers.last() else { return Vec::new() };
+        let Some(writer) = self.writers.last() else {
+            return Vec::new();
+        };
         let vdl = writer.vdl().unwrap_or(Lsn::ZERO);
         let mut lagging = Vec::new();
         for pg in 0..SIM_PGS {
@@ -426,7 +454,10 @@ impl World {
                 let segment = segment(pg, node.index());
                 let scl = node.scl(segment);
                 if scl < Some(needed) {
-                    lagging.push(format!("{segment} SCL {scl:?} < {needed} ({})", node.describe(segment)));
+                    lagging.push(format!(
+                        "{segment} SCL {scl:?} < {needed} ({})",
+                        node.describe(segment)
+                    ));
                 }
             }
         }
@@ -434,11 +465,17 @@ impl World {
     }
 
     fn converged(&self) -> bool {
-        let Some(writer) = self.writers.last() else { return false };
-        let Some(vdl) = writer.vdl() else { return false };
+        let Some(writer) = self.writers.last() else {
+            return false;
+        };
+        let Some(vdl) = writer.vdl() else {
+            return false;
+        };
         (0..SIM_PGS).all(|pg| {
             let needed = writer.pg_lsn_at(PgId(pg), vdl);
-            self.nodes.iter().all(|node| node.scl(segment(pg, node.index())) >= Some(needed))
+            self.nodes
+                .iter()
+                .all(|node| node.scl(segment(pg, node.index())) >= Some(needed))
         })
     }
 
@@ -462,10 +499,10 @@ impl World {
 
     fn check_invariants(&self) -> Result<(), String> {
         for writer in &self.writers {
-            if let Some((vcl, vdl)) = writer.vcl_vdl() {
-                if vdl > vcl {
-                    return Err(format!("{}: VDL {vdl} > VCL {vcl} (C3)", writer.describe()));
-                }
+            if let Some((vcl, vdl)) = writer.vcl_vdl()
+                && vdl > vcl
+            {
+                return Err(format!("{}: VDL {vdl} > VCL {vcl} (C3)", writer.describe()));
             }
         }
         Ok(())
@@ -499,7 +536,11 @@ impl World {
             for node in &self.nodes {
                 sets.push(node.held_above_gc(segment(pg, node.index()), vdl));
             }
-            let floor = sets.iter().map(|(floor, _)| *floor).max().unwrap_or(Lsn::ZERO);
+            let floor = sets
+                .iter()
+                .map(|(floor, _)| *floor)
+                .max()
+                .unwrap_or(Lsn::ZERO);
             let trimmed: Vec<Vec<Lsn>> = sets
                 .into_iter()
                 .map(|(_, lsns)| lsns.into_iter().filter(|&l| l > floor).collect())
@@ -509,7 +550,9 @@ impl World {
                 for (index, lsns) in trimmed.iter().enumerate() {
                     let _ = write!(text, " node{index}:{lsns:?}");
                 }
-                return Err(format!("segment logs of pg{pg} disagree above the GC point {floor}:{text}"));
+                return Err(format!(
+                    "segment logs of pg{pg} disagree above the GC point {floor}:{text}"
+                ));
             }
         }
         Ok(())

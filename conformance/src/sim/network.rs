@@ -6,9 +6,9 @@ use sixfold_core::{
     Epoch, GossipRequest, Lsn, PageId, RedoRecord, SegmentId, SegmentReport, TruncationRange,
 };
 
+use super::SIM_NODES;
 use super::faults::FaultSet;
 use super::rng::SimRng;
-use super::SIM_NODES;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Destination {
@@ -155,9 +155,21 @@ impl Network {
     /// The rates of this run, drawn from the seed (TigerBeetle's VOPR style).
     pub fn new(rng: &mut SimRng, faults: &FaultSet) -> Network {
         Network {
-            loss: if faults.loss { rng.uniform(0.0, 0.3) } else { 0.0 },
-            duplication: if faults.duplication { rng.uniform(0.0, 0.1) } else { 0.0 },
-            delay_max: if faults.reordering { 1 + rng.below(12) } else { 1 },
+            loss: if faults.loss {
+                rng.uniform(0.0, 0.3)
+            } else {
+                0.0
+            },
+            duplication: if faults.duplication {
+                rng.uniform(0.0, 0.1)
+            } else {
+                0.0
+            },
+            delay_max: if faults.reordering {
+                1 + rng.below(12)
+            } else {
+                1
+            },
             partition: Partition::None,
             in_flight: BTreeMap::new(),
             sequence: 0,
@@ -194,10 +206,7 @@ impl Network {
     pub fn due(&mut self, now: u64, rng: &mut SimRng) -> Vec<Message> {
         let later = self.in_flight.split_off(&(now + 1, 0));
         let due = std::mem::replace(&mut self.in_flight, later);
-        let mut messages: Vec<Message> = due
-            .into_values()
-            .filter(|m| !self.blocked(m))
-            .collect();
+        let mut messages: Vec<Message> = due.into_values().filter(|m| !self.blocked(m)).collect();
         for index in (1..messages.len()).rev() {
             let other = rng.below(index as u64 + 1) as usize;
             messages.swap(index, other);

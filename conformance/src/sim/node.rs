@@ -102,7 +102,11 @@ impl SimNode {
     }
 
     pub fn set_torn_writes(&mut self, torn: bool) {
-        self.crash_mode = if torn { CrashMode::Random } else { CrashMode::KeepUnsynced };
+        self.crash_mode = if torn {
+            CrashMode::Random
+        } else {
+            CrashMode::KeepUnsynced
+        };
     }
 
     pub fn clear_disk_faults(&mut self) {
@@ -115,7 +119,8 @@ impl SimNode {
             1 => FaultKind::Io,
             _ => FaultKind::TornWrite,
         };
-        self.disk.inject(OpFilter::Mutations, kind, rng.below(20), 1 + rng.below(3));
+        self.disk
+            .inject(OpFilter::Mutations, kind, rng.below(20), 1 + rng.below(3));
     }
 
     /// Corrupts `span` bytes of a random log or page file, durably (a bit flip, or a
@@ -167,7 +172,11 @@ impl SimNode {
                 self.engine
                     .as_ref()
                     .and_then(|e| e.report(segment).ok())
-                    .map(|r| r.truncations.iter().map(|t| (t.lsn_begin.0, t.lsn_end.0, t.epoch.0)).collect::<Vec<_>>())
+                    .map(|r| r
+                        .truncations
+                        .iter()
+                        .map(|t| (t.lsn_begin.0, t.lsn_end.0, t.epoch.0))
+                        .collect::<Vec<_>>())
                     .unwrap_or_default()
             ),
         }
@@ -182,7 +191,9 @@ impl SimNode {
 
     /// S1: whether `segment` has claimed `lsn` durable (an ack it sent covered it).
     pub fn durably_holds(&self, segment: SegmentId, lsn: Lsn) -> bool {
-        self.durable_scl.get(&segment).is_some_and(|&scl| scl >= lsn)
+        self.durable_scl
+            .get(&segment)
+            .is_some_and(|&scl| scl >= lsn)
     }
 
     pub fn tick(&mut self, now: u64, rng: &mut SimRng) -> NodeOutput {
@@ -191,30 +202,32 @@ impl SimNode {
             return output;
         };
         // S1, S2: one group commit per tick for everything queued.
-        match engine.flush() {
-            Ok(acks) => {
-                if !acks.is_empty() {
-                    output.events.push(TraceEvent::Sim(SimEvent::Flushed { acks: acks.len() }));
-                }
-                for ack in acks {
-                    let durable = self.durable_scl.entry(ack.segment).or_default();
-                    *durable = (*durable).max(ack.scl);
-                    if let Some(writer) = self.tickets.remove(&ack.ticket) {
-                        output.messages.push(Message::Ack {
-                            writer,
-                            segment: ack.segment,
-                            scl: ack.scl,
-                            epoch: ack.epoch,
-                        });
-                    }
+        // Errors leave the batches queued; the next tick retries.
+        if let Ok(acks) = engine.flush() {
+            if !acks.is_empty() {
+                output
+                    .events
+                    .push(TraceEvent::Sim(SimEvent::Flushed { acks: acks.len() }));
+            }
+            for ack in acks {
+                let durable = self.durable_scl.entry(ack.segment).or_default();
+                *durable = (*durable).max(ack.scl);
+                if let Some(writer) = self.tickets.remove(&ack.ticket) {
+                    output.messages.push(Message::Ack {
+                        writer,
+                        segment: ack.segment,
+                        scl: ack.scl,
+                        epoch: ack.epoch,
+                    });
                 }
             }
-            Err(_) => {} // batches stay queued; the next tick retries
         }
         if now % GOSSIP_EVERY_TICKS == self.index as u64 % GOSSIP_EVERY_TICKS {
             for pg in 0..SIM_PGS {
                 let own = segment(pg, self.index);
-                let Ok(request) = engine.gossip_request(own) else { continue };
+                let Ok(request) = engine.gossip_request(own) else {
+                    continue;
+                };
                 let mut peer = rng.below(SIM_NODES as u64 - 1) as usize;
                 if peer >= self.index {
                     peer += 1;
@@ -227,10 +240,10 @@ impl SimNode {
                 });
             }
         }
-        if now % BACKGROUND_EVERY_TICKS == 0 {
+        if now.is_multiple_of(BACKGROUND_EVERY_TICKS) {
             let _ = engine.background_step();
         }
-        if now % SCRUB_EVERY_TICKS == 0 {
+        if now.is_multiple_of(SCRUB_EVERY_TICKS) {
             let _ = engine.scrub_step();
         }
         output
@@ -256,18 +269,31 @@ impl SimNode {
                     Ok(ticket) => {
                         if self.mutant == Some(Mutant::AckBeforeFsync) {
                             // The bug: acknowledge on receipt, before the group commit.
-                            output.messages.push(Message::Ack { writer, segment, scl: top, epoch });
+                            output.messages.push(Message::Ack {
+                                writer,
+                                segment,
+                                scl: top,
+                                epoch,
+                            });
                         } else {
                             self.tickets.insert(ticket, writer);
                         }
                     }
                     Err(StorageError::StaleEpoch { seen, .. }) => {
-                        output.messages.push(Message::Refused { writer, segment, seen });
+                        output.messages.push(Message::Refused {
+                            writer,
+                            segment,
+                            seen,
+                        });
                     }
                     Err(_) => {} // queue full, I/O, void records: the writer re-sends (W7)
                 }
             }
-            Message::RecoveryQuery { writer, segment, epoch } => match engine.raise_epoch(segment, epoch) {
+            Message::RecoveryQuery {
+                writer,
+                segment,
+                epoch,
+            } => match engine.raise_epoch(segment, epoch) {
                 Ok(()) => {
                     if let Ok(report) = engine.report(segment) {
                         output.events.push(TraceEvent::Sim(SimEvent::Reported {
@@ -275,15 +301,26 @@ impl SimNode {
                             epoch: epoch.0,
                             scl: report.scl.0,
                         }));
-                        output.messages.push(Message::RecoveryReport { writer, report });
+                        output
+                            .messages
+                            .push(Message::RecoveryReport { writer, report });
                     }
                 }
                 Err(StorageError::StaleEpoch { seen, .. }) => {
-                    output.messages.push(Message::Refused { writer, segment, seen });
+                    output.messages.push(Message::Refused {
+                        writer,
+                        segment,
+                        seen,
+                    });
                 }
                 Err(_) => {}
             },
-            Message::Truncate { writer, segment, epoch, range } => {
+            Message::Truncate {
+                writer,
+                segment,
+                epoch,
+                range,
+            } => {
                 let result = match range {
                     Some(range) => engine.truncate(segment, range),
                     None => engine.raise_epoch(segment, epoch),
@@ -291,34 +328,64 @@ impl SimNode {
                 match result {
                     Ok(()) => {
                         if let Ok(status) = engine.segment_status(segment) {
-                            output.messages.push(Message::TruncateAck { writer, segment, scl: status.scl });
+                            output.messages.push(Message::TruncateAck {
+                                writer,
+                                segment,
+                                scl: status.scl,
+                            });
                         }
                     }
                     Err(StorageError::StaleEpoch { seen, .. }) => {
-                        output.messages.push(Message::Refused { writer, segment, seen });
+                        output.messages.push(Message::Refused {
+                            writer,
+                            segment,
+                            seen,
+                        });
                     }
                     Err(_) => {}
                 }
             }
-            Message::GossipRequest { from, segment: asker, request, .. } => {
-                let own = SegmentId { pg: asker.pg, replica: index as u8 };
-                if let (Ok(records), Ok(report)) = (engine.answer_gossip(own, &request), engine.report(own)) {
-                    if !records.is_empty() || report.epoch > request.epoch {
-                        output.messages.push(Message::GossipAnswer {
-                            from: index,
-                            to: from,
-                            segment: asker,
-                            epoch: report.epoch,
-                            truncations: report.truncations,
-                            records,
-                        });
-                    }
+            Message::GossipRequest {
+                from,
+                segment: asker,
+                request,
+                ..
+            } => {
+                let own = SegmentId {
+                    pg: asker.pg,
+                    replica: index as u8,
+                };
+                if let (Ok(records), Ok(report)) =
+                    (engine.answer_gossip(own, &request), engine.report(own))
+                    && (!records.is_empty() || report.epoch > request.epoch)
+                {
+                    output.messages.push(Message::GossipAnswer {
+                        from: index,
+                        to: from,
+                        segment: asker,
+                        epoch: report.epoch,
+                        truncations: report.truncations,
+                        records,
+                    });
                 }
             }
-            Message::GossipAnswer { segment, epoch, truncations, records, .. } => {
+            Message::GossipAnswer {
+                segment,
+                epoch,
+                truncations,
+                records,
+                ..
+            } => {
                 let _ = engine.handle_gossip(segment, epoch, &truncations, records);
             }
-            Message::ReadPage { writer, segment, epoch, page, read_lsn, required_lsn } => {
+            Message::ReadPage {
+                writer,
+                segment,
+                epoch,
+                page,
+                read_lsn,
+                required_lsn,
+            } => {
                 if let Ok(image) = engine.get_page(segment, epoch, page, read_lsn, required_lsn) {
                     output.events.push(TraceEvent::Sim(SimEvent::PageServed {
                         segment: segment.to_string(),
@@ -326,7 +393,12 @@ impl SimNode {
                         read_lsn: read_lsn.0,
                         lsn: image.lsn.0,
                     }));
-                    output.messages.push(Message::PageReply { from: index, writer, page, lsn: image.lsn });
+                    output.messages.push(Message::PageReply {
+                        from: index,
+                        writer,
+                        page,
+                        lsn: image.lsn,
+                    });
                 }
             }
             Message::Ack { .. }

@@ -61,14 +61,21 @@ impl Oracle {
 
     /// A recovery decided `vdl`: it must keep every acknowledged commit (C3 across epochs,
     /// C4) and be a CPL (C3, X4).
-    pub fn recovered(&mut self, epoch: Epoch, vdl: Lsn, truncation: Option<TruncationRange>) -> Result<(), String> {
+    pub fn recovered(
+        &mut self,
+        epoch: Epoch,
+        vdl: Lsn,
+        truncation: Option<TruncationRange>,
+    ) -> Result<(), String> {
         if let Some(&lost) = self.acknowledged.iter().find(|&&lsn| lsn > vdl) {
             return Err(format!(
                 "durability: recovery at epoch {epoch} chose VDL {vdl} below acknowledged commit {lost} (C3, C4, X3)"
             ));
         }
         if vdl != Lsn::ZERO && !self.records.get(&vdl).is_some_and(|r| r.cpl) {
-            return Err(format!("recovery at epoch {epoch} chose VDL {vdl}, which is not a CPL (C3, X4)"));
+            return Err(format!(
+                "recovery at epoch {epoch} chose VDL {vdl}, which is not a CPL (C3, X4)"
+            ));
         }
         if let Some(range) = truncation {
             self.truncations.push(range);
@@ -81,11 +88,16 @@ impl Oracle {
     pub fn check_acknowledged_survive(&self, vdl: Lsn) -> Result<(), String> {
         for &commit in &self.acknowledged {
             if commit > vdl {
-                return Err(format!("acknowledged commit {commit} is above the final VDL {vdl}"));
+                return Err(format!(
+                    "acknowledged commit {commit} is above the final VDL {vdl}"
+                ));
             }
             for record in self.mtr_records(commit) {
                 if self.voided(&record) {
-                    return Err(format!("record {} of acknowledged commit {commit} was truncated", record.lsn));
+                    return Err(format!(
+                        "record {} of acknowledged commit {commit} was truncated",
+                        record.lsn
+                    ));
                 }
             }
         }

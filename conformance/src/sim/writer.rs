@@ -151,7 +151,9 @@ impl SimWriter {
         let mut output = WriterOutput::default();
         let resend = now % RESEND_EVERY_TICKS == (self.id as u64) % RESEND_EVERY_TICKS;
         match &mut self.phase {
-            Phase::Recovering { plan, truncated, .. } => {
+            Phase::Recovering {
+                plan, truncated, ..
+            } => {
                 if resend {
                     match plan {
                         None => output.messages.extend(self.recovery_queries()),
@@ -181,7 +183,12 @@ impl SimWriter {
         output
     }
 
-    fn send_truncations(&self, plan: &RecoveryPlan, done: &BTreeMap<SegmentId, Lsn>, output: &mut WriterOutput) {
+    fn send_truncations(
+        &self,
+        plan: &RecoveryPlan,
+        done: &BTreeMap<SegmentId, Lsn>,
+        output: &mut WriterOutput,
+    ) {
         for segment in all_segments() {
             let repaired = done
                 .get(&segment)
@@ -202,8 +209,15 @@ impl SimWriter {
         match message {
             Message::Refused { seen, .. } if seen > self.epoch => self.fence(seen, &mut output),
             Message::RecoveryReport { report, .. } => self.take_report(report, &mut output),
-            Message::TruncateAck { segment, scl, .. } => self.take_truncate_ack(segment, scl, &mut output),
-            Message::Ack { segment, scl, epoch, .. } => {
+            Message::TruncateAck { segment, scl, .. } => {
+                self.take_truncate_ack(segment, scl, &mut output)
+            }
+            Message::Ack {
+                segment,
+                scl,
+                epoch,
+                ..
+            } => {
                 if let Phase::Open { state, .. } = &mut self.phase {
                     state.handle_ack(segment, scl, epoch);
                     drain_events(state, &mut output);
@@ -248,8 +262,12 @@ impl SimWriter {
         if !planner.has_read_quorum() {
             return;
         }
-        let Ok((decided, events)) = planner.plan() else { return };
-        output.events.extend(events.into_iter().map(TraceEvent::Protocol));
+        let Ok((decided, events)) = planner.plan() else {
+            return;
+        };
+        output
+            .events
+            .extend(events.into_iter().map(TraceEvent::Protocol));
         *plan = Some(decided.clone());
         self.send_truncations(&decided, &BTreeMap::new(), output);
     }
@@ -257,7 +275,12 @@ impl SimWriter {
     /// X5: open once a write quorum of every PG holds the truncation and is repaired up to
     /// the PG's last LSN ≤ VDL.
     fn take_truncate_ack(&mut self, segment: SegmentId, scl: Lsn, output: &mut WriterOutput) {
-        let Phase::Recovering { plan: Some(plan), truncated, .. } = &mut self.phase else {
+        let Phase::Recovering {
+            plan: Some(plan),
+            truncated,
+            ..
+        } = &mut self.phase
+        else {
             return;
         };
         let entry = truncated.entry(segment).or_default();
@@ -304,9 +327,15 @@ fn submit(
 ) {
     let pages = all_pages();
     let count = 1 + rng.below(3) as usize;
-    let chosen: Vec<PageId> = (0..count).map(|_| pages[rng.below(pages.len() as u64) as usize]).collect();
+    let chosen: Vec<PageId> = (0..count)
+        .map(|_| pages[rng.below(pages.len() as u64) as usize])
+        .collect();
     // X7: after recovery a page's LSN comes from a read before it is written.
-    let unknown: Vec<PageId> = chosen.iter().copied().filter(|&p| state.page_lsn(p).is_none()).collect();
+    let unknown: Vec<PageId> = chosen
+        .iter()
+        .copied()
+        .filter(|&p| state.page_lsn(p).is_none())
+        .collect();
     if !unknown.is_empty() {
         for page in unknown {
             if reading.insert(page) {
@@ -350,7 +379,11 @@ fn submit(
 }
 
 fn hint(state: &WriterState, hint_at_vcl: bool) -> Lsn {
-    if hint_at_vcl { state.vcl() } else { state.vdl() }
+    if hint_at_vcl {
+        state.vcl()
+    } else {
+        state.vdl()
+    }
 }
 
 fn send_records(
@@ -383,8 +416,11 @@ fn send_records(
 /// hint (W5).
 fn resend_unacked(id: usize, state: &WriterState, hint_at_vcl: bool, output: &mut WriterOutput) {
     for segment in all_segments() {
-        let records: Vec<sixfold_core::RedoRecord> =
-            state.records_to_resend(segment).into_iter().cloned().collect();
+        let records: Vec<sixfold_core::RedoRecord> = state
+            .records_to_resend(segment)
+            .into_iter()
+            .cloned()
+            .collect();
         output.messages.push(Message::Write {
             writer: id,
             segment,

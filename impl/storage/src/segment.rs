@@ -374,7 +374,10 @@ impl Segment {
             if record.pg != self.id.pg {
                 return Err(StorageError::PgNotHosted { pg: record.pg });
             }
-            if let Some(range) = truncations.iter().find(|range| range.voids(record.lsn, record.epoch)) {
+            if let Some(range) = truncations
+                .iter()
+                .find(|range| range.voids(record.lsn, record.epoch))
+            {
                 return Err(StorageError::Truncated {
                     segment: self.id,
                     lsn: record.lsn,
@@ -802,8 +805,47 @@ impl Segment {
                 self.on_damaged_version(disk, cache, page, path, offset)?;
                 self.build_page(disk, cache, page, read_lsn)
             }
+            Err(StorageError::PageUnavailable { .. })
+                if self.drop_void_base(cache, page, read_lsn) =>
+            {
+                self.build_page(disk, cache, page, read_lsn)
+            }
             other => other,
         }
+    }
+
+    /// S14: a cached page or stored version whose LSN is a record this segment has since
+    /// learned was void (a recovery it missed truncated it) is a bad base: drop it so the
+    /// page is rebuilt from an older base. Returns whether one was dropped.
+    fn drop_void_base(&mut self, cache: &Cache, page: PageId, read_lsn: Lsn) -> bool {
+        if !self.damage.is_empty() {
+            // A record missing through damage is not void: keep every base until repaired.
+            return false;
+        }
+        let void = |lsn: Lsn, state: &SegmentState| {
+            lsn > state.forgotten_through() && state.record(lsn).is_none()
+        };
+        let mut dropped = false;
+        let key = CacheKey {
+            segment: self.id,
+            page,
+        };
+        if let Some(meta) = cache.peek(&key)
+            && Lsn(meta.lsn) <= read_lsn
+            && void(Lsn(meta.lsn), &self.state)
+        {
+            self.uncache(cache, page);
+            dropped = true;
+        }
+        while let Some((version_lsn, _)) = self.pages.newest_at_or_below(page, read_lsn) {
+            if !void(version_lsn, &self.state) {
+                break;
+            }
+            tracing::warn!(segment = %self.id, %page, %version_lsn, "S14: page version built on a void record dropped");
+            self.pages.drop_version(page, version_lsn);
+            dropped = true;
+        }
+        dropped
     }
 
     /// The page as of `lsn` from the best base (cached or stored version ≤ `lsn`) plus
