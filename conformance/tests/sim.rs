@@ -17,7 +17,7 @@ fn seeds_pass_under_all_faults() {
     let seeds: u64 = std::env::var("SIXFOLD_SIM_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(60);
+        .unwrap_or(500);
     let mut failures = Vec::new();
     for seed in 0..seeds {
         let outcome = sim::run(options(seed));
