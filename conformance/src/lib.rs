@@ -5,4 +5,5 @@
 pub mod runner;
 pub mod sim;
 pub mod trace;
+pub mod validate;
 pub mod vectors;

@@ -26,6 +26,18 @@ pub enum SimEvent {
         bytes: u32,
     },
     Healed,
+    /// After a group commit, a segment is durable through `scl` (S1): what its acks may say.
+    Durable {
+        segment: String,
+        scl: u64,
+    },
+    /// A segment made a recovery's truncation range durable (S8, X5).
+    TruncationApplied {
+        segment: String,
+        lsn_begin: u64,
+        lsn_end: u64,
+        epoch: u64,
+    },
     /// A storage node made records durable and acknowledged them (S1).
     Flushed {
         acks: usize,

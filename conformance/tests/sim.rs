@@ -82,3 +82,49 @@ fn recovery_without_truncation_is_caught() {
     let (_, failure) = first_failure(Mutant::RecoveryWithoutTruncation, 30).expect("caught");
     assert!(!failure.is_empty());
 }
+
+/// Trace validation alone rejects each mutant's traces: the validator reads only the trace.
+fn validation_rejects(mutant: Mutant, seeds: u64) -> Option<String> {
+    (0..seeds).find_map(|seed| {
+        let outcome = sim::run(SimOptions {
+            mutant: Some(mutant),
+            ..options(seed)
+        });
+        sixfold_conformance::validate::validate(&outcome.trace)
+            .err()
+            .map(|v| v.to_string())
+    })
+}
+
+#[test]
+fn trace_validation_passes_correct_runs() {
+    for seed in 0..20 {
+        let outcome = sim::run(options(seed));
+        let lines = sixfold_conformance::validate::validate(&outcome.trace).unwrap();
+        assert!(lines > 100, "seed {seed}: a trace of {lines} lines");
+    }
+}
+
+#[test]
+fn trace_validation_rejects_an_ack_before_fsync() {
+    // S1
+    let violation = validation_rejects(Mutant::AckBeforeFsync, 10).expect("rejected");
+    assert!(violation.contains("S1"), "{violation}");
+}
+
+#[test]
+fn trace_validation_rejects_recovery_without_truncation() {
+    // X5
+    let violation = validation_rejects(Mutant::RecoveryWithoutTruncation, 10).expect("rejected");
+    assert!(violation.contains("X5"), "{violation}");
+}
+
+#[test]
+fn trace_validation_rejects_a_commit_at_vcl() {
+    // X4
+    let violation = validation_rejects(Mutant::CommitAtVcl, 80).expect("rejected");
+    assert!(
+        violation.contains("X4") || violation.contains("C4"),
+        "{violation}"
+    );
+}

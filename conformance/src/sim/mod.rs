@@ -160,7 +160,12 @@ pub fn run(options: SimOptions) -> SimOutcome {
 
 fn run_unguarded(options: SimOptions) -> SimOutcome {
     let mut world = World::new(options);
-    let failure = world.run().err();
+    // Trace validation: every run's trace must be a sequence of steps the rules allow.
+    let failure = world.run().err().or_else(|| {
+        crate::validate::validate(&world.trace)
+            .err()
+            .map(|violation| format!("trace validation: {violation}"))
+    });
     let final_vdl = world
         .writers
         .last()

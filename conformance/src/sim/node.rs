@@ -36,6 +36,8 @@ pub struct SimNode {
     tickets: BTreeMap<Ticket, usize>,
     /// The highest SCL each segment ever acknowledged: what it claimed durable (S1).
     durable_scl: BTreeMap<SegmentId, Lsn>,
+    /// The SCL last written to the trace as durable, per segment.
+    reported_scl: BTreeMap<SegmentId, Lsn>,
     mutant: Option<Mutant>,
     crash_mode: CrashMode,
 }
@@ -63,6 +65,7 @@ impl SimNode {
             engine: None,
             tickets: BTreeMap::new(),
             durable_scl: BTreeMap::new(),
+            reported_scl: BTreeMap::new(),
             mutant,
             crash_mode: CrashMode::Random,
         };
@@ -222,6 +225,19 @@ impl SimNode {
                 }
             }
         }
+        for pg in 0..SIM_PGS {
+            let own = segment(pg, self.index);
+            if let Ok(status) = engine.segment_status(own) {
+                let reported = self.reported_scl.entry(own).or_default();
+                if status.scl > *reported {
+                    *reported = status.scl;
+                    output.events.push(TraceEvent::Sim(SimEvent::Durable {
+                        segment: own.to_string(),
+                        scl: status.scl.0,
+                    }));
+                }
+            }
+        }
         if now % GOSSIP_EVERY_TICKS == self.index as u64 % GOSSIP_EVERY_TICKS {
             for pg in 0..SIM_PGS {
                 let own = segment(pg, self.index);
@@ -327,7 +343,21 @@ impl SimNode {
                 };
                 match result {
                     Ok(()) => {
+                        if let Some(range) = range {
+                            output
+                                .events
+                                .push(TraceEvent::Sim(SimEvent::TruncationApplied {
+                                    segment: segment.to_string(),
+                                    lsn_begin: range.lsn_begin.0,
+                                    lsn_end: range.lsn_end.0,
+                                    epoch: range.epoch.0,
+                                }));
+                        }
                         if let Ok(status) = engine.segment_status(segment) {
+                            output.events.push(TraceEvent::Sim(SimEvent::Durable {
+                                segment: segment.to_string(),
+                                scl: status.scl.0,
+                            }));
                             output.messages.push(Message::TruncateAck {
                                 writer,
                                 segment,
