@@ -187,112 +187,100 @@ impl BenchReport {
     }
 
     fn plot_throughput(&self, path: &Path) -> Result<(), BenchError> {
-        let max = self
+        let series = self
             .commits
             .iter()
-            .flat_map(|s| s.runs.iter().map(|r| r.commits_per_second))
-            .fold(1.0, f64::max);
-        let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
-        root.fill(&WHITE).map_err(plot_error)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption("commit throughput against clients", ("sans-serif", 24))
-            .margin(16)
-            .x_label_area_size(40)
-            .y_label_area_size(70)
-            .build_cartesian_2d((1f64..32f64).log_scale(), 0f64..max * 1.1)
-            .map_err(plot_error)?;
-        chart
-            .configure_mesh()
-            .x_desc("concurrent clients")
-            .y_desc("commits per second")
-            .draw()
-            .map_err(plot_error)?;
-        for (index, system) in self.commits.iter().enumerate() {
-            let color = Palette99::pick(index).to_rgba();
-            let points: Vec<(f64, f64)> = system
-                .runs
-                .iter()
-                .map(|r| (r.clients as f64, r.commits_per_second))
-                .collect();
-            chart
-                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-                .map_err(plot_error)?
-                .label(system.system.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
-            chart
-                .draw_series(
-                    points
-                        .into_iter()
-                        .map(|p| Circle::new(p, 4, color.filled())),
-                )
-                .map_err(plot_error)?;
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE)
-            .border_style(BLACK)
-            .draw()
-            .map_err(plot_error)?;
-        root.present().map_err(plot_error)
+            .map(|system| {
+                let points = system
+                    .runs
+                    .iter()
+                    .map(|r| (r.clients as f64, r.commits_per_second))
+                    .collect();
+                (system.system.clone(), points)
+            })
+            .collect();
+        plot_lines(
+            path,
+            "commit throughput against clients",
+            "concurrent clients",
+            "commits per second",
+            series,
+        )
     }
 
     fn plot_recovery(&self, path: &Path) -> Result<(), BenchError> {
-        let max_ms = self
-            .recovery
-            .iter()
-            .map(|p| p.milliseconds)
-            .fold(1.0, f64::max);
-        let max_mib = self
-            .recovery
-            .iter()
-            .map(|p| p.backlog_bytes as f64 / (1 << 20) as f64)
-            .fold(1.0, f64::max);
-        let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
-        root.fill(&WHITE).map_err(plot_error)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption("recovery time against redo backlog", ("sans-serif", 24))
-            .margin(16)
-            .x_label_area_size(40)
-            .y_label_area_size(70)
-            .build_cartesian_2d(0f64..max_mib * 1.05, 0f64..max_ms * 1.1)
-            .map_err(plot_error)?;
-        chart
-            .configure_mesh()
-            .x_desc("backlog (MiB)")
-            .y_desc("milliseconds")
-            .draw()
-            .map_err(plot_error)?;
         let mut systems: Vec<&str> = self.recovery.iter().map(|p| p.system.as_str()).collect();
         systems.dedup();
-        for (index, system) in systems.into_iter().enumerate() {
-            let color = Palette99::pick(index).to_rgba();
-            let points: Vec<(f64, f64)> = self
-                .recovery
-                .iter()
-                .filter(|p| p.system == system)
-                .map(|p| (p.backlog_bytes as f64 / (1 << 20) as f64, p.milliseconds))
-                .collect();
-            chart
-                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
-                .map_err(plot_error)?
-                .label(system.to_string())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
-            chart
-                .draw_series(
-                    points
-                        .into_iter()
-                        .map(|p| Circle::new(p, 4, color.filled())),
-                )
-                .map_err(plot_error)?;
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE)
-            .border_style(BLACK)
-            .draw()
-            .map_err(plot_error)?;
-        root.present().map_err(plot_error)
+        let series = systems
+            .into_iter()
+            .map(|system| {
+                let points = self
+                    .recovery
+                    .iter()
+                    .filter(|p| p.system == system)
+                    .map(|p| (p.backlog_bytes as f64 / (1 << 20) as f64, p.milliseconds))
+                    .collect();
+                (system.to_string(), points)
+            })
+            .collect();
+        plot_lines(
+            path,
+            "recovery time against redo backlog",
+            "backlog (MiB)",
+            "milliseconds",
+            series,
+        )
     }
+}
+
+/// A PNG line chart, one line per named series of (x, y) points.
+fn plot_lines(
+    path: &Path,
+    caption: &str,
+    x_desc: &str,
+    y_desc: &str,
+    series: Vec<(String, Vec<(f64, f64)>)>,
+) -> Result<(), BenchError> {
+    let all = || series.iter().flat_map(|(_, points)| points.iter());
+    let x_max = all().map(|p| p.0).fold(1.0, f64::max);
+    let y_max = all().map(|p| p.1).fold(1.0, f64::max);
+    let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_error)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(caption, ("sans-serif", 24))
+        .margin(16)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(0f64..x_max * 1.05, 0f64..y_max * 1.1)
+        .map_err(plot_error)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .draw()
+        .map_err(plot_error)?;
+    for (index, (name, points)) in series.into_iter().enumerate() {
+        let color = Palette99::pick(index).to_rgba();
+        chart
+            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+            .map_err(plot_error)?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        chart
+            .draw_series(
+                points
+                    .into_iter()
+                    .map(|p| Circle::new(p, 4, color.filled())),
+            )
+            .map_err(plot_error)?;
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE)
+        .border_style(BLACK)
+        .draw()
+        .map_err(plot_error)?;
+    root.present().map_err(plot_error)
 }
 
 fn plot_error(error: impl std::fmt::Display) -> BenchError {
