@@ -38,9 +38,9 @@ impl BenchOptions {
     /// Redo backlogs for the recovery benchmark, in bytes.
     pub fn backlogs(&self) -> Vec<u64> {
         if self.quick {
-            vec![1 << 20, 10 << 20]
+            vec![1 << 20, 4 << 20]
         } else {
-            vec![10 << 20, 100 << 20, 1 << 30]
+            vec![4 << 20, 16 << 20, 64 << 20]
         }
     }
 }

@@ -3,8 +3,14 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
 use anyhow::Context;
-use sixfold_bench::{BenchOptions, SixfoldSystem};
+use sixfold_bench::{BenchError, BenchOptions, IoCounters, SixfoldSystem};
+use sixfold_cluster::{EmbeddedCluster, WriterOptions};
+use sixfold_sql::{Catalog, ClusterVolume, PageVolume};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -21,10 +27,115 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
         quick: args.quick,
         out: args.out.clone(),
     };
-    let system: Option<&dyn SixfoldSystem> = None;
-    let report = sixfold_bench::run(&options, system).context("running the benchmarks")?;
+    let data = args.out.join("sixfold-data");
+    let _ = std::fs::remove_dir_all(&data);
+    let system = EmbeddedSixfold::start(&data)?;
+    let report = sixfold_bench::run(&options, Some(&system)).context("running the benchmarks")?;
+    system.stop();
     print!("{}", report.table());
-    report.write(&args.out).with_context(|| format!("writing the report to {}", args.out.display()))?;
-    println!("\nreport: {}/bench.json, plots: {}/*.png", args.out.display(), args.out.display());
+    report
+        .write(&args.out)
+        .with_context(|| format!("writing the report to {}", args.out.display()))?;
+    println!(
+        "\nreport: {}/bench.json, plots: {}/*.png",
+        args.out.display(),
+        args.out.display()
+    );
     Ok(ExitCode::SUCCESS)
+}
+
+/// sixfold as the bench measures it: six storage nodes in this process on loopback, 4/6
+/// quorum, fsync on, SQLite on the volume through the VFS.
+struct EmbeddedSixfold {
+    cluster: EmbeddedCluster,
+    volume: Arc<ClusterVolume>,
+    /// One replica's data folder: its growth is the bytes one replica wrote.
+    replica_dir: std::path::PathBuf,
+}
+
+fn bench_error(error: impl std::fmt::Display) -> BenchError {
+    BenchError::System(error.to_string())
+}
+
+/// Bytes in the files under `dir` (logs and page files only grow between GCs).
+fn folder_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.metadata() {
+            Ok(meta) if meta.is_dir() => folder_bytes(&entry.path()),
+            Ok(meta) => meta.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+impl EmbeddedSixfold {
+    fn start(data: &Path) -> anyhow::Result<EmbeddedSixfold> {
+        let cluster = EmbeddedCluster::start(data).context("starting the embedded cluster")?;
+        let volume = ClusterVolume::open(cluster.config().clone(), WriterOptions::default())
+            .context("opening the writer")?;
+        let replica_dir = cluster.config().nodes[0].data_dir.clone();
+        Ok(EmbeddedSixfold {
+            cluster,
+            volume: Arc::new(volume),
+            replica_dir,
+        })
+    }
+
+    fn stop(self) {
+        drop(self.volume);
+        self.cluster.stop();
+    }
+}
+
+impl SixfoldSystem for EmbeddedSixfold {
+    fn connect(&self, db: &str) -> Result<rusqlite::Connection, BenchError> {
+        let volume: Arc<dyn PageVolume> = self.volume.clone();
+        let catalog = Catalog::new(volume.clone());
+        if catalog.lookup(db).map_err(bench_error)?.is_none() {
+            catalog.create_database(db).map_err(bench_error)?;
+        }
+        Ok(sixfold_sql::open_connection(volume, db)?)
+    }
+
+    fn io_counters(&self) -> IoCounters {
+        IoCounters {
+            disk_bytes_per_replica: folder_bytes(&self.replica_dir),
+            network_bytes: sixfold_cluster::wire::FRAME_BYTES_SENT
+                .load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    fn recovery_time(&self, db: &str, backlog_bytes: u64) -> Result<Duration, BenchError> {
+        // Build the backlog: commits whose redo the replicas hold, then restart the writer.
+        let connection = self.connect(db)?;
+        connection.execute_batch(
+            "CREATE TABLE IF NOT EXISTS backlog(id INTEGER PRIMARY KEY, pad BLOB)",
+        )?;
+        let start = folder_bytes(&self.replica_dir);
+        let mut next = 0i64;
+        while folder_bytes(&self.replica_dir).saturating_sub(start) < backlog_bytes {
+            connection.execute_batch("BEGIN")?;
+            for _ in 0..16 {
+                connection.execute(
+                    "INSERT OR REPLACE INTO backlog(id, pad) VALUES (?1, randomblob(3000))",
+                    [next % 4096],
+                )?;
+                next += 1;
+            }
+            connection.execute_batch("COMMIT")?;
+        }
+        drop(connection);
+        let started = Instant::now();
+        self.volume.recover().map_err(bench_error)?;
+        Ok(started.elapsed())
+    }
+
+    fn drop_writer_cache(&self) {
+        // A new writer starts with an empty buffer cache.
+        let _ = self.volume.recover();
+    }
 }

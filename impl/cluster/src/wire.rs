@@ -857,6 +857,9 @@ fn decode_status_reply(i: &mut In<'_>) -> Result<Message, WireError> {
 
 // ---------------------------------------------------------------- frames
 
+/// Bytes of every frame this process wrote, for `sixfold bench`'s bytes per commit.
+pub static FRAME_BYTES_SENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Writes one frame: length, CRC32C, payload.
 pub fn write_frame(w: &mut impl Write, payload: &[u8]) -> Result<(), WireError> {
     if payload.len() > MAX_FRAME_BYTES {
@@ -870,6 +873,7 @@ pub fn write_frame(w: &mut impl Write, payload: &[u8]) -> Result<(), WireError> 
     frame.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
     frame.extend_from_slice(payload);
     w.write_all(&frame)?;
+    FRAME_BYTES_SENT.fetch_add(frame.len() as u64, std::sync::atomic::Ordering::Relaxed);
     Ok(())
 }
 
