@@ -1,1 +1,14 @@
-//! (in progress)
+//! Exhaustive stateright models of the sixfold protocol (spec/protocol.md), with mutants.
+//!
+//! The `quorum` model is written from the spec's rules, not from the implementation: one
+//! writer with a volume epoch, 1–2 PGs of six segments in three AZs, an unordered network
+//! that loses and duplicates, writer crash/failover and recovery, segment crashes, gossip and
+//! reads. `run_check` explores it exhaustively and returns a `Report`.
+
+pub mod check;
+pub mod quorum;
+
+pub use check::{
+    CheckOptions, MODEL_NAMES, Report, Stop, Verdict, run_check, serve_explorer, validate_model,
+};
+pub use quorum::{Bug, Config, QuorumModel, UnknownName};

@@ -1,0 +1,260 @@
+//! Sizes of the quorum model and the mutants it can be switched to.
+
+use std::fmt;
+use std::str::FromStr;
+
+use super::state::{LSN_CAP_MAX, Lsn, PG_COUNT_MAX};
+
+/// The PG of each record of an MTR, in LSN order (1 or 2 records, L2; may span PGs).
+pub type MtrShape = &'static [u8];
+
+/// Bounds that make the state space finite. Nothing else is bounded: the checker explores
+/// every interleaving, with no depth limit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub name: &'static str,
+    /// 1 or 2 PGs of six segments.
+    pub pg_count: usize,
+    /// No LSN above this is ever allocated, in any epoch.
+    pub lsn_cap: Lsn,
+    /// LAL (W1, X4): tiny on purpose.
+    pub lal: Lsn,
+    /// MTR shapes the writer may allocate.
+    pub mtr_shapes: &'static [MtrShape],
+    /// Writer crashes plus failovers (a failover leaves the old writer running, partitioned).
+    pub writer_restarts: u8,
+    /// Whether a restart may be a failover (the old writer keeps running: a stale writer).
+    pub failover: bool,
+    /// Segment crashes (one segment, or a whole AZ of every PG if `az_crashes`).
+    pub segment_crashes: u8,
+    /// Whether a crash may take a whole AZ. AZs then differ, and symmetry reduction may only
+    /// swap the two segments of a PG in one AZ; otherwise it may permute all six.
+    pub az_crashes: bool,
+    /// Whether segments gossip (S6).
+    pub gossip: bool,
+}
+
+const ONE_PG_SHAPES: &[MtrShape] = &[&[0], &[0, 0]];
+const REFERENCE_LSN_CAP: Lsn = 4;
+const TWO_PG_SHAPES: &[MtrShape] = &[&[0], &[1], &[0, 1]];
+
+impl Config {
+    /// Runs in `cargo test` in seconds: one PG, a writer crash, gossip.
+    pub fn small() -> Self {
+        Config {
+            name: "small",
+            pg_count: 1,
+            lsn_cap: 2,
+            lal: 2,
+            mtr_shapes: ONE_PG_SHAPES,
+            writer_restarts: 1,
+            failover: false,
+            segment_crashes: 0,
+            az_crashes: false,
+            gossip: true,
+        }
+    }
+
+    /// The configuration the docs quote, explored exhaustively: one PG, two writer restarts
+    /// (so a recovery can be interrupted and run again, X8, and a second recovery must cross
+    /// the first one's truncation range, X3), writes in every epoch.
+    pub fn reference() -> Self {
+        Config {
+            name: "reference",
+            pg_count: 1,
+            lsn_cap: REFERENCE_LSN_CAP,
+            lal: 1,
+            mtr_shapes: ONE_PG_SHAPES,
+            writer_restarts: 2,
+            failover: false,
+            segment_crashes: 0,
+            az_crashes: false,
+            gossip: false,
+        }
+    }
+
+    /// Everything at once: two PGs with MTRs spanning both, a failover (the old writer keeps
+    /// running), gossip, a segment or AZ crash. Far beyond 10 minutes; run it with a budget
+    /// of time and read the report's state counts.
+    pub fn large() -> Self {
+        Config {
+            name: "large",
+            pg_count: 2,
+            lsn_cap: 4,
+            lal: 2,
+            mtr_shapes: TWO_PG_SHAPES,
+            writer_restarts: 2,
+            failover: true,
+            segment_crashes: 1,
+            az_crashes: true,
+            gossip: true,
+        }
+    }
+
+    /// Small with a failover: the old writer keeps running, acknowledging commits, until a
+    /// rejection fences it. One LSN is enough to lose a commit when recovery reads do not
+    /// fence (E4).
+    pub fn failover() -> Self {
+        Config {
+            name: "failover",
+            lsn_cap: 1,
+            failover: true,
+            gossip: false,
+            ..Self::small()
+        }
+    }
+
+    /// Small with a second restart and writes after the first recovery: the second recovery
+    /// must cross the first one's truncation range (X3, X4).
+    pub fn two_recoveries() -> Self {
+        Config {
+            name: "two-recoveries",
+            lsn_cap: 3,
+            lal: 1,
+            writer_restarts: 2,
+            gossip: false,
+            ..Self::small()
+        }
+    }
+
+    pub const NAMES: &'static [&'static str] =
+        &["small", "reference", "large", "failover", "two-recoveries"];
+
+    pub fn named(name: &str) -> Result<Self, UnknownName> {
+        match name {
+            "small" => Ok(Self::small()),
+            "reference" => Ok(Self::reference()),
+            "large" => Ok(Self::large()),
+            "failover" => Ok(Self::failover()),
+            "two-recoveries" => Ok(Self::two_recoveries()),
+            _ => Err(UnknownName::new("config", name, Self::NAMES)),
+        }
+    }
+
+    /// Refuses a configuration the model cannot represent.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.pg_count == 0 || self.pg_count > PG_COUNT_MAX {
+            return Err(format!(
+                "pg_count {} is not 1..={PG_COUNT_MAX}",
+                self.pg_count
+            ));
+        }
+        if self.lsn_cap == 0 || self.lsn_cap > LSN_CAP_MAX {
+            return Err(format!("lsn_cap {} is not 1..={LSN_CAP_MAX}", self.lsn_cap));
+        }
+        let bad_shape = self.mtr_shapes.iter().any(|shape| {
+            shape.is_empty()
+                || shape.len() > 2
+                || shape.iter().any(|pg| *pg as usize >= self.pg_count)
+        });
+        if bad_shape {
+            return Err("an MTR shape has 0 or more than 2 records or names a missing PG".into());
+        }
+        Ok(())
+    }
+}
+
+/// Mutants: one protocol rule broken on purpose; each must be caught by a named property.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Bug {
+    /// Q1 broken: the writer counts a record durable at 3 of 6.
+    WriteQuorum3,
+    /// C4 broken: a commit is acknowledged when VCL (not VDL) reaches its commit LSN.
+    CommitAtVcl,
+    /// X4, S8 broken: recovery writes no truncation range.
+    NoTruncation,
+    /// S7, E2 broken: segments take writes of a lower epoch.
+    NoFencing,
+    /// X2 broken: recovery settles for 2 reports per PG.
+    RecoveryReadQuorum2,
+    /// E4 broken: recovery reads do not raise the segment's epoch (BookKeeper 4.11's bug).
+    UnfencedRecoveryReads,
+    /// S7, S6 broken: a segment merges gossip of a lower epoch.
+    GossipIgnoresEpoch,
+}
+
+impl Bug {
+    pub const ALL: &'static [Bug] = &[
+        Bug::WriteQuorum3,
+        Bug::CommitAtVcl,
+        Bug::NoTruncation,
+        Bug::NoFencing,
+        Bug::RecoveryReadQuorum2,
+        Bug::UnfencedRecoveryReads,
+        Bug::GossipIgnoresEpoch,
+    ];
+
+    pub const NAMES: &'static [&'static str] = &[
+        "write-quorum-3",
+        "commit-at-vcl",
+        "no-truncation",
+        "no-fencing",
+        "recovery-read-quorum-2",
+        "unfenced-recovery-reads",
+        "gossip-ignores-epoch",
+    ];
+
+    /// The smallest named config in which the mutant is caught (what `--bug` uses when no
+    /// `--config` is given).
+    pub fn config(self) -> Config {
+        match self {
+            Bug::NoTruncation => Config::two_recoveries(),
+            Bug::UnfencedRecoveryReads => Config::failover(),
+            _ => Config::small(),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        let index = Bug::ALL.iter().position(|bug| *bug == self).unwrap_or(0);
+        Bug::NAMES[index]
+    }
+}
+
+impl fmt::Display for Bug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Bug {
+    type Err = UnknownName;
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Bug::NAMES
+            .iter()
+            .position(|candidate| *candidate == name)
+            .map(|index| Bug::ALL[index])
+            .ok_or_else(|| UnknownName::new("bug", name, Bug::NAMES))
+    }
+}
+
+/// An unknown model, config or bug name, with the valid ones.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownName {
+    pub kind: &'static str,
+    pub name: String,
+    pub valid: &'static [&'static str],
+}
+
+impl UnknownName {
+    pub fn new(kind: &'static str, name: &str, valid: &'static [&'static str]) -> Self {
+        UnknownName {
+            kind,
+            name: name.to_string(),
+            valid,
+        }
+    }
+}
+
+impl fmt::Display for UnknownName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown {} {:?}; valid: {}",
+            self.kind,
+            self.name,
+            self.valid.join(", ")
+        )
+    }
+}
+
+impl std::error::Error for UnknownName {}

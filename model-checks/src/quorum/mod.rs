@@ -1,0 +1,15 @@
+//! The quorum model: writes at 4/6, reads at 3/6, commits at VDL, recovery with epochs and
+//! truncation (spec/protocol.md Q, L, W, C, S, R, X, E).
+
+pub mod config;
+pub mod model;
+pub mod segment;
+pub mod state;
+pub mod symmetry;
+pub mod writer;
+
+pub use config::{Bug, Config, UnknownName};
+pub use model::{
+    Action, COMMIT_ACKED, DURABILITY, FENCING, MTR_ATOMICITY, QuorumModel, READ_AFTER_RECOVERY,
+    READ_AT_POINT, RECOVERY_COMPLETES, VDL_RULES, property_rules,
+};

@@ -1,0 +1,576 @@
+//! The stateright `Model`: actions, transitions and properties.
+
+use stateright::{Model, Property};
+
+use super::config::{Bug, Config};
+use super::segment;
+use super::state::{
+    AZ_COUNT, Ghost, LsnSet, Message, Phase, RECORD_SLOTS, Record, SEGMENTS_PER_PG, Segment,
+    SegmentIndex, State, Writer, contains, format_set, members, segment_name, violation,
+};
+use super::writer;
+
+/// One writer (plus, after a failover, the old one still running), 1–2 PGs of six segments
+/// in three AZs, an unordered network that loses and duplicates.
+#[derive(Clone, Debug)]
+pub struct QuorumModel {
+    pub config: Config,
+    pub bug: Option<Bug>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// The writer allocates an MTR of this shape (index into `Config::mtr_shapes`).
+    AllocateMtr(u8),
+    /// The network delivers a message (again, perhaps).
+    Deliver(Message),
+    /// A segment fsyncs its queued writes and acks.
+    Flush(SegmentIndex),
+    /// `target` gossips with `source` and takes the records it lacks.
+    Gossip {
+        source: SegmentIndex,
+        target: SegmentIndex,
+    },
+    /// A segment crashes and restarts.
+    CrashSegment(SegmentIndex),
+    /// Every segment in one AZ crashes and restarts.
+    CrashAz(u8),
+    /// The writer crashes; a new one starts and recovers.
+    CrashWriter,
+    /// A new writer starts and recovers while the old one keeps running, partitioned.
+    Failover,
+    /// Recovery reads one segment (and fences it, E4).
+    RecoveryRead(SegmentIndex),
+    /// Recovery decides VCL, VDL and the truncation range.
+    RecoveryDecide,
+    /// Recovery repairs a segment and writes it the epoch and truncation set.
+    RecoveryWrite(SegmentIndex),
+    /// The writer reads its PG's page at VDL from one segment.
+    Read(SegmentIndex),
+}
+
+pub const DURABILITY: &str = "durability";
+pub const MTR_ATOMICITY: &str = "mtr atomicity";
+pub const VDL_RULES: &str = "vdl <= vcl, vdl is a cpl, vdl monotonic";
+pub const FENCING: &str = "fencing";
+pub const READ_AT_POINT: &str = "read returns the committed value";
+pub const COMMIT_ACKED: &str = "a commit is acknowledged";
+pub const RECOVERY_COMPLETES: &str = "a recovery completes";
+pub const READ_AFTER_RECOVERY: &str = "a read after recovery is served";
+
+/// The spec rules each property checks.
+pub fn property_rules(name: &str) -> &'static [&'static str] {
+    match name {
+        DURABILITY => &["C4", "C5", "Q1", "Q2", "Q5", "X2", "X3", "X4", "X5", "E4"],
+        MTR_ATOMICITY => &["L2", "C3", "C4", "X4", "S8", "R2"],
+        VDL_RULES => &["C1", "C2", "C3", "X3", "X8"],
+        FENCING => &["S7", "E2", "E3", "E4", "C6", "S6"],
+        READ_AT_POINT => &["R1", "R2", "R3", "S4", "S8", "X7"],
+        COMMIT_ACKED => &["C4"],
+        RECOVERY_COMPLETES => &["X1", "X5", "E1"],
+        READ_AFTER_RECOVERY => &["R1", "X7"],
+        _ => &[],
+    }
+}
+
+impl QuorumModel {
+    pub fn new(config: Config, bug: Option<Bug>) -> Self {
+        QuorumModel { config, bug }
+    }
+
+    fn segment_count(&self) -> usize {
+        self.config.pg_count * SEGMENTS_PER_PG
+    }
+
+    fn fencing(&self) -> bool {
+        self.bug != Some(Bug::NoFencing)
+    }
+
+    fn write_is_news(&self, state: &State, index: SegmentIndex, lsn: u8) -> bool {
+        let segment = &state.segments[index as usize];
+        let epoch = state.record(lsn).epoch;
+        let fresh = !contains(segment.held | segment.pending | segment.truncated, lsn);
+        if epoch < segment.epoch {
+            if self.fencing() {
+                return !state.in_network(&Message::Rejected { epoch });
+            }
+            return fresh || !segment.accepted_stale;
+        }
+        epoch > segment.epoch || fresh
+    }
+
+    fn message_is_news(&self, state: &State, message: &Message) -> bool {
+        match *message {
+            Message::Write { segment, lsn, .. } => self.write_is_news(state, segment, lsn),
+            Message::Ack {
+                segment,
+                scl,
+                epoch,
+            } => {
+                writer::ack_is_news(&state.writer, epoch, segment, scl)
+                    || writer::ack_is_news(&state.writer_stale, epoch, segment, scl)
+            }
+            Message::Rejected { epoch } => {
+                state.writer_stale.is_some_and(|stale| stale.epoch == epoch)
+            }
+        }
+    }
+
+    fn gossip_is_news(&self, state: &State, source: usize, target: usize) -> bool {
+        let from = &state.segments[source];
+        let to = &state.segments[target];
+        let offered: LsnSet = from.held & !to.held & !to.truncated;
+        if offered == 0 {
+            return false;
+        }
+        from.epoch >= to.epoch || self.bug == Some(Bug::GossipIgnoresEpoch)
+    }
+
+    fn writer_actions(&self, state: &State, actions: &mut Vec<Action>) {
+        let Some(current) = state.writer else {
+            return;
+        };
+        if let Some(recovery) = writer::recovery(&state.writer) {
+            if recovery.outcome.is_none() {
+                for index in 0..self.segment_count() {
+                    if recovery.reported & (1 << index) == 0 {
+                        actions.push(Action::RecoveryRead(index as SegmentIndex));
+                    }
+                }
+            }
+            if writer::recovery_can_decide(&recovery, self.config.pg_count, self.bug) {
+                actions.push(Action::RecoveryDecide);
+            }
+            for index in 0..self.segment_count() {
+                if writer::recovery_write_is_news(state, index as SegmentIndex) {
+                    actions.push(Action::RecoveryWrite(index as SegmentIndex));
+                }
+            }
+        }
+        for index in 0..self.segment_count() {
+            if writer::can_read(state, index as SegmentIndex) {
+                actions.push(Action::Read(index as SegmentIndex));
+            }
+        }
+        for (index, shape) in self.config.mtr_shapes.iter().enumerate() {
+            if writer::can_allocate(&self.config, &current, shape) {
+                actions.push(Action::AllocateMtr(index as u8));
+            }
+        }
+    }
+
+    /// Writer crash and failover, segment and AZ crashes.
+    fn fault_actions(&self, state: &State, actions: &mut Vec<Action>) {
+        if let Some(current) = state.writer
+            && state.writer_restarts < self.config.writer_restarts
+        {
+            actions.push(Action::CrashWriter);
+            if self.config.failover && current.phase == Phase::Active {
+                actions.push(Action::Failover);
+            }
+        }
+        if state.segment_crashes >= self.config.segment_crashes {
+            return;
+        }
+        for index in 0..self.segment_count() {
+            if state.segments[index].pending != 0 {
+                actions.push(Action::CrashSegment(index as SegmentIndex));
+            }
+        }
+        if self.config.az_crashes {
+            for az in 0..AZ_COUNT {
+                let pending = (0..self.segment_count())
+                    .filter(|index| super::state::az_of_segment(*index as SegmentIndex) == az)
+                    .filter(|index| state.segments[*index].pending != 0)
+                    .count();
+                if pending >= 2 {
+                    actions.push(Action::CrashAz(az as u8));
+                }
+            }
+        }
+    }
+
+    fn segment_actions(&self, state: &State, actions: &mut Vec<Action>) {
+        for index in 0..self.segment_count() {
+            if state.segments[index].pending != 0 {
+                actions.push(Action::Flush(index as SegmentIndex));
+            }
+        }
+        if self.config.gossip {
+            for target in 0..self.segment_count() {
+                let pg = target / SEGMENTS_PER_PG;
+                for source in pg * SEGMENTS_PER_PG..(pg + 1) * SEGMENTS_PER_PG {
+                    if source != target && self.gossip_is_news(state, source, target) {
+                        actions.push(Action::Gossip {
+                            source: source as SegmentIndex,
+                            target: target as SegmentIndex,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// A message whose delivery can never change anything again is dropped, so that states
+    /// differing only in dead messages are one state (a bisimulation, not a restriction).
+    fn forget_dead_messages(&self, state: &mut State) {
+        let live_epoch = |epoch| {
+            [state.writer, state.writer_stale]
+                .into_iter()
+                .flatten()
+                .find(|writer| writer.epoch == epoch)
+        };
+        let fencing = self.fencing();
+        let keep: Vec<bool> = state
+            .network
+            .iter()
+            .map(|message| match *message {
+                Message::Write { segment, lsn, .. } => {
+                    let segment = &state.segments[segment as usize];
+                    let epoch = state.record(lsn).epoch;
+                    // Held records stay held; a stale write is only ever rejected again.
+                    let held = contains(segment.held, lsn);
+                    let rejected_forever =
+                        fencing && epoch < segment.epoch && live_epoch(epoch).is_none();
+                    !(held || rejected_forever)
+                }
+                Message::Ack {
+                    segment,
+                    scl,
+                    epoch,
+                } => live_epoch(epoch)
+                    .is_some_and(|writer| writer.scl_by_segment[segment as usize] < scl),
+                Message::Rejected { epoch } => live_epoch(epoch).is_some(),
+            })
+            .collect();
+        let mut flags = keep.into_iter();
+        state.network.retain(|_| flags.next().unwrap_or(true));
+    }
+
+    fn restart_writer(&self, state: &mut State) {
+        state.writer_restarts += 1;
+        state.ghost.epoch_max += 1;
+        state.writer = Some(writer::restarted_writer(state.ghost.epoch_max));
+    }
+
+    fn deliver(&self, state: &mut State, message: Message) {
+        match message {
+            Message::Write {
+                segment,
+                lsn,
+                vdl_hint,
+            } => {
+                segment::deliver_write(state, segment, lsn, vdl_hint, self.fencing());
+            }
+            Message::Ack {
+                segment,
+                scl,
+                epoch,
+            } => {
+                let stale = !writer::ack_is_news(&state.writer, epoch, segment, scl);
+                writer::handle_ack(state, stale, segment, scl, self.bug);
+            }
+            Message::Rejected { .. } => {
+                // E3, C6: the stale writer is fenced: it stops and fails its waiters.
+                state.writer_stale = None;
+            }
+        }
+    }
+
+    /// One line per step of a counterexample: who did what, with the LSNs.
+    pub fn describe(&self, state: &State, action: &Action) -> String {
+        let epoch = state.writer.map(|writer| writer.epoch).unwrap_or(0);
+        match *action {
+            Action::AllocateMtr(shape) => {
+                let writer = state.writer.expect("allocating writer");
+                let lsns: Vec<String> = self.config.mtr_shapes[shape as usize]
+                    .iter()
+                    .enumerate()
+                    .map(|(position, pg)| format!("{}@pg{}", writer.lsn_next + position as u8, pg))
+                    .collect();
+                format!(
+                    "writer e{epoch} allocates MTR [{}] (commit LSN {}) and sends it with VDL hint {}",
+                    lsns.join(", "),
+                    writer.lsn_next,
+                    writer.vdl
+                )
+            }
+            Action::Deliver(Message::Write {
+                segment,
+                lsn,
+                vdl_hint,
+            }) => format!(
+                "network delivers write LSN {lsn} (epoch {}, VDL hint {vdl_hint}) to {}",
+                state.record(lsn).epoch,
+                segment_name(segment)
+            ),
+            Action::Deliver(Message::Ack {
+                segment,
+                scl,
+                epoch,
+            }) => format!(
+                "network delivers ack from {} (SCL {scl}, epoch {epoch}) to writer e{epoch}",
+                segment_name(segment)
+            ),
+            Action::Deliver(Message::Rejected { epoch }) => {
+                format!("network delivers a stale-epoch rejection to writer e{epoch}: it is fenced")
+            }
+            Action::Flush(segment) => format!(
+                "{} fsyncs pending {} and acks",
+                segment_name(segment),
+                format_set(state.segments[segment as usize].pending)
+            ),
+            Action::Gossip { source, target } => format!(
+                "{} gossips with {} and takes {}",
+                segment_name(target),
+                segment_name(source),
+                format_set(
+                    state.segments[source as usize].held
+                        & !state.segments[target as usize].held
+                        & !state.segments[target as usize].truncated
+                )
+            ),
+            Action::CrashSegment(segment) => format!(
+                "{} crashes, losing pending {}",
+                segment_name(segment),
+                format_set(state.segments[segment as usize].pending)
+            ),
+            Action::CrashAz(az) => format!("every segment in az{az} crashes"),
+            Action::CrashWriter => format!(
+                "writer e{epoch} crashes; writer e{} starts recovery",
+                state.ghost.epoch_max + 1
+            ),
+            Action::Failover => format!(
+                "failover: writer e{epoch} keeps running partitioned; writer e{} starts recovery",
+                state.ghost.epoch_max + 1
+            ),
+            Action::RecoveryRead(index) => {
+                let segment = &state.segments[index as usize];
+                format!(
+                    "recovery e{epoch} reads {}: SCL {}, VDL hint {}, holds {}, truncated {}",
+                    segment_name(index),
+                    segment.scl,
+                    segment.hint,
+                    format_set(segment.held),
+                    format_set(segment.truncated)
+                )
+            }
+            Action::RecoveryDecide => {
+                let mut next = state.clone();
+                writer::recovery_decide(&mut next, &self.config, self.bug);
+                match writer::recovery(&next.writer).and_then(|recovery| recovery.outcome) {
+                    Some(outcome) => format!(
+                        "recovery e{epoch} decides VCL {}, VDL {}, truncated {}",
+                        outcome.vcl,
+                        outcome.vdl,
+                        format_set(outcome.truncated)
+                    ),
+                    None => format!("recovery e{epoch} decides"),
+                }
+            }
+            Action::RecoveryWrite(index) => format!(
+                "recovery e{epoch} repairs {} and writes it epoch {epoch} and the truncation set",
+                segment_name(index)
+            ),
+            Action::Read(index) => {
+                let vdl = state.writer.map(|writer| writer.vdl).unwrap_or(0);
+                format!(
+                    "writer e{epoch} reads at read point {vdl} from {}: gets value {}",
+                    segment_name(index),
+                    segment::read_page(state, index, vdl)
+                )
+            }
+        }
+    }
+}
+
+fn recovered_outcome(writer: &Writer) -> Option<(u8, LsnSet)> {
+    match writer.phase {
+        Phase::Recovering(recovery) => recovery
+            .outcome
+            .map(|outcome| (outcome.vdl, outcome.truncated)),
+        Phase::Active => Some((writer.vdl_recovered, writer.truncated)),
+    }
+}
+
+/// C4, X3–X5: every acknowledged commit is in the volume the latest recovery decided, and
+/// reads never miss one.
+fn durability_holds(state: &State) -> bool {
+    if state.ghost.violations & violation::READ_LOST_ACKED != 0 {
+        return false;
+    }
+    let Some(current) = state.writer else {
+        return true;
+    };
+    let in_recovered = |lsn: u8| match current.phase {
+        Phase::Active => writer::in_volume(state, &current, lsn),
+        Phase::Recovering(recovery) => match recovery.outcome {
+            Some(outcome) => lsn <= outcome.vdl && !contains(outcome.truncated, lsn),
+            None => true,
+        },
+    };
+    members(state.ghost.acked)
+        .flat_map(|commit| members(state.mtr_of(commit)))
+        .all(in_recovered)
+}
+
+/// L2, X4: a recovered volume holds each MTR whole or not at all; so does every read.
+fn atomicity_holds(state: &State) -> bool {
+    if state.ghost.violations & violation::READ_PARTIAL_MTR != 0 {
+        return false;
+    }
+    let Some(current) = state.writer else {
+        return true;
+    };
+    let Some((vdl, truncated)) = recovered_outcome(&current) else {
+        return true;
+    };
+    (1..RECORD_SLOTS as u8)
+        .filter(|lsn| state.is_allocated(*lsn) && state.record(*lsn).cpl)
+        .all(|cpl| {
+            let mtr = state.mtr_of(cpl);
+            let kept = members(mtr).filter(|lsn| *lsn <= vdl && !contains(truncated, *lsn));
+            let kept = kept.count();
+            kept == 0 || kept == mtr.count_ones() as usize
+        })
+}
+
+/// C3: VDL ≤ VCL, VDL is a CPL in the volume, and the newest writer's VDL is the highest any
+/// writer ever reached (never backwards, across epochs too).
+fn vdl_holds(state: &State) -> bool {
+    let each = [state.writer, state.writer_stale]
+        .into_iter()
+        .flatten()
+        .filter(|writer| writer.phase == Phase::Active)
+        .all(|writer| {
+            writer.vdl <= writer.vcl
+                && (writer.vdl == 0
+                    || (state.record(writer.vdl).cpl
+                        && writer::in_volume(state, &writer, writer.vdl)))
+        });
+    let newest_highest = match state.writer {
+        Some(current) if current.phase == Phase::Active => current.vdl >= state.ghost.vdl_high,
+        _ => true,
+    };
+    each && newest_highest
+}
+
+/// S7, E2–E4, C6: no segment took a write or gossip of an epoch below its own, and a fenced
+/// writer acknowledged nothing that was not durable.
+fn fencing_holds(state: &State) -> bool {
+    state.ghost.violations & violation::FENCED_ACK_NOT_DURABLE == 0
+        && state.segments.iter().all(|segment| !segment.accepted_stale)
+}
+
+impl Model for QuorumModel {
+    type State = State;
+    type Action = Action;
+
+    fn init_states(&self) -> Vec<State> {
+        let segment = Segment {
+            epoch: 1,
+            ..Segment::default()
+        };
+        vec![State {
+            records: [Record::default(); RECORD_SLOTS],
+            segments: vec![segment; self.segment_count()],
+            writer: Some(writer::initial_writer()),
+            writer_stale: None,
+            network: Vec::new(),
+            writer_restarts: 0,
+            segment_crashes: 0,
+            ghost: Ghost {
+                epoch_max: 1,
+                ..Ghost::default()
+            },
+        }]
+    }
+
+    /// The depth-first search takes the last action first: faults come first in the list so
+    /// that progress (allocation, delivery) is explored before crashes. The order changes
+    /// which counterexample is found first, not which states are reachable.
+    fn actions(&self, state: &State, actions: &mut Vec<Action>) {
+        self.fault_actions(state, actions);
+        self.segment_actions(state, actions);
+        for message in &state.network {
+            if self.message_is_news(state, message) {
+                actions.push(Action::Deliver(*message));
+            }
+        }
+        self.writer_actions(state, actions);
+    }
+
+    fn next_state(&self, last: &State, action: Action) -> Option<State> {
+        let mut state = last.clone();
+        match action {
+            Action::AllocateMtr(shape) => {
+                writer::allocate_mtr(&mut state, self.config.mtr_shapes[shape as usize])
+            }
+            Action::Deliver(message) => self.deliver(&mut state, message),
+            Action::Flush(index) => segment::flush(&mut state, index, self.fencing()),
+            Action::Gossip { source, target } => {
+                let checked = self.bug != Some(Bug::GossipIgnoresEpoch);
+                segment::gossip(&mut state, source, target, checked);
+            }
+            Action::CrashSegment(index) => {
+                state.segment_crashes += 1;
+                segment::crash(&mut state, index);
+            }
+            Action::CrashAz(az) => {
+                state.segment_crashes += 1;
+                for index in 0..self.segment_count() {
+                    if super::state::az_of_segment(index as SegmentIndex) == az as usize {
+                        segment::crash(&mut state, index as SegmentIndex);
+                    }
+                }
+            }
+            Action::CrashWriter => self.restart_writer(&mut state),
+            Action::Failover => {
+                state.writer_stale = state.writer;
+                self.restart_writer(&mut state);
+            }
+            Action::RecoveryRead(index) => writer::recovery_read(&mut state, index, self.bug),
+            Action::RecoveryDecide => writer::recovery_decide(&mut state, &self.config, self.bug),
+            Action::RecoveryWrite(index) => writer::recovery_write(&mut state, &self.config, index),
+            Action::Read(index) => writer::read(&mut state, index),
+        }
+        if state.segment_crashes >= self.config.segment_crashes {
+            // No crash left to lose a queue: a queued write is as good as one still in the
+            // network, so receipt and fsync are one step (fewer interleavings, same outcomes).
+            for index in 0..self.segment_count() {
+                if state.segments[index].pending != 0 {
+                    segment::flush(&mut state, index as SegmentIndex, self.fencing());
+                }
+            }
+        }
+        self.forget_dead_messages(&mut state);
+        Some(state)
+    }
+
+    fn format_step(&self, last_state: &State, action: Action) -> Option<String> {
+        Some(self.describe(last_state, &action))
+    }
+
+    fn format_action(&self, action: &Action) -> String {
+        format!("{action:?}")
+    }
+
+    fn properties(&self) -> Vec<Property<Self>> {
+        vec![
+            Property::always(DURABILITY, |_, state| durability_holds(state)),
+            Property::always(MTR_ATOMICITY, |_, state| atomicity_holds(state)),
+            Property::always(VDL_RULES, |_, state| vdl_holds(state)),
+            Property::always(FENCING, |_, state| fencing_holds(state)),
+            Property::always(READ_AT_POINT, |_, state: &State| {
+                state.ghost.violations & violation::READ_WRONG_VALUE == 0
+            }),
+            Property::sometimes(COMMIT_ACKED, |_, state: &State| state.ghost.acked != 0),
+            Property::sometimes(RECOVERY_COMPLETES, |_, state: &State| {
+                state.ghost.recovery_completed
+            }),
+            Property::sometimes(READ_AFTER_RECOVERY, |_, state: &State| {
+                state.ghost.read_after_recovery
+            }),
+        ]
+    }
+}

@@ -1,0 +1,426 @@
+//! The writer: LSN allocation, quorum tracking, commits, and crash recovery.
+
+use super::config::{Bug, Config, MtrShape};
+use super::segment;
+use super::state::{
+    Epoch, Lsn, LsnSet, Message, Phase, Record, Recovery, RecoveryOutcome, SEGMENTS_PER_PG,
+    Segment, SegmentIndex, State, WRITE_QUORUM, Writer, bit, contains, members, range, violation,
+};
+
+/// The first writer of a fresh volume: epoch 1, nothing to recover.
+pub fn initial_writer() -> Writer {
+    Writer {
+        epoch: 1,
+        phase: Phase::Active,
+        lsn_next: 1,
+        vcl: 0,
+        vdl: 0,
+        lsn_base: 0,
+        vdl_recovered: 0,
+        truncated: 0,
+        lsn_last_by_pg: [0; 2],
+        scl_by_segment: [0; 12],
+        commits_waiting: 0,
+    }
+}
+
+/// A restarted writer: E1, it takes an epoch above every epoch ever used (the model's
+/// stand-in for the volume's epoch counter), then recovers (X1).
+pub fn restarted_writer(epoch: Epoch) -> Writer {
+    Writer {
+        epoch,
+        phase: Phase::Recovering(Recovery::default()),
+        ..initial_writer()
+    }
+}
+
+/// W1: the MTR fits below `VDL + LAL` and the model's LSN cap. After a recovery the
+/// allocation window starts at the end of the truncation range, not at VDL: X7 starts the
+/// new epoch at `VDL + LAL + 1`, which W1 read literally would never allow.
+pub fn can_allocate(config: &Config, writer: &Writer, shape: MtrShape) -> bool {
+    let lsn_last = writer.lsn_next as usize + shape.len() - 1;
+    writer.phase == Phase::Active
+        && lsn_last <= (writer.vdl.max(writer.lsn_base) as usize + config.lal as usize)
+        && lsn_last <= config.lsn_cap as usize
+}
+
+/// L1, L2, W3, W4, W5: allocate an MTR and send each record to the six segments of its PG.
+/// The commit LSN is the MTR's first record (the transaction's commit record); C4 then
+/// waits for VDL, which is never inside an MTR.
+pub fn allocate_mtr(state: &mut State, shape: MtrShape) {
+    let Some(mut writer) = state.writer else {
+        return;
+    };
+    let lsn_first = writer.lsn_next;
+    for (position, pg) in shape.iter().enumerate() {
+        let lsn = lsn_first + position as Lsn;
+        let pg_index = *pg as usize;
+        state.records[lsn as usize] = Record {
+            epoch: writer.epoch,
+            pg: *pg,
+            prev_lsn_pg: writer.lsn_last_by_pg[pg_index],
+            mtr_first: lsn_first,
+            cpl: position + 1 == shape.len(),
+        };
+        writer.lsn_last_by_pg[pg_index] = lsn;
+        for replica in 0..SEGMENTS_PER_PG {
+            state.send(Message::Write {
+                segment: (pg_index * SEGMENTS_PER_PG + replica) as SegmentIndex,
+                lsn,
+                vdl_hint: writer.vdl,
+            });
+        }
+    }
+    writer.lsn_next = lsn_first + shape.len() as Lsn;
+    writer.commits_waiting |= bit(lsn_first);
+    state.writer = Some(writer);
+}
+
+/// C1: PGCL is the highest SCL that `quorum` segments of the PG reached.
+fn pgcl(writer: &Writer, pg: usize, quorum: usize) -> Lsn {
+    let mut scls: Vec<Lsn> =
+        writer.scl_by_segment[pg * SEGMENTS_PER_PG..(pg + 1) * SEGMENTS_PER_PG].to_vec();
+    scls.sort_unstable_by(|a, b| b.cmp(a));
+    scls[quorum - 1]
+}
+
+/// W6, C1–C5: an ack of this writer's epoch moves SCL, PGCL, VCL, VDL; commits at or below
+/// VDL are acknowledged in LSN order.
+pub fn handle_ack(
+    state: &mut State,
+    stale: bool,
+    segment: SegmentIndex,
+    scl: Lsn,
+    bug: Option<Bug>,
+) {
+    let slot = if stale {
+        state.writer_stale
+    } else {
+        state.writer
+    };
+    let Some(mut writer) = slot else {
+        return;
+    };
+    let entry = &mut writer.scl_by_segment[segment as usize];
+    *entry = (*entry).max(scl);
+    let quorum = if bug == Some(Bug::WriteQuorum3) {
+        3
+    } else {
+        WRITE_QUORUM
+    };
+    // C2: VCL walks the allocated LSNs of this epoch; it never goes back within the epoch.
+    let mut vcl = writer.vcl.max(writer.lsn_base);
+    while vcl + 1 < writer.lsn_next {
+        let pg = state.record(vcl + 1).pg as usize;
+        if vcl + 1 > pgcl(&writer, pg, quorum) {
+            break;
+        }
+        vcl += 1;
+    }
+    writer.vcl = vcl;
+    // C3: VDL is the highest CPL ≤ VCL.
+    let cpl = members(range(writer.vdl.max(writer.lsn_base), vcl))
+        .filter(|lsn| state.record(*lsn).cpl)
+        .last();
+    writer.vdl = writer.vdl.max(cpl.unwrap_or(0));
+    // C4 (mutant commit-at-vcl: VCL instead of VDL), C5.
+    let durable_point = if bug == Some(Bug::CommitAtVcl) {
+        writer.vcl
+    } else {
+        writer.vdl
+    };
+    let released = writer.commits_waiting & range(0, durable_point);
+    writer.commits_waiting &= !released;
+    if released != 0 && writer.epoch < state.ghost.epoch_max {
+        // A fenced writer's acknowledgement must still be durable (E3, C6).
+        let not_durable = members(released)
+            .flat_map(|commit| members(state.mtr_of(commit)))
+            .any(|lsn| state.holders(lsn) < WRITE_QUORUM);
+        if not_durable {
+            state.ghost.violations |= violation::FENCED_ACK_NOT_DURABLE;
+        }
+    }
+    state.ghost.acked |= released;
+    state.ghost.vdl_high = state.ghost.vdl_high.max(writer.vdl);
+    if stale {
+        state.writer_stale = Some(writer);
+    } else {
+        state.writer = Some(writer);
+    }
+}
+
+/// Whether an ack from `segment` with `scl` tells the writer anything new.
+pub fn ack_is_news(writer: &Option<Writer>, epoch: Epoch, segment: SegmentIndex, scl: Lsn) -> bool {
+    match writer {
+        Some(writer) => {
+            writer.epoch == epoch
+                && writer.phase == Phase::Active
+                && writer.scl_by_segment[segment as usize] < scl
+        }
+        None => false,
+    }
+}
+
+pub fn recovery(writer: &Option<Writer>) -> Option<Recovery> {
+    match writer {
+        Some(Writer {
+            phase: Phase::Recovering(recovery),
+            ..
+        }) => Some(*recovery),
+        _ => None,
+    }
+}
+
+fn set_recovery(state: &mut State, recovery: Recovery) {
+    if let Some(writer) = state.writer.as_mut() {
+        writer.phase = Phase::Recovering(recovery);
+    }
+}
+
+fn reports_in_pg(mask: u16, pg: usize) -> usize {
+    ((mask >> (pg * SEGMENTS_PER_PG)) & 0b11_1111).count_ones() as usize
+}
+
+/// X1, E4: the recovery read carries the new epoch, so the segment stops taking the old
+/// writer's writes; it reports its SCL, VDL hint, LSNs above the hint and truncation set.
+pub fn recovery_read(state: &mut State, index: SegmentIndex, bug: Option<Bug>) {
+    let (Some(writer), Some(mut recovery)) = (state.writer, recovery(&state.writer)) else {
+        return;
+    };
+    let segment = &mut state.segments[index as usize];
+    // E1: the new epoch is above every epoch a segment has seen (a segment may already hold
+    // it, from gossip with a segment this recovery fenced).
+    debug_assert!(
+        segment.epoch <= writer.epoch,
+        "E1: the new epoch is above every epoch"
+    );
+    if bug != Some(Bug::UnfencedRecoveryReads) {
+        segment.epoch = writer.epoch;
+    }
+    recovery.reported |= 1 << index;
+    recovery.hint_max = recovery.hint_max.max(segment.hint);
+    recovery.held_above_hint |= segment.held & !range(0, segment.hint);
+    if segment.truncation_epoch > recovery.truncation_epoch {
+        recovery.truncation_epoch = segment.truncation_epoch;
+        recovery.truncated = segment.truncated;
+    }
+    set_recovery(state, recovery);
+}
+
+/// X2: a read quorum of every PG answered (2 under the mutant).
+pub fn recovery_can_decide(recovery: &Recovery, pg_count: usize, bug: Option<Bug>) -> bool {
+    let quorum = if bug == Some(Bug::RecoveryReadQuorum2) {
+        2
+    } else {
+        super::state::READ_QUORUM
+    };
+    recovery.outcome.is_none()
+        && (0..pg_count).all(|pg| reports_in_pg(recovery.reported, pg) >= quorum)
+}
+
+/// X3, X4: recovered VCL, VDL, and the truncation set.
+pub fn recovery_decide(state: &mut State, config: &Config, bug: Option<Bug>) {
+    let Some(mut recovery) = recovery(&state.writer) else {
+        return;
+    };
+    // X3: from the highest hint F, every LSN held by a reporter or in a reported truncation
+    // range (dense LSNs, L1, make this exact).
+    let known = recovery.held_above_hint | recovery.truncated;
+    let mut vcl = recovery.hint_max;
+    while vcl < config.lsn_cap && contains(known, vcl + 1) {
+        vcl += 1;
+    }
+    // X4: VDL is the highest CPL ≤ VCL that is not void; truncate (VDL, VDL + LAL].
+    let cpl =
+        members(recovery.held_above_hint & !recovery.truncated & range(recovery.hint_max, vcl))
+            .filter(|lsn| state.record(*lsn).cpl)
+            .last();
+    let vdl = cpl.unwrap_or(0).max(recovery.hint_max);
+    let lsn_end = truncation_end(vdl, recovery.truncated, config);
+    let truncated = if bug == Some(Bug::NoTruncation) {
+        recovery.truncated
+    } else {
+        recovery.truncated | range(vdl, lsn_end)
+    };
+    let repair = recovery.held_above_hint & range(recovery.hint_max, vdl) & !truncated;
+    recovery.outcome = Some(RecoveryOutcome {
+        vcl,
+        vdl,
+        lsn_end,
+        truncated,
+        repair,
+    });
+    set_recovery(state, recovery);
+}
+
+/// X4: the truncation range ends at `VDL + LAL`, measured from the end of the newest
+/// reported truncation range when that is above VDL: a writer opened by that recovery
+/// allocated up to `max(VDL, its range end) + LAL` (W1 as modelled), and all of it must be
+/// void.
+pub fn truncation_end(vdl: Lsn, truncated: LsnSet, config: &Config) -> Lsn {
+    let reported_end = members(truncated).last().unwrap_or(0);
+    vdl.max(reported_end).saturating_add(config.lal)
+}
+
+/// X5: the segment holds its PG's records up to VDL (after the repair).
+fn segment_complete_to(
+    state: &State,
+    index: SegmentIndex,
+    scl: Lsn,
+    outcome: &RecoveryOutcome,
+) -> bool {
+    let pg = index as usize / SEGMENTS_PER_PG;
+    scl >= state.last_in_pg(pg, outcome.vdl, outcome.truncated)
+}
+
+/// The segment as a recovery write would leave it.
+fn after_recovery_write(
+    state: &State,
+    writer: &Writer,
+    index: SegmentIndex,
+    outcome: &RecoveryOutcome,
+) -> Segment {
+    let pg_repair = outcome.repair & state.allocated_in_pg(index as usize / SEGMENTS_PER_PG);
+    let mut segment = state.segments[index as usize];
+    segment::apply_recovery_write(
+        &state.records,
+        &mut segment,
+        writer.epoch,
+        outcome.truncated,
+        pg_repair,
+    );
+    segment
+}
+
+/// Whether a recovery write to `index` changes anything.
+pub fn recovery_write_is_news(state: &State, index: SegmentIndex) -> bool {
+    let (Some(writer), Some(recovery)) = (state.writer, recovery(&state.writer)) else {
+        return false;
+    };
+    let Some(outcome) = recovery.outcome else {
+        return false;
+    };
+    if recovery.written & (1 << index) != 0 {
+        return false;
+    }
+    let after = after_recovery_write(state, &writer, index, &outcome);
+    after != state.segments[index as usize]
+        || segment_complete_to(state, index, after.scl, &outcome)
+}
+
+/// X5, E1: repair, truncation set and new epoch to one segment; when a write quorum of every
+/// PG holds them the writer opens (X7).
+pub fn recovery_write(state: &mut State, config: &Config, index: SegmentIndex) {
+    let (Some(writer), Some(mut recovery)) = (state.writer, recovery(&state.writer)) else {
+        return;
+    };
+    let Some(outcome) = recovery.outcome else {
+        return;
+    };
+    let after = after_recovery_write(state, &writer, index, &outcome);
+    state.segments[index as usize] = after;
+    if segment_complete_to(state, index, after.scl, &outcome) {
+        recovery.written |= 1 << index;
+    }
+    // The segment's answer carries its SCL, like an ack (W6).
+    let scl = state.segments[index as usize].scl;
+    let mut writer = writer;
+    writer.scl_by_segment[index as usize] = scl;
+    state.writer = Some(writer);
+    let done = (0..config.pg_count).all(|pg| reports_in_pg(recovery.written, pg) >= WRITE_QUORUM);
+    if !done {
+        set_recovery(state, recovery);
+        return;
+    }
+    open_after_recovery(state, config, writer, &outcome);
+}
+
+/// X7: allocate from VDL + LAL + 1; backlinks point at the last LSN ≤ VDL of each PG.
+fn open_after_recovery(
+    state: &mut State,
+    config: &Config,
+    writer: Writer,
+    outcome: &RecoveryOutcome,
+) {
+    let lsn_base = outcome.lsn_end;
+    let mut lsn_last_by_pg = [0; 2];
+    for (pg, last) in lsn_last_by_pg.iter_mut().enumerate().take(config.pg_count) {
+        *last = state.last_in_pg(pg, outcome.vdl, outcome.truncated);
+    }
+    state.writer = Some(Writer {
+        epoch: writer.epoch,
+        phase: Phase::Active,
+        lsn_next: lsn_base.saturating_add(1),
+        vcl: lsn_base,
+        vdl: outcome.vdl,
+        lsn_base,
+        vdl_recovered: outcome.vdl,
+        truncated: outcome.truncated,
+        lsn_last_by_pg,
+        scl_by_segment: writer.scl_by_segment,
+        commits_waiting: 0,
+    });
+    state.ghost.recovery_completed = true;
+    state.ghost.vdl_high = state.ghost.vdl_high.max(outcome.vdl);
+}
+
+/// Whether `lsn` is part of the volume as the writer's recovery left it (truncated LSNs are
+/// void; LSNs above the recovered VDL exist only if this writer allocated them).
+pub fn in_volume(state: &State, writer: &Writer, lsn: Lsn) -> bool {
+    state.is_allocated(lsn)
+        && !contains(writer.truncated, lsn)
+        && (lsn <= writer.vdl_recovered || state.record(lsn).epoch == writer.epoch)
+}
+
+/// The value of `pg`'s page at `lsn_read_point`, from the writer's own history.
+pub fn committed_value(state: &State, writer: &Writer, pg: usize, lsn_read_point: Lsn) -> Lsn {
+    members(range(0, lsn_read_point))
+        .filter(|lsn| state.record(*lsn).pg as usize == pg && in_volume(state, writer, *lsn))
+        .last()
+        .unwrap_or(0)
+}
+
+/// R1–R3: a read at the writer's VDL from one segment whose SCL covers it.
+pub fn read(state: &mut State, index: SegmentIndex) {
+    let Some(writer) = state.writer else {
+        return;
+    };
+    let pg = index as usize / SEGMENTS_PER_PG;
+    let lsn_read_point = writer.vdl;
+    let value = segment::read_page(state, index, lsn_read_point);
+    if value != committed_value(state, &writer, pg, lsn_read_point) {
+        state.ghost.violations |= violation::READ_WRONG_VALUE;
+    }
+    if value != 0 {
+        let mtr: LsnSet = state.mtr_of(value);
+        let whole = members(mtr).all(|lsn| lsn <= lsn_read_point && in_volume(state, &writer, lsn));
+        if !whole {
+            state.ghost.violations |= violation::READ_PARTIAL_MTR;
+        }
+    }
+    let acked_newest = members(state.ghost.acked)
+        .flat_map(|commit| members(state.mtr_of(commit)))
+        .filter(|lsn| *lsn <= lsn_read_point && state.record(*lsn).pg as usize == pg)
+        .last()
+        .unwrap_or(0);
+    if acked_newest > value {
+        state.ghost.violations |= violation::READ_LOST_ACKED;
+    }
+    if writer.epoch > 1 {
+        state.ghost.read_after_recovery = true;
+    }
+}
+
+/// R1: the writer reads from a segment whose acked SCL covers the PG's last LSN ≤ the read
+/// point (an SCL is an LSN of its own PG).
+pub fn can_read(state: &State, index: SegmentIndex) -> bool {
+    let Some(writer) = state.writer else {
+        return false;
+    };
+    if writer.phase != Phase::Active || writer.vdl == 0 {
+        return false;
+    }
+    let pg = index as usize / SEGMENTS_PER_PG;
+    let needed = committed_value(state, &writer, pg, writer.vdl);
+    needed != 0 && writer.scl_by_segment[index as usize] >= needed
+}

@@ -1,0 +1,192 @@
+//! The quorum model: the correct protocol passes every property on the small config, and
+//! each mutant is caught by the property named for it, with a counterexample.
+
+use sixfold_model_checks::quorum::{
+    Bug, Config, DURABILITY, FENCING, MTR_ATOMICITY, READ_AT_POINT, VDL_RULES,
+};
+use sixfold_model_checks::{CheckOptions, Report, Stop, run_check};
+
+fn check(config: Config, bug: Option<Bug>, stop: Stop) -> Report {
+    run_check(&CheckOptions {
+        config,
+        bug,
+        threads: 1,
+        progress: false,
+        stop,
+        time_limit: None,
+    })
+}
+
+/// Checks `bug` until `property` fails; panics with the report if it never does.
+fn assert_mutant_caught(config: Config, bug: Bug, property: &'static str) -> Report {
+    let report = check(config, Some(bug), Stop::Failed(property));
+    let verdict = report.verdict(property).expect("property exists");
+    assert!(
+        !verdict.holds,
+        "mutant {bug} was not caught by {property:?}:\n{report}"
+    );
+    let steps = verdict
+        .counterexample
+        .as_ref()
+        .expect("an always property has a counterexample");
+    assert!(!steps.is_empty(), "empty counterexample for {bug}");
+    assert!(!report.all_hold());
+    report
+}
+
+fn failover_config() -> Config {
+    Config::failover()
+}
+
+fn two_recoveries_config() -> Config {
+    Config::two_recoveries()
+}
+
+// Without --config, --bug runs the config that catches the mutant.
+#[test]
+fn each_mutant_has_a_config_that_catches_it() {
+    for bug in Bug::ALL {
+        let config = bug.config();
+        assert!(config.validate().is_ok());
+        assert!(
+            Config::named(config.name).is_ok(),
+            "{bug}: config {} is named",
+            config.name
+        );
+    }
+}
+
+// Q1, C1–C5, S1–S8, R1–R3, X1–X7, E1–E5: the correct protocol, exhaustively.
+#[test]
+fn correct_model_small_config_holds_every_property_exhaustively() {
+    let report = check(Config::small(), None, Stop::Exhaustive);
+    assert!(
+        report.complete,
+        "small must be explored to the end:\n{report}"
+    );
+    assert!(report.all_hold(), "correct model failed:\n{report}");
+    for name in [DURABILITY, MTR_ATOMICITY, VDL_RULES, FENCING, READ_AT_POINT] {
+        let verdict = report.verdict(name).expect("property exists");
+        assert!(verdict.holds && verdict.counterexample.is_none());
+        assert!(!verdict.rules.is_empty(), "{name} names its rule IDs");
+    }
+    assert!(
+        report.unique_states > 1_000,
+        "small explored too little:\n{report}"
+    );
+}
+
+// E3, E4, C6: with the old writer still running after a failover, nothing breaks.
+#[test]
+fn correct_model_holds_with_a_failover() {
+    let report = check(failover_config(), None, Stop::FirstFailure);
+    assert!(report.complete, "{report}");
+    assert!(report.all_hold(), "{report}");
+}
+
+// Q1, Q2: a write quorum of 3 does not meet every read quorum of 3; recovery misses an
+// acknowledged commit.
+#[test]
+fn mutant_write_quorum_3_loses_an_acknowledged_commit() {
+    assert_mutant_caught(Config::small(), Bug::WriteQuorum3, DURABILITY);
+}
+
+// C4: acknowledging at VCL acknowledges a commit whose MTR is only partly durable; X4
+// truncates it.
+#[test]
+fn mutant_commit_at_vcl_loses_an_acknowledged_commit() {
+    assert_mutant_caught(Config::small(), Bug::CommitAtVcl, DURABILITY);
+}
+
+// X4, S8, X3: without the truncation range a later recovery cannot cross the LSNs the
+// previous recovery skipped, and loses what the new epoch committed above them.
+#[test]
+fn mutant_no_truncation_loses_an_acknowledged_commit() {
+    assert_mutant_caught(two_recoveries_config(), Bug::NoTruncation, DURABILITY);
+}
+
+// S7, E2: a segment that has seen the new epoch takes the crashed writer's late write.
+#[test]
+fn mutant_no_fencing_breaks_fencing() {
+    assert_mutant_caught(Config::small(), Bug::NoFencing, FENCING);
+}
+
+// X2: two reports per PG miss a record that was durable at a write quorum.
+#[test]
+fn mutant_recovery_read_quorum_2_loses_an_acknowledged_commit() {
+    assert_mutant_caught(Config::small(), Bug::RecoveryReadQuorum2, DURABILITY);
+}
+
+// E4: recovery reads that do not fence let the old writer (still running after a failover)
+// reach a write quorum and acknowledge a commit the recovery already truncated: the
+// BookKeeper 4.11 bug.
+#[test]
+fn mutant_unfenced_recovery_reads_loses_an_acknowledged_commit() {
+    assert_mutant_caught(failover_config(), Bug::UnfencedRecoveryReads, DURABILITY);
+}
+
+// S6, S7: a fenced segment merges gossip from a segment still in the old epoch.
+#[test]
+fn mutant_gossip_ignores_epoch_breaks_fencing() {
+    assert_mutant_caught(Config::small(), Bug::GossipIgnoresEpoch, FENCING);
+}
+
+// The report says what a reader needs: counts, verdicts, rule IDs, and readable steps.
+#[test]
+fn report_prints_counts_verdicts_and_steps() {
+    let report = assert_mutant_caught(Config::small(), Bug::RecoveryReadQuorum2, DURABILITY);
+    let text = report.to_string();
+    for needle in [
+        "unique states:",
+        "states generated:",
+        "max depth:",
+        "seconds:",
+        "FAILS",
+        "X2",
+    ] {
+        assert!(text.contains(needle), "report lacks {needle:?}:\n{text}");
+    }
+    assert!(
+        text.contains("recovery e2 decides VCL"),
+        "steps are not readable:\n{text}"
+    );
+}
+
+// Names: every mutant parses from its CLI name and back; unknown names list the valid ones.
+#[test]
+fn names_round_trip_and_unknown_names_list_valid_ones() {
+    for bug in Bug::ALL {
+        assert_eq!(bug.name().parse::<Bug>(), Ok(*bug));
+    }
+    let error = "write-quorum-2".parse::<Bug>().unwrap_err().to_string();
+    assert!(error.contains("write-quorum-3") && error.contains("gossip-ignores-epoch"));
+    let error = Config::named("huge").unwrap_err().to_string();
+    assert!(error.contains("small") && error.contains("reference") && error.contains("large"));
+    assert!(sixfold_model_checks::validate_model("paxos").is_err());
+    assert!(sixfold_model_checks::validate_model("quorum").is_ok());
+}
+
+// L2, W4, C2, C3: an MTR that spans two PGs commits only when both PGs hold their record at
+// a write quorum; with two PGs and no restart every always-property holds exhaustively.
+#[test]
+fn two_pgs_commit_an_mtr_spanning_both() {
+    let config = Config {
+        name: "two-pgs",
+        pg_count: 2,
+        lsn_cap: 2,
+        writer_restarts: 0,
+        gossip: false,
+        mtr_shapes: &[&[0, 1]],
+        ..Config::small()
+    };
+    let report = check(config, None, Stop::Exhaustive);
+    assert!(report.complete, "{report}");
+    for name in [DURABILITY, MTR_ATOMICITY, VDL_RULES, FENCING, READ_AT_POINT] {
+        assert!(
+            report.verdict(name).is_some_and(|verdict| verdict.holds),
+            "{report}"
+        );
+    }
+    let commit = report.verdict(sixfold_model_checks::quorum::COMMIT_ACKED);
+    assert!(commit.is_some_and(|verdict| verdict.holds), "{report}");
+}
