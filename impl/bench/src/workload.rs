@@ -138,6 +138,19 @@ pub fn run_commits(
     })
 }
 
+/// Runs `count` workload transactions on one connection (for byte counts, where every
+/// commit must go through the same connection's settings).
+pub fn run_commits_on(connection: &Connection, rows: u64, count: u64) -> Result<u64, BenchError> {
+    let mut rng = StdRng::seed_from_u64(99);
+    let mut done = 0;
+    for _ in 0..count {
+        if one_transaction(connection, &mut rng, rows).is_ok() {
+            done += 1;
+        }
+    }
+    Ok(done)
+}
+
 /// Point selects per second on one connection.
 pub fn run_point_selects(
     connection: &Connection,
