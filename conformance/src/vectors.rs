@@ -16,7 +16,7 @@ use sixfold_core::{
 };
 
 /// The suites, each one file `conformance/vectors/<suite>.json`.
-pub const SUITES: [&str; 4] = ["writer", "segment", "recovery", "codec"];
+pub const SUITES: [&str; 5] = ["writer", "segment", "recovery", "codec", "wire"];
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Case {
@@ -35,7 +35,7 @@ pub struct VectorFile {
 
 #[derive(Debug, thiserror::Error)]
 pub enum VectorError {
-    #[error("unknown suite {0:?}; suites: writer, segment, recovery, codec")]
+    #[error("unknown suite {0:?}; suites: writer, segment, recovery, codec, wire")]
     UnknownSuite(String),
     #[error("input does not match the suite's schema: {0}")]
     Schema(#[from] serde_json::Error),
@@ -137,6 +137,7 @@ pub fn evaluate(suite: &str, input: &Value) -> Result<Value, VectorError> {
         "segment" => Ok(evaluate_segment(serde_json::from_value(input.clone())?)),
         "recovery" => Ok(evaluate_recovery(serde_json::from_value(input.clone())?)),
         "codec" => Ok(evaluate_codec(serde_json::from_value(input.clone())?)),
+        "wire" => Ok(evaluate_wire(serde_json::from_value(input.clone())?)),
         other => Err(VectorError::UnknownSuite(other.to_string())),
     }
 }
@@ -757,6 +758,7 @@ pub fn generate() -> Vec<VectorFile> {
                 "writer" => writer_inputs(),
                 "segment" => segment_inputs(),
                 "recovery" => recovery_inputs(),
+                "wire" => wire_inputs(),
                 _ => codec_inputs(),
             };
             let cases = inputs
@@ -778,4 +780,138 @@ pub fn generate() -> Vec<VectorFile> {
             }
         })
         .collect()
+}
+
+// ---- wire ----
+
+#[derive(Deserialize)]
+struct WireInput {
+    /// One frame: u32 length, u32 CRC32C, payload.
+    frame: String,
+}
+
+fn wire_error_kind(error: &sixfold_cluster::wire::WireError) -> &'static str {
+    use sixfold_cluster::wire::WireError::*;
+    match error {
+        Closed | Io(_) | Stalled | Stopped => "closed",
+        Oversize { .. } => "oversize",
+        Crc { .. } => "crc",
+        Malformed(_) => "malformed",
+        UnknownType(_) => "unknown_type",
+        Handshake(_) => "handshake",
+    }
+}
+
+fn evaluate_wire(input: WireInput) -> Value {
+    use sixfold_cluster::wire::{decode, encode, read_frame};
+    let Some(bytes) = unhex(&input.frame) else {
+        return json!({ "error": "bad_hex" });
+    };
+    let mut reader = std::io::Cursor::new(bytes);
+    let payload = match read_frame(&mut reader, &mut || false) {
+        Ok(payload) => payload,
+        Err(error) => return json!({ "error": wire_error_kind(&error) }),
+    };
+    match decode(&payload) {
+        Ok(message) => {
+            let debug = format!("{message:?}");
+            let name: String = debug
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .collect();
+            json!({ "type": name, "reencodes": encode(&message) == payload })
+        }
+        Err(error) => json!({ "error": wire_error_kind(&error) }),
+    }
+}
+
+fn wire_inputs() -> Vec<(String, Value)> {
+    use sixfold_cluster::wire::{Message, encode, write_frame};
+    let frame = |message: &Message| {
+        let mut out = Vec::new();
+        write_frame(&mut out, &encode(message)).expect("in-memory write");
+        out
+    };
+    let record: RedoRecord = serde_json::from_value::<RecordSpec>(
+        json!({"lsn": 7, "pg": 0, "prev_lsn_pg": 3, "page": [1, 2], "cpl": true, "edits": [[16, "68656c6c6f"]]}),
+    )
+    .expect("valid spec")
+    .to_record();
+    let segment = SegmentId {
+        pg: PgId(0),
+        replica: 2,
+    };
+    let messages = [
+        (
+            "ack",
+            Message::Ack {
+                request_id: 9,
+                segment,
+                scl: Lsn(7),
+                epoch: Epoch(3),
+            },
+        ),
+        (
+            "write batch with one record and a truncation",
+            Message::WriteBatch {
+                request_id: 10,
+                segment,
+                epoch: Epoch(3),
+                vdl_hint: Lsn(5),
+                truncation: Some(TruncationRange {
+                    lsn_begin: Lsn(1),
+                    lsn_end: Lsn(4),
+                    epoch: Epoch(3),
+                }),
+                records: vec![record],
+            },
+        ),
+        (
+            "get page",
+            Message::GetPage {
+                request_id: 11,
+                segment,
+                epoch: Epoch(3),
+                read_point: Lsn(7),
+                pg_lsn: Lsn(7),
+                page: PageId::new(1, 2),
+            },
+        ),
+    ];
+    let mut cases = Vec::new();
+    for (name, message) in &messages {
+        let bytes = frame(message);
+        cases.push((format!("{name} (valid)"), json!({ "frame": hex(&bytes) })));
+        let mut flipped = bytes.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 0x01;
+        cases.push((
+            format!("{name}, a payload bit flipped: CRC"),
+            json!({ "frame": hex(&flipped) }),
+        ));
+        cases.push((
+            format!("{name}, cut short"),
+            json!({ "frame": hex(&bytes[..bytes.len() - 3]) }),
+        ));
+    }
+    let mut oversize = vec![0u8; 8];
+    oversize[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
+    cases.push((
+        "a length above MAX_FRAME_BYTES".into(),
+        json!({ "frame": hex(&oversize) }),
+    ));
+    let mut unknown = Vec::new();
+    write_frame(&mut unknown, &[0xEE, 0, 0, 0]).expect("in-memory write");
+    cases.push((
+        "an unknown message type".into(),
+        json!({ "frame": hex(&unknown) }),
+    ));
+    let mut short = Vec::new();
+    let ack = encode(&messages[0].1);
+    write_frame(&mut short, &ack[..ack.len() - 4]).expect("in-memory write");
+    cases.push((
+        "an ack missing its last field".into(),
+        json!({ "frame": hex(&short) }),
+    ));
+    cases
 }

@@ -9,10 +9,11 @@ use sixfold_conformance::runner::{self, Target};
 use sixfold_conformance::vectors::VectorFile;
 
 /// The vectors shipped with this binary, so it needs no checkout to run them.
-const EMBEDDED_VECTORS: [&str; 4] = [
+const EMBEDDED_VECTORS: [&str; 5] = [
     include_str!("../../../conformance/vectors/codec.json"),
     include_str!("../../../conformance/vectors/recovery.json"),
     include_str!("../../../conformance/vectors/segment.json"),
+    include_str!("../../../conformance/vectors/wire.json"),
     include_str!("../../../conformance/vectors/writer.json"),
 ];
 
@@ -44,7 +45,11 @@ pub fn conformance(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
         println!("  expected: {}", mismatch.expected);
         println!("  actual:   {}", mismatch.actual);
     }
-    println!("{} passed, {} failed", summary.passed, summary.mismatches.len());
+    println!(
+        "{} passed, {} failed",
+        summary.passed,
+        summary.mismatches.len()
+    );
     Ok(if summary.mismatches.is_empty() {
         ExitCode::SUCCESS
     } else {
