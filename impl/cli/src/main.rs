@@ -3,8 +3,11 @@
 mod bench_cmds;
 mod cluster_cmds;
 mod conformance_cmds;
+mod demo;
 mod model_cmds;
 mod sim_cmds;
+mod slt_cmds;
+mod sql_cmds;
 
 use std::process::ExitCode;
 
@@ -44,6 +47,14 @@ enum Command {
     /// Answer conformance vectors on stdin/stdout with sixfold's own implementation.
     #[command(hide = true)]
     ConformanceTarget(conformance_cmds::ConformanceTargetArgs),
+    /// Run SQL on a database of the volume (interactive on a terminal, else piped).
+    Sql(sql_cmds::SqlArgs),
+    /// List, create or drop the databases of the volume.
+    Db(sql_cmds::DbArgs),
+    /// The main demo: SQLite on an embedded cluster through AZ loss and a writer crash.
+    Demo(demo::DemoArgs),
+    /// Run sqllogictest files on the volume, optionally with faults between records.
+    Slt(slt_cmds::SltArgs),
 }
 
 fn main() -> ExitCode {
@@ -73,6 +84,10 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench_cmds::bench(args),
         Command::Conformance(args) => conformance_cmds::conformance(args),
         Command::ConformanceTarget(args) => conformance_cmds::conformance_target(args),
+        Command::Sql(args) => sql_cmds::sql(args),
+        Command::Db(args) => sql_cmds::db(args),
+        Command::Demo(args) => demo::demo(args),
+        Command::Slt(args) => slt_cmds::slt(args),
     };
     match result {
         Ok(code) => code,

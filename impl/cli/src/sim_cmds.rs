@@ -37,7 +37,10 @@ pub struct SimArgs {
 }
 
 fn replay_command(args: &SimArgs, seed: u64) -> String {
-    let mut command = format!("sixfold sim --seed {seed} --faults {} --mtrs {}", args.faults, args.mtrs);
+    let mut command = format!(
+        "sixfold sim --seed {seed} --faults {} --mtrs {}",
+        args.faults, args.mtrs
+    );
     if let Some(mutant) = &args.mutant {
         command.push_str(&format!(" --mutant {mutant}"));
     }
@@ -66,9 +69,17 @@ pub fn sim(args: SimArgs) -> anyhow::Result<ExitCode> {
         if let Some(path) = &args.trace {
             std::fs::write(path, outcome.trace.to_json_lines())
                 .with_context(|| format!("writing the trace to {}", path.display()))?;
-            println!("trace: {} ({} lines)", path.display(), outcome.trace.lines.len());
+            println!(
+                "trace: {} ({} lines)",
+                path.display(),
+                outcome.trace.lines.len()
+            );
         }
-        return Ok(if outcome.passed() { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        return Ok(if outcome.passed() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
     };
     let progress = indicatif::ProgressBar::new(count);
     let next = AtomicU64::new(start);
@@ -76,21 +87,26 @@ pub fn sim(args: SimArgs) -> anyhow::Result<ExitCode> {
     let acknowledged = AtomicU64::new(0);
     std::thread::scope(|scope| {
         for _ in 0..args.threads.max(1) {
-            scope.spawn(|| loop {
-                let seed = next.fetch_add(1, Ordering::Relaxed);
-                if seed >= start + count {
-                    break;
+            scope.spawn(|| {
+                loop {
+                    let seed = next.fetch_add(1, Ordering::Relaxed);
+                    if seed >= start + count {
+                        break;
+                    }
+                    let outcome = sim::run(options(seed));
+                    acknowledged.fetch_add(outcome.acknowledged as u64, Ordering::Relaxed);
+                    if let Some(failure) = outcome.failure {
+                        // Printed directly: a hidden progress bar (no terminal) drops println.
+                        progress.suspend(|| {
+                            println!(
+                                "FAIL seed {seed}: {failure}\n  replay: {}",
+                                replay_command(&args, seed)
+                            );
+                        });
+                        failures.lock().expect("not poisoned").push((seed, failure));
+                    }
+                    progress.inc(1);
                 }
-                let outcome = sim::run(options(seed));
-                acknowledged.fetch_add(outcome.acknowledged as u64, Ordering::Relaxed);
-                if let Some(failure) = outcome.failure {
-                    // Printed directly: a hidden progress bar (no terminal) drops println.
-                    progress.suspend(|| {
-                        println!("FAIL seed {seed}: {failure}\n  replay: {}", replay_command(&args, seed));
-                    });
-                    failures.lock().expect("not poisoned").push((seed, failure));
-                }
-                progress.inc(1);
             });
         }
     });
@@ -103,7 +119,11 @@ pub fn sim(args: SimArgs) -> anyhow::Result<ExitCode> {
         failures.len(),
         acknowledged.load(Ordering::Relaxed)
     );
-    Ok(if failures.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn report_one(outcome: &SimOutcome) {

@@ -10,7 +10,11 @@ fn sixfold() -> &'static str {
 #[test]
 fn sixfold_passes_its_own_vectors() {
     let output = Command::new(sixfold())
-        .args(["conformance", "--target", &format!("{} conformance-target", sixfold())])
+        .args([
+            "conformance",
+            "--target",
+            &format!("{} conformance-target", sixfold()),
+        ])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -22,7 +26,11 @@ fn sixfold_passes_its_own_vectors() {
 fn a_wrong_target_fails() {
     // A target that answers `{}` to everything.
     let output = Command::new(sixfold())
-        .args(["conformance", "--target", "while read -r line; do echo '{}'; done"])
+        .args([
+            "conformance",
+            "--target",
+            "while read -r line; do echo '{}'; done",
+        ])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -918,8 +918,10 @@ impl Writer {
             .map(|(id, _)| *id + 1)
             .max()
             .unwrap_or(PAGE_DB_ID_BASE);
-        if id >= CATALOG_PAGE.db.0 {
-            return Err(WriterError::Catalog("page-level database ids used up".into()));
+        if id == CATALOG_PAGE.db.0 {
+            return Err(WriterError::Catalog(
+                "page-level database ids used up".into(),
+            ));
         }
         entries.push((id, name.to_string()));
         let image = encode_catalog(&entries)?;

@@ -29,6 +29,10 @@ pub const META_PAGE_NO: u32 = 0;
 pub const DB_NAME_BYTES_MAX: usize = 64;
 /// Most databases a volume's catalog holds.
 pub const DATABASES_MAX: u32 = 1024;
+/// SQL database ids stay below this: ids from here up belong to `sixfold load`'s
+/// page-level databases (`sixfold_cluster::writer::PAGE_DB_ID_BASE`), so the two never
+/// share pages.
+pub const SQL_DB_ID_END: u32 = 0x8000_0000;
 
 const CATALOG_MAGIC: &[u8; 8] = b"SIXFCAT1";
 const CATALOG_VERSION: u32 = 1;
@@ -323,7 +327,7 @@ impl Catalog {
             else {
                 return Err(CatalogError::AlreadyExists(name.to_owned()));
             };
-            if data.entries.len() >= DATABASES_MAX as usize || data.next_db_id == u32::MAX {
+            if data.entries.len() >= DATABASES_MAX as usize || data.next_db_id >= SQL_DB_ID_END {
                 return Err(CatalogError::Full);
             }
             let db_id = data.next_db_id;

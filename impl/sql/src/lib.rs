@@ -3,6 +3,7 @@
 //!
 //! - [`PageVolume`]: what the SQL layer needs of the volume (the writer implements it).
 //! - [`MemVolume`]: an in-memory multi-version volume for tests, with fault hooks.
+//! - [`ClusterVolume`]: the networked quorum writer of sixfold-cluster as a volume.
 //! - [`Catalog`]: database names → ids, stored in database 0 (V3).
 //! - [`open_connection`]: a rusqlite connection to one database of a volume, through a
 //!   VFS registered once per volume instance (V4–V7).
@@ -12,6 +13,7 @@
 //! docs/sql.md explains the design: the commit point, snapshot reads, what is refused.
 
 mod catalog;
+mod cluster_volume;
 mod file;
 mod memvolume;
 mod registry;
@@ -26,8 +28,9 @@ use rusqlite::{Connection, OpenFlags, ffi};
 
 pub use catalog::{
     CATALOG_DB, Catalog, CatalogError, DATABASES_MAX, DB_NAME_BYTES_MAX, DatabaseInfo,
-    META_PAGE_NO, validate_name,
+    META_PAGE_NO, SQL_DB_ID_END, validate_name,
 };
+pub use cluster_volume::{ClusterVolume, DURABLE_POLL_MS};
 pub use memvolume::{MemVolume, MemVolumeStats};
 pub use vfs::last_vfs_error;
 pub use volume::{PAGE_SIZE, PageVolume, PageWrite, VolumeError};

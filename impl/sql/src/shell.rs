@@ -80,7 +80,7 @@ pub fn run_shell(
 
 /// sqlite3_complete: the text ends with a complete statement (semicolon outside
 /// literals, comments and trigger bodies).
-fn is_complete(sql: &str) -> bool {
+pub fn is_complete(sql: &str) -> bool {
     let Ok(text) = std::ffi::CString::new(sql) else {
         return true; // a NUL byte: let SQLite report it
     };

@@ -472,7 +472,7 @@ impl Segment {
             if range.epoch < epoch_floor {
                 // S7 refuses a truncation of a lower epoch; a peer's old range we never saw
                 // is left out (docs/storage-node.md, "Gaps").
-                tracing::warn!(segment = %self.id, ?range, "gossiped truncation of an old epoch skipped");
+                tracing::debug!(segment = %self.id, ?range, "gossiped truncation of an old epoch skipped");
                 continue;
             }
             self.check_truncation(range, known.len())?;
