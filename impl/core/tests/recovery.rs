@@ -17,7 +17,10 @@ fn report(pg: u32, replica: u8, hint: u64, held: &[(u64, bool)]) -> SegmentRepor
         scl: Lsn(0),
         vdl_hint: Lsn(hint),
         tip_at_hint: Lsn(0),
-        held: held.iter().map(|&(l, cpl)| (Lsn(l), cpl, Epoch(1))).collect(),
+        held: held
+            .iter()
+            .map(|&(l, cpl)| (Lsn(l), cpl, Epoch(1)))
+            .collect(),
         truncations: Vec::new(),
     }
 }
@@ -165,14 +168,26 @@ fn a_range_of_an_unfinished_recovery_does_not_void_a_later_epochs_records() {
     let mut planner = RecoveryPlanner::new(QuorumConfig::AURORA, 48, Epoch(5), [PgId(0)].into());
     let mut stale = report(0, 0, 168, &[]);
     stale.truncations = vec![
-        TruncationRange { lsn_begin: Lsn(178), lsn_end: Lsn(226), epoch: Epoch(3) },
-        TruncationRange { lsn_begin: Lsn(168), lsn_end: Lsn(216), epoch: Epoch(4) },
+        TruncationRange {
+            lsn_begin: Lsn(178),
+            lsn_end: Lsn(226),
+            epoch: Epoch(3),
+        },
+        TruncationRange {
+            lsn_begin: Lsn(168),
+            lsn_end: Lsn(216),
+            epoch: Epoch(4),
+        },
     ];
     stale.epoch = Epoch(5);
     planner.handle_report(stale).unwrap();
     let mut fresh = report(0, 1, 168, &[]);
     fresh.epoch = Epoch(5);
-    fresh.held = vec![(Lsn(217), false, Epoch(4)), (Lsn(218), true, Epoch(4)), (Lsn(220), true, Epoch(4))];
+    fresh.held = vec![
+        (Lsn(217), false, Epoch(4)),
+        (Lsn(218), true, Epoch(4)),
+        (Lsn(220), true, Epoch(4)),
+    ];
     planner.handle_report(fresh).unwrap();
     let mut third = report(0, 2, 168, &[]);
     third.epoch = Epoch(5);

@@ -258,8 +258,14 @@ fn a_range_voids_only_records_of_lower_epochs() {
     let mut later = chain(&[217])[0].clone();
     later.epoch = Epoch(4);
     later.prev_lsn_pg = Lsn(0);
-    segment.handle_write(Epoch(4), Lsn(0), later.clone()).unwrap();
-    let old = TruncationRange { lsn_begin: Lsn(178), lsn_end: Lsn(226), epoch: Epoch(3) };
+    segment
+        .handle_write(Epoch(4), Lsn(0), later.clone())
+        .unwrap();
+    let old = TruncationRange {
+        lsn_begin: Lsn(178),
+        lsn_end: Lsn(226),
+        epoch: Epoch(3),
+    };
     segment.handle_gossip(Epoch(4), &[old], Vec::new()).unwrap();
     assert_eq!(segment.record(Lsn(217)), Some(&later));
     assert_eq!(segment.scl(), Lsn(217));
@@ -272,7 +278,9 @@ fn a_later_epochs_backlink_drops_records_a_missed_recovery_voided() {
     let records = chain(&[1, 2, 3, 4]);
     let mut segment = SegmentState::new(SEGMENT);
     for record in &records {
-        segment.handle_write(Epoch(1), Lsn(0), record.clone()).unwrap();
+        segment
+            .handle_write(Epoch(1), Lsn(0), record.clone())
+            .unwrap();
     }
     assert_eq!(segment.scl(), Lsn(4));
     let mut next = chain(&[2, 9])[1].clone();
@@ -281,5 +289,10 @@ fn a_later_epochs_backlink_drops_records_a_missed_recovery_voided() {
     assert_eq!(segment.scl(), Lsn(9));
     assert!(segment.record(Lsn(3)).is_none() && segment.record(Lsn(4)).is_none());
     // A stale copy of 3 arriving later is skipped, not stored.
-    assert!(!segment.handle_write(Epoch(2), Lsn(2), records[2].clone()).unwrap().inserted);
+    assert!(
+        !segment
+            .handle_write(Epoch(2), Lsn(2), records[2].clone())
+            .unwrap()
+            .inserted
+    );
 }
