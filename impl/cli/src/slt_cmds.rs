@@ -95,7 +95,7 @@ impl Faults<'_> {
     }
 
     fn between(&mut self, index: usize) {
-        if index == 0 || index % self.every != 0 || self.error.is_some() {
+        if index == 0 || !index.is_multiple_of(self.every) || self.error.is_some() {
             return;
         }
         let all: Vec<NodeId> = self.cluster.config().nodes.iter().map(|n| n.id).collect();
