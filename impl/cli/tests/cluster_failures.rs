@@ -154,7 +154,15 @@ fn az_loss_keeps_commits_az_plus_one_waits_and_nodes_catch_up() {
         write_page(&writer, PageId::new(1, n), 200 + n as u64)
             .expect("one AZ down: commits continue");
     }
-    let table = cluster.status_output();
+    // The writer publishes its VCL/VDL to the nodes with its heartbeat: give it a moment.
+    let mut table = cluster.status_output();
+    for _ in 0..50 {
+        if table.contains("writer: epoch") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        table = cluster.status_output();
+    }
     assert!(table.contains("node 5 (az3) UNREACHABLE"), "{table}");
     assert!(table.contains("node 6 (az3) UNREACHABLE"), "{table}");
     assert!(
