@@ -295,14 +295,7 @@ impl SimNode {
                             self.tickets.insert(ticket, writer);
                         }
                     }
-                    Err(StorageError::StaleEpoch { seen, .. }) => {
-                        output.messages.push(Message::Refused {
-                            writer,
-                            segment,
-                            seen,
-                        });
-                    }
-                    Err(_) => {} // queue full, I/O, void records: the writer re-sends (W7)
+                    Err(error) => refuse_if_stale(&error, writer, segment, &mut output),
                 }
             }
             Message::RecoveryQuery {
@@ -322,14 +315,7 @@ impl SimNode {
                             .push(Message::RecoveryReport { writer, report });
                     }
                 }
-                Err(StorageError::StaleEpoch { seen, .. }) => {
-                    output.messages.push(Message::Refused {
-                        writer,
-                        segment,
-                        seen,
-                    });
-                }
-                Err(_) => {}
+                Err(error) => refuse_if_stale(&error, writer, segment, &mut output),
             },
             Message::Truncate {
                 writer,
@@ -365,14 +351,7 @@ impl SimNode {
                             });
                         }
                     }
-                    Err(StorageError::StaleEpoch { seen, .. }) => {
-                        output.messages.push(Message::Refused {
-                            writer,
-                            segment,
-                            seen,
-                        });
-                    }
-                    Err(_) => {}
+                    Err(error) => refuse_if_stale(&error, writer, segment, &mut output),
                 }
             }
             Message::GossipRequest {
@@ -472,5 +451,23 @@ impl SimNode {
             .filter(|&l| l <= vdl)
             .collect();
         (floor, lsns)
+    }
+}
+
+/// S7: a request refused for a stale epoch is answered so the writer learns it is fenced
+/// (E3); any other refusal (queue full, I/O, void records) is left to the writer's re-send
+/// (W7).
+fn refuse_if_stale(
+    error: &StorageError,
+    writer: usize,
+    segment: SegmentId,
+    output: &mut NodeOutput,
+) {
+    if let StorageError::StaleEpoch { seen, .. } = error {
+        output.messages.push(Message::Refused {
+            writer,
+            segment,
+            seen: *seen,
+        });
     }
 }

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use sixfold_cluster::{ClusterConfig, Writer, WriterError, WriterOptions, WriterStats};
 use sixfold_core::{Lsn, PageId};
 
-use crate::volume::{PAGE_SIZE, PageVolume, PageWrite, VolumeError};
+use crate::volume::{PageVolume, PageWrite, VolumeError, check_writes};
 
 /// How long one wait for an MTR's durability lasts before the adapter checks whether its
 /// writer is still the current one, in milliseconds.
@@ -240,16 +240,7 @@ impl PageVolume for ClusterVolume {
     }
 
     fn commit(&self, writes: Vec<PageWrite>) -> Result<u64, VolumeError> {
-        if writes.is_empty() {
-            return Err(VolumeError::EmptyMtr);
-        }
-        if let Some(bad) = writes.iter().find(|w| w.image.len() != PAGE_SIZE) {
-            return Err(VolumeError::BadImageSize {
-                db: bad.db,
-                page_no: bad.page_no,
-                len: bad.image.len(),
-            });
-        }
+        check_writes(&writes)?;
         let _one_mtr_at_a_time = lock(&self.commit_lock);
         let (generation, writer) = self.current_writer()?;
         let count = writes.len();

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 
-use crate::volume::{PAGE_SIZE, PageVolume, PageWrite, VolumeError};
+use crate::volume::{PageVolume, PageWrite, VolumeError, check_writes};
 
 /// An in-memory multi-version page volume with fault hooks for tests.
 #[derive(Default)]
@@ -165,16 +165,7 @@ impl PageVolume for MemVolume {
     }
 
     fn commit(&self, writes: Vec<PageWrite>) -> Result<u64, VolumeError> {
-        if writes.is_empty() {
-            return Err(VolumeError::EmptyMtr);
-        }
-        if let Some(bad) = writes.iter().find(|w| w.image.len() != PAGE_SIZE) {
-            return Err(VolumeError::BadImageSize {
-                db: bad.db,
-                page_no: bad.page_no,
-                len: bad.image.len(),
-            });
-        }
+        check_writes(&writes)?;
         let mut state = self.lock();
         if state.fail_commits > 0 {
             state.fail_commits -= 1;
@@ -207,7 +198,7 @@ mod tests {
     use super::*;
 
     fn page(byte: u8) -> Vec<u8> {
-        vec![byte; PAGE_SIZE]
+        vec![byte; crate::volume::PAGE_SIZE]
     }
 
     #[test]

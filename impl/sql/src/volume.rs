@@ -90,3 +90,19 @@ pub enum VolumeError {
     #[error("{0}")]
     Backend(String),
 }
+
+/// V5: what every `commit` checks first: an MTR has at least one page, and every image is
+/// exactly one page.
+pub(crate) fn check_writes(writes: &[PageWrite]) -> Result<(), VolumeError> {
+    if writes.is_empty() {
+        return Err(VolumeError::EmptyMtr);
+    }
+    if let Some(bad) = writes.iter().find(|w| w.image.len() != PAGE_SIZE) {
+        return Err(VolumeError::BadImageSize {
+            db: bad.db,
+            page_no: bad.page_no,
+            len: bad.image.len(),
+        });
+    }
+    Ok(())
+}

@@ -145,3 +145,17 @@ impl Disk for StdDisk {
         File::open(dir)?.sync_all()
     }
 }
+
+/// `{prefix}{seq:020}{suffix}`: numbered files (logs, page files) sort by name in creation
+/// order.
+pub fn numbered_file_name(prefix: &str, seq: u64, suffix: &str) -> String {
+    format!("{prefix}{seq:020}{suffix}")
+}
+
+/// The sequence number of a [`numbered_file_name`], if `name` is one.
+pub fn parse_numbered_file_name(name: &str, prefix: &str, suffix: &str) -> Option<u64> {
+    name.strip_prefix(prefix)?
+        .strip_suffix(suffix)?
+        .parse()
+        .ok()
+}

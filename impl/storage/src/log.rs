@@ -9,22 +9,21 @@ use std::path::{Path, PathBuf};
 use sixfold_core::Lsn;
 use sixfold_core::codec::{LogScan, RECORD_HEADER_BYTES, decode_record_header, scan_log};
 
-use crate::disk::{Disk, DiskFile, OpenMode, read_all};
+use crate::disk::{
+    Disk, DiskFile, OpenMode, numbered_file_name, parse_numbered_file_name, read_all,
+};
 use crate::error::StorageError;
 
 pub const LOG_PREFIX: &str = "log-";
 pub const LOG_SUFFIX: &str = ".sxr";
 
 pub fn log_file_name(seq: u64) -> String {
-    format!("{LOG_PREFIX}{seq:020}{LOG_SUFFIX}")
+    numbered_file_name(LOG_PREFIX, seq, LOG_SUFFIX)
 }
 
 /// The sequence number of a log file name, if it is one.
 pub fn parse_log_name(name: &str) -> Option<u64> {
-    name.strip_prefix(LOG_PREFIX)?
-        .strip_suffix(LOG_SUFFIX)?
-        .parse()
-        .ok()
+    parse_numbered_file_name(name, LOG_PREFIX, LOG_SUFFIX)
 }
 
 /// What the engine knows of one log file.

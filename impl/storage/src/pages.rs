@@ -8,21 +8,18 @@ use std::path::{Path, PathBuf};
 use sixfold_core::codec::{PAGE_FRAME_BYTES, PAGE_MAGIC, decode_page, encode_page};
 use sixfold_core::{DbId, Lsn, PageId, PageImage};
 
-use crate::disk::{Disk, DiskFile, OpenMode};
+use crate::disk::{Disk, DiskFile, OpenMode, numbered_file_name, parse_numbered_file_name};
 use crate::error::StorageError;
 
 pub const PAGES_PREFIX: &str = "pages-";
 pub const PAGES_SUFFIX: &str = ".sxp";
 
 pub fn page_file_name(seq: u64) -> String {
-    format!("{PAGES_PREFIX}{seq:020}{PAGES_SUFFIX}")
+    numbered_file_name(PAGES_PREFIX, seq, PAGES_SUFFIX)
 }
 
 pub fn parse_page_file_name(name: &str) -> Option<u64> {
-    name.strip_prefix(PAGES_PREFIX)?
-        .strip_suffix(PAGES_SUFFIX)?
-        .parse()
-        .ok()
+    parse_numbered_file_name(name, PAGES_PREFIX, PAGES_SUFFIX)
 }
 
 /// Where a page version's frame is.
