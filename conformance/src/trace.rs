@@ -118,9 +118,3 @@ impl Trace {
             .collect()
     }
 }
-
-impl TraceEvent {
-    pub fn sim(event: SimEvent) -> TraceEvent {
-        TraceEvent::Sim(event)
-    }
-}
