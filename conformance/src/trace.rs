@@ -2,7 +2,7 @@
 //! can be replayed, hashed, and validated against the model.
 
 use serde::{Deserialize, Serialize};
-use sixfold_core::ProtocolEvent;
+use sixfold_core::{ProtocolEvent, SegmentReport};
 
 /// Simulator-level events: faults and lifecycle.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +48,24 @@ pub enum SimEvent {
         epoch: u64,
         scl: u64,
     },
+    /// A recovering writer took a segment's report (X1): everything recovery decides from.
+    ReportTaken {
+        segment: String,
+        epoch: u64,
+        scl: u64,
+        vdl_hint: u64,
+        tip_at_hint: u64,
+        /// `[lsn, cpl, epoch]` of each LSN held above the hint.
+        held: Vec<(u64, bool, u64)>,
+        /// `[lsn_begin, lsn_end, epoch]` of each truncation range the segment holds.
+        truncations: Vec<(u64, u64, u64)>,
+    },
+    /// A recovering writer took a segment's answer to its truncation write, with the SCL the
+    /// segment reached (X5).
+    TruncationAcked {
+        segment: String,
+        scl: u64,
+    },
     /// A read was served (R1, R3).
     PageServed {
         segment: String,
@@ -55,6 +73,28 @@ pub enum SimEvent {
         read_lsn: u64,
         lsn: u64,
     },
+}
+
+impl SimEvent {
+    pub fn report_taken(report: &SegmentReport) -> SimEvent {
+        SimEvent::ReportTaken {
+            segment: report.segment.to_string(),
+            epoch: report.epoch.0,
+            scl: report.scl.0,
+            vdl_hint: report.vdl_hint.0,
+            tip_at_hint: report.tip_at_hint.0,
+            held: report
+                .held
+                .iter()
+                .map(|&(lsn, cpl, epoch)| (lsn.0, cpl, epoch.0))
+                .collect(),
+            truncations: report
+                .truncations
+                .iter()
+                .map(|range| (range.lsn_begin.0, range.lsn_end.0, range.epoch.0))
+                .collect(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

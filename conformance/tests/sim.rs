@@ -1,7 +1,10 @@
 //! The simulator under faults: seeds pass, a seed replays to the same trace hash, and each
 //! implementation mutant is caught.
 
-use sixfold_conformance::sim::{self, FaultSet, Mutant, SimOptions};
+use sixfold_conformance::refine::refine;
+use sixfold_conformance::sim::{self, FaultSet, Mutant, Scope, SimOptions};
+use sixfold_conformance::trace::{SimEvent, Trace, TraceEvent, TraceLine};
+use sixfold_core::ProtocolEvent;
 
 fn options(seed: u64) -> SimOptions {
     SimOptions {
@@ -9,6 +12,7 @@ fn options(seed: u64) -> SimOptions {
         faults: FaultSet::all(),
         mtrs: 40,
         mutant: None,
+        scope: Scope::Full,
     }
 }
 
@@ -126,5 +130,173 @@ fn trace_validation_rejects_a_commit_at_vcl() {
     assert!(
         violation.contains("X4") || violation.contains("C4"),
         "{violation}"
+    );
+}
+
+fn model_scope(seed: u64) -> SimOptions {
+    SimOptions {
+        mtrs: 6,
+        scope: Scope::Model,
+        ..options(seed)
+    }
+}
+
+/// Every run in the model's scope is replayed through the stateright model's transitions
+/// (the simulator does it for each run; a failure fails the seed). Together the seeds must
+/// reach the model's recoveries and commits, or the replay would prove little.
+#[test]
+fn model_scope_seeds_refine_the_model() {
+    let seeds: u64 = std::env::var("SIXFOLD_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(500);
+    let mut failures = Vec::new();
+    let (mut recoveries, mut commits, mut actions) = (0, 0, 0);
+    for seed in 0..seeds {
+        let outcome = sim::run(model_scope(seed));
+        if let Some(failure) = outcome.failure {
+            failures.push(format!(
+                "seed {seed}: {failure}\n  replay: sixfold sim --scope model --mtrs 6 --seed {seed}"
+            ));
+            continue;
+        }
+        let refined = outcome.refined.expect("model-scope runs are refined");
+        recoveries += refined.recoveries;
+        commits += refined.commits;
+        actions += refined.actions;
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {seeds} seeds failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(
+        recoveries > seeds as usize
+            && commits > 2 * seeds as usize
+            && actions > 20 * seeds as usize,
+        "{recoveries} recoveries, {commits} commits, {actions} model actions over {seeds} seeds"
+    );
+}
+
+/// Model refinement alone (no other check) rejects a mutant's traces.
+fn refinement_rejects(mutant: Mutant, seeds: u64) -> Option<String> {
+    (0..seeds).find_map(|seed| {
+        let outcome = sim::run(SimOptions {
+            mutant: Some(mutant),
+            ..model_scope(seed)
+        });
+        refine(&outcome.trace, Scope::Model.lal())
+            .err()
+            .map(|v| format!("seed {seed}: {v}"))
+    })
+}
+
+#[test]
+fn refinement_rejects_an_ack_before_fsync() {
+    // S1: the model's segments ack only what a flush made durable.
+    let violation = refinement_rejects(Mutant::AckBeforeFsync, 50).expect("rejected");
+    assert!(violation.contains("S1"), "{violation}");
+}
+
+#[test]
+fn refinement_rejects_a_commit_at_vcl() {
+    // W5: the mutant's hint is VCL, above every VDL the model's writers reach.
+    let violation = refinement_rejects(Mutant::CommitAtVcl, 100).expect("rejected");
+    assert!(violation.contains("W5"), "{violation}");
+}
+
+#[test]
+fn refinement_rejects_recovery_without_truncation() {
+    // X5: the model's writer does not open before a write quorum holds the truncation.
+    let violation = refinement_rejects(Mutant::RecoveryWithoutTruncation, 20).expect("rejected");
+    assert!(violation.contains("X5"), "{violation}");
+}
+
+/// A trace of a passing run, edited one line at a time: each edit is a step the model does
+/// not take, and the replay names it.
+#[test]
+fn refinement_rejects_edited_traces() {
+    let outcome = (0..50)
+        .map(|seed| sim::run(model_scope(seed)))
+        .find(|outcome| {
+            outcome
+                .refined
+                .is_some_and(|r| r.recoveries >= 2 && r.commits >= 3)
+        })
+        .expect("a run with two recoveries and three commits");
+    let edit = |find: &dyn Fn(&TraceLine) -> bool, change: &dyn Fn(&mut TraceLine) -> bool| {
+        let mut trace = Trace::default();
+        let mut edited = false;
+        for line in &outcome.trace.lines {
+            let mut line = line.clone();
+            if !edited && find(&line) {
+                edited = true;
+                if !change(&mut line) {
+                    continue; // dropped
+                }
+            }
+            trace.push(line.tick, &line.actor, line.event);
+        }
+        assert!(edited, "nothing to edit");
+        refine(&trace, Scope::Model.lal())
+            .expect_err("an edited trace is rejected")
+            .to_string()
+    };
+    let is = |want: fn(&ProtocolEvent) -> bool| move |line: &TraceLine| matches!(&line.event, TraceEvent::Protocol(e) if want(e));
+    // A commit acknowledgement the implementation forgot.
+    let dropped = edit(
+        &is(|e| matches!(e, ProtocolEvent::CommitAcknowledged { .. })),
+        &|_| false,
+    );
+    assert!(dropped.contains("acknowledge commit"), "{dropped}");
+    // VDL one past where the model's writer puts it.
+    let raised = edit(
+        &is(|e| matches!(e, ProtocolEvent::VdlAdvanced { .. })),
+        &|line| {
+            if let TraceEvent::Protocol(ProtocolEvent::VdlAdvanced { vdl }) = &mut line.event {
+                vdl.0 += 1;
+            }
+            true
+        },
+    );
+    assert!(raised.contains("C2–C5"), "{raised}");
+    // A recovery that decides a lower VDL than the model from the same reports.
+    let lowered = edit(
+        &|line: &TraceLine| matches!(&line.event, TraceEvent::Protocol(ProtocolEvent::RecoveryCompleted { vdl, .. }) if vdl.0 > 0),
+        &|line| {
+            if let TraceEvent::Protocol(ProtocolEvent::RecoveryCompleted { vdl, .. }) =
+                &mut line.event
+            {
+                vdl.0 -= 1;
+            }
+            true
+        },
+    );
+    assert!(lowered.contains("X3, X4"), "{lowered}");
+    // A segment that never made the truncation durable.
+    let unapplied = edit(
+        &|line: &TraceLine| {
+            matches!(
+                &line.event,
+                TraceEvent::Sim(SimEvent::TruncationApplied { .. })
+            )
+        },
+        &|_| false,
+    );
+    assert!(
+        unapplied.contains("X5") || unapplied.contains("W6"),
+        "{unapplied}"
+    );
+}
+
+/// The model's LSNs are 4 bits: a full-scope trace is refused, not silently cut.
+#[test]
+fn refinement_refuses_a_trace_outside_the_models_scope() {
+    let outcome = sim::run(options(3));
+    let refused = refine(&outcome.trace, Scope::Full.lal()).expect_err("outside the scope");
+    assert!(
+        refused.to_string().contains("outside the model's scope"),
+        "{refused}"
     );
 }

@@ -36,6 +36,17 @@ pub const SIM_NODES: usize = SEGMENTS_PER_PG;
 pub const SIM_LAL: u64 = 48;
 /// Simulated time units (ticks) the safety phase lasts at most.
 pub const SAFETY_TICKS_MAX: u64 = 20_000;
+/// LAL of a run in the model's scope: the model's LSNs are 4 bits, and every recovery voids
+/// LAL of them.
+pub const MODEL_SCOPE_LAL: u64 = 2;
+/// In the model's scope the safety phase allocates no LSN above this, which leaves room for
+/// three more recoveries (LAL each) and the liveness phase's commit below the model's
+/// highest LSN, 15.
+const MODEL_SCOPE_SAFETY_LSN_MAX: u64 = 8;
+/// The model's highest LSN (`model-checks` `LSN_CAP_MAX`).
+const MODEL_SCOPE_LSN_MAX: u64 = 15;
+/// Writers a run in the model's scope starts during its safety phase.
+const MODEL_SCOPE_WRITERS_MAX: usize = 3;
 /// Simulated ticks the healed cluster gets to converge and commit again (liveness bound).
 pub const LIVENESS_TICKS_MAX: u64 = 40_000;
 /// How often the liveness phase asks whether every segment caught up.
@@ -50,6 +61,83 @@ pub struct SimOptions {
     pub mtrs: usize,
     /// An implementation mutant to switch on (tests show the checks catch it).
     pub mutant: Option<Mutant>,
+    pub scope: Scope,
+}
+
+/// How large a world a run may reach.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Scope {
+    /// LAL 48, MTRs of 1–3 records, as many LSNs as the run allocates.
+    #[default]
+    Full,
+    /// Inside the stateright model's bounds, so that the trace can also be replayed through
+    /// the model's own transitions (`crate::refine`): LAL 2, every LSN ≤ 15, MTRs of 1–2
+    /// records, at most three writers in the safety phase and one commit to reach after
+    /// healing. Faults are the same.
+    Model,
+}
+
+/// What the workload may submit at a tick.
+#[derive(Clone, Copy, Debug)]
+pub struct SubmitLimits {
+    /// Records of one MTR: 1 to this.
+    pub records_max: u64,
+    /// No MTR whose last LSN is above this.
+    pub lsn_max: u64,
+}
+
+impl Scope {
+    pub fn parse(name: &str) -> Option<Scope> {
+        match name {
+            "full" => Some(Scope::Full),
+            "model" => Some(Scope::Model),
+            _ => None,
+        }
+    }
+
+    pub fn lal(self) -> u64 {
+        match self {
+            Scope::Full => SIM_LAL,
+            Scope::Model => MODEL_SCOPE_LAL,
+        }
+    }
+
+    fn safety_ticks(self) -> u64 {
+        match self {
+            Scope::Full => SAFETY_TICKS_MAX,
+            Scope::Model => SAFETY_TICKS_MAX / 8,
+        }
+    }
+
+    /// Commits the healed cluster must acknowledge (liveness).
+    fn liveness_commits(self) -> usize {
+        match self {
+            Scope::Full => 3,
+            Scope::Model => 1,
+        }
+    }
+
+    fn submit_limits(self, liveness: bool) -> SubmitLimits {
+        match (self, liveness) {
+            (Scope::Full, _) => SubmitLimits {
+                records_max: 3,
+                lsn_max: u64::MAX,
+            },
+            (Scope::Model, false) => SubmitLimits {
+                records_max: 2,
+                lsn_max: MODEL_SCOPE_SAFETY_LSN_MAX,
+            },
+            (Scope::Model, true) => SubmitLimits {
+                records_max: 1,
+                lsn_max: MODEL_SCOPE_LSN_MAX,
+            },
+        }
+    }
+
+    /// Whether one more writer may start in the safety phase.
+    fn may_start_writer(self, started: usize) -> bool {
+        self == Scope::Full || started < MODEL_SCOPE_WRITERS_MAX
+    }
 }
 
 /// Bugs planted in the implementation, to show the checks and trace validation catch them.
@@ -92,6 +180,8 @@ pub struct SimOutcome {
     pub ticks: u64,
     /// The first violated check, if any.
     pub failure: Option<String>,
+    /// In the model's scope: what the replay through the model covered.
+    pub refined: Option<crate::refine::Refined>,
     pub trace: Trace,
 }
 
@@ -153,6 +243,7 @@ pub fn run(options: SimOptions) -> SimOutcome {
                 final_vdl: Lsn::ZERO,
                 ticks: 0,
                 failure: Some(format!("panicked: {message}")),
+                refined: None,
                 trace: Trace::default(),
             }
         })
@@ -160,12 +251,29 @@ pub fn run(options: SimOptions) -> SimOutcome {
 
 fn run_unguarded(options: SimOptions) -> SimOutcome {
     let mut world = World::new(options);
-    // Trace validation: every run's trace must be a sequence of steps the rules allow.
-    let failure = world.run().err().or_else(|| {
-        crate::validate::validate(&world.trace)
-            .err()
-            .map(|violation| format!("trace validation: {violation}"))
-    });
+    // Trace validation: every run's trace must be a sequence of steps the rules allow, and
+    // in the model's scope a sequence of the model's own steps.
+    let mut refined = None;
+    let failure = world
+        .run()
+        .err()
+        .or_else(|| {
+            crate::validate::validate(&world.trace)
+                .err()
+                .map(|violation| format!("trace validation: {violation}"))
+        })
+        .or_else(|| {
+            if world.options.scope != Scope::Model {
+                return None;
+            }
+            match crate::refine::refine(&world.trace, world.options.scope.lal()) {
+                Ok(report) => {
+                    refined = Some(report);
+                    None
+                }
+                Err(violation) => Some(format!("model refinement: {violation}")),
+            }
+        });
     let final_vdl = world
         .writers
         .last()
@@ -179,6 +287,7 @@ fn run_unguarded(options: SimOptions) -> SimOutcome {
         final_vdl,
         ticks: world.now,
         failure,
+        refined,
         trace: world.trace,
     }
 }
@@ -214,13 +323,14 @@ impl World {
     fn run(&mut self) -> Result<(), String> {
         self.start_writer(None);
         // Safety phase: faults on.
-        while self.now < SAFETY_TICKS_MAX && self.mtrs_submitted < self.options.mtrs {
+        let safety_ticks = self.options.scope.safety_ticks();
+        while self.now < safety_ticks && self.mtrs_submitted < self.options.mtrs {
             self.step(true)?;
         }
         // Liveness phase: heal, then everything must converge and commit.
         self.heal();
         let deadline = self.now + LIVENESS_TICKS_MAX;
-        let target = self.oracle.acknowledged_count() + 3;
+        let target = self.oracle.acknowledged_count() + self.options.scope.liveness_commits();
         self.liveness_target = Some(target);
         while self.now < deadline {
             self.step(false)?;
@@ -273,7 +383,13 @@ impl World {
         let id = self.writers.len();
         let disable_truncation = self.options.mutant == Some(Mutant::RecoveryWithoutTruncation);
         let commit_at_vcl = self.options.mutant == Some(Mutant::CommitAtVcl);
-        let writer = SimWriter::start(id, epoch, disable_truncation, commit_at_vcl);
+        let writer = SimWriter::start(
+            id,
+            epoch,
+            self.options.scope.lal(),
+            disable_truncation,
+            commit_at_vcl,
+        );
         self.record(
             &format!("writer{id}"),
             TraceEvent::Sim(SimEvent::WriterStarted { epoch: epoch.0 }),
@@ -291,7 +407,12 @@ impl World {
                 Some(target) => self.oracle.acknowledged_count() < target,
             };
             let _ = faults_on;
-            let output = self.writers[id].tick(self.now, &mut self.rng, may_submit);
+            let limits = self
+                .options
+                .scope
+                .submit_limits(self.liveness_target.is_some());
+            let output =
+                self.writers[id].tick(self.now, &mut self.rng, may_submit.then_some(limits));
             self.handle_writer_output(id, output)?;
         }
         Ok(())
@@ -376,6 +497,8 @@ impl World {
                     }
                 }
             }
+            Fault::CrashWriter | Fault::SecondWriter
+                if !self.options.scope.may_start_writer(self.writers.len()) => {}
             Fault::CrashWriter => {
                 self.record("sim", TraceEvent::Sim(SimEvent::WriterCrashed));
                 self.start_writer(Some(false));

@@ -11,8 +11,8 @@ use sixfold_core::{
 
 use super::network::Message;
 use super::rng::SimRng;
-use super::{SIM_LAL, SIM_PG_PAGES, SIM_PGS, all_pages, segment};
-use crate::trace::TraceEvent;
+use super::{SIM_PG_PAGES, SIM_PGS, SubmitLimits, all_pages, segment};
+use crate::trace::{SimEvent, TraceEvent};
 
 /// Ticks between re-sends of unacknowledged work (W7, X5).
 const RESEND_EVERY_TICKS: u64 = 25;
@@ -55,17 +55,18 @@ pub struct SimWriter {
     id: usize,
     epoch: Epoch,
     phase: Phase,
+    lal: u64,
     skip_truncation: bool,
     hint_at_vcl: bool,
 }
 
-fn config() -> WriterConfig {
+fn config(lal: u64) -> WriterConfig {
     WriterConfig {
         geometry: Geometry {
             pg_pages: SIM_PG_PAGES,
         },
         quorum: QuorumConfig::AURORA,
-        lal: SIM_LAL,
+        lal,
     }
 }
 
@@ -74,16 +75,23 @@ fn all_segments() -> impl Iterator<Item = SegmentId> {
 }
 
 impl SimWriter {
-    pub fn start(id: usize, epoch: Epoch, skip_truncation: bool, hint_at_vcl: bool) -> SimWriter {
+    pub fn start(
+        id: usize,
+        epoch: Epoch,
+        lal: u64,
+        skip_truncation: bool,
+        hint_at_vcl: bool,
+    ) -> SimWriter {
         let pgs = (0..SIM_PGS).map(PgId).collect();
         SimWriter {
             id,
             epoch,
             phase: Phase::Recovering {
-                planner: RecoveryPlanner::new(QuorumConfig::AURORA, SIM_LAL, epoch, pgs),
+                planner: RecoveryPlanner::new(QuorumConfig::AURORA, lal, epoch, pgs),
                 plan: None,
                 truncated: BTreeMap::new(),
             },
+            lal,
             skip_truncation,
             hint_at_vcl,
         }
@@ -147,7 +155,13 @@ impl SimWriter {
         }
     }
 
-    pub fn tick(&mut self, now: u64, rng: &mut SimRng, may_submit: bool) -> WriterOutput {
+    /// One tick: re-sends, and an MTR if the workload may submit one within `submit`.
+    pub fn tick(
+        &mut self,
+        now: u64,
+        rng: &mut SimRng,
+        submit: Option<SubmitLimits>,
+    ) -> WriterOutput {
         let mut output = WriterOutput::default();
         let resend = now % RESEND_EVERY_TICKS == (self.id as u64) % RESEND_EVERY_TICKS;
         match &mut self.phase {
@@ -166,8 +180,18 @@ impl SimWriter {
                 }
             }
             Phase::Open { state, reading } => {
-                if may_submit && rng.chance(SUBMIT_CHANCE) {
-                    submit(self.id, state, reading, rng, self.hint_at_vcl, &mut output);
+                if let Some(limits) = submit
+                    && rng.chance(SUBMIT_CHANCE)
+                {
+                    submit_mtr(
+                        self.id,
+                        state,
+                        reading,
+                        rng,
+                        limits,
+                        self.hint_at_vcl,
+                        &mut output,
+                    );
                 }
                 if resend {
                     reading.clear();
@@ -254,8 +278,9 @@ impl SimWriter {
         if plan.is_some() {
             return;
         }
+        let taken = SimEvent::report_taken(&report);
         match planner.handle_report(report) {
-            Ok(()) => {}
+            Ok(()) => output.events.push(TraceEvent::Sim(taken)),
             Err(RecoveryError::EpochTooLow { seen, .. }) => return self.fence(seen, output),
             Err(_) => return,
         }
@@ -283,6 +308,12 @@ impl SimWriter {
         else {
             return;
         };
+        output
+            .events
+            .push(TraceEvent::Sim(SimEvent::TruncationAcked {
+                segment: segment.to_string(),
+                scl: scl.0,
+            }));
         let entry = truncated.entry(segment).or_default();
         *entry = (*entry).max(scl);
         let ready = (0..SIM_PGS).all(|pg| {
@@ -298,7 +329,7 @@ impl SimWriter {
         }
         let plan = plan.clone();
         let truncated = truncated.clone();
-        let mut state = WriterState::new(config(), plan.writer_start());
+        let mut state = WriterState::new(config(self.lal), plan.writer_start());
         for (&segment, &scl) in &truncated {
             state.handle_ack(segment, scl, self.epoch);
         }
@@ -315,18 +346,19 @@ impl SimWriter {
     }
 }
 
-/// One MTR of 1–3 random pages; each record writes its own LSN into its page at an offset
-/// derived from the LSN, so pages record their history.
-fn submit(
+/// One MTR of 1 to `limits.records_max` random pages; each record writes its own LSN into
+/// its page at an offset derived from the LSN, so pages record their history.
+fn submit_mtr(
     id: usize,
     state: &mut WriterState,
     reading: &mut BTreeSet<PageId>,
     rng: &mut SimRng,
+    limits: SubmitLimits,
     hint_at_vcl: bool,
     output: &mut WriterOutput,
 ) {
     let pages = all_pages();
-    let count = 1 + rng.below(3) as usize;
+    let count = 1 + rng.below(limits.records_max) as usize;
     let chosen: Vec<PageId> = (0..count)
         .map(|_| pages[rng.below(pages.len() as u64) as usize])
         .collect();
@@ -357,6 +389,9 @@ fn submit(
         return;
     }
     let next = state.last_allocated().0 + 1;
+    if next + count as u64 - 1 > limits.lsn_max {
+        return;
+    }
     let mut mtr = Mtr::new();
     for (index, &page) in chosen.iter().enumerate() {
         let lsn = next + index as u64;

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
-use sixfold_conformance::sim::{self, FaultSet, Mutant, SimOptions, SimOutcome};
+use sixfold_conformance::sim::{self, FaultSet, Mutant, Scope, SimOptions, SimOutcome};
 
 #[derive(clap::Args)]
 pub struct SimArgs {
@@ -28,6 +28,10 @@ pub struct SimArgs {
     /// recovery-without-truncation.
     #[arg(long)]
     pub mutant: Option<String>,
+    /// `full`, or `model`: keep every run inside the stateright model's bounds (LAL 2, LSNs
+    /// ≤ 15) and also replay its trace through the model's transitions (refinement).
+    #[arg(long, default_value = "full")]
+    pub scope: String,
     /// With one seed: write its trace (JSON lines, spec/trace.md) here.
     #[arg(long)]
     pub trace: Option<PathBuf>,
@@ -44,6 +48,9 @@ fn replay_command(args: &SimArgs, seed: u64) -> String {
     if let Some(mutant) = &args.mutant {
         command.push_str(&format!(" --mutant {mutant}"));
     }
+    if args.scope != "full" {
+        command.push_str(&format!(" --scope {}", args.scope));
+    }
     command
 }
 
@@ -56,11 +63,14 @@ pub fn sim(args: SimArgs) -> anyhow::Result<ExitCode> {
             format!("unknown mutant {name:?}; known: {}", names.join(", "))
         })?),
     };
+    let scope = Scope::parse(&args.scope)
+        .with_context(|| format!("unknown scope {:?}; known: full, model", args.scope))?;
     let options = |seed| SimOptions {
         seed,
         faults: faults.clone(),
         mtrs: args.mtrs,
         mutant,
+        scope,
     };
     let start = args.seed.unwrap_or(0);
     let Some(count) = args.seeds else {
@@ -137,6 +147,12 @@ fn report_one(outcome: &SimOutcome) {
         outcome.ticks,
         outcome.trace_hash
     );
+    if let Some(refined) = &outcome.refined {
+        println!(
+            "  model refinement: {} events replayed, {} model actions, {} recoveries and {} commit acknowledgements equal to the model's",
+            refined.events, refined.actions, refined.recoveries, refined.commits
+        );
+    }
     if let Some(failure) = &outcome.failure {
         println!("  {failure}");
     }

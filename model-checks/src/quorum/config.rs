@@ -37,6 +37,8 @@ pub struct Config {
 const ONE_PG_SHAPES: &[MtrShape] = &[&[0], &[0, 0]];
 const REFERENCE_LSN_CAP: Lsn = 4;
 const TWO_PG_SHAPES: &[MtrShape] = &[&[0], &[1], &[0, 1]];
+/// Every MTR of one or two records over two PGs: what an implementation may allocate.
+const ALL_TWO_PG_SHAPES: &[MtrShape] = &[&[0], &[1], &[0, 0], &[0, 1], &[1, 0], &[1, 1]];
 
 impl Config {
     /// Runs in `cargo test` in seconds: one PG, a writer crash, gossip.
@@ -114,6 +116,26 @@ impl Config {
             writer_restarts: 2,
             gossip: false,
             ..Self::small()
+        }
+    }
+
+    /// The model an implementation's trace is replayed through (conformance's refinement
+    /// check): two PGs, every MTR shape of 1–2 records, the whole 4-bit LSN space, the
+    /// implementation's LAL. Never explored exhaustively: its bounds on faults only limit
+    /// which actions the checker would offer, and trace validation takes the actions the
+    /// trace shows.
+    pub fn trace_validation(lal: Lsn) -> Self {
+        Config {
+            name: "trace-validation",
+            pg_count: 2,
+            lsn_cap: LSN_CAP_MAX,
+            lal,
+            mtr_shapes: ALL_TWO_PG_SHAPES,
+            writer_restarts: u8::MAX,
+            failover: true,
+            segment_crashes: u8::MAX,
+            az_crashes: true,
+            gossip: true,
         }
     }
 

@@ -311,7 +311,7 @@ pub fn recovery_write_is_news(state: &State, index: SegmentIndex) -> bool {
 /// X5, E1: repair, truncation set and new epoch to one segment; when a write quorum of every
 /// PG holds them the writer opens (X7).
 pub fn recovery_write(state: &mut State, config: &Config, index: SegmentIndex) {
-    let (Some(writer), Some(mut recovery)) = (state.writer, recovery(&state.writer)) else {
+    let (Some(writer), Some(recovery)) = (state.writer, recovery(&state.writer)) else {
         return;
     };
     let Some(outcome) = recovery.outcome else {
@@ -319,12 +319,23 @@ pub fn recovery_write(state: &mut State, config: &Config, index: SegmentIndex) {
     };
     let after = after_recovery_write(state, &writer, index, &outcome);
     state.segments[index as usize] = after;
-    if segment_complete_to(state, index, after.scl, &outcome) {
+    recovery_written(state, config, index, after.scl);
+}
+
+/// X5, X7: the writer takes a segment's answer to its recovery write, carrying the SCL the
+/// segment reached (W6). The segment counts toward the write quorum once it is complete up
+/// to VDL; when a write quorum of every PG is, the writer opens. Trace validation calls this
+/// directly with the SCL an implementation's segment answered.
+pub fn recovery_written(state: &mut State, config: &Config, index: SegmentIndex, scl: Lsn) {
+    let (Some(mut writer), Some(mut recovery)) = (state.writer, recovery(&state.writer)) else {
+        return;
+    };
+    let Some(outcome) = recovery.outcome else {
+        return;
+    };
+    if segment_complete_to(state, index, scl, &outcome) {
         recovery.written |= 1 << index;
     }
-    // The segment's answer carries its SCL, like an ack (W6).
-    let scl = state.segments[index as usize].scl;
-    let mut writer = writer;
     writer.scl_by_segment[index as usize] = scl;
     state.writer = Some(writer);
     let done = (0..config.pg_count).all(|pg| reports_in_pg(recovery.written, pg) >= WRITE_QUORUM);
