@@ -25,6 +25,11 @@ pub enum SimEvent {
         path: String,
         bytes: u32,
     },
+    /// A whole valid frame of one of the node's files landed, durably, over another frame
+    /// boundary: `write` is "source@offset -> target@offset".
+    MisdirectedWrite {
+        write: String,
+    },
     Healed,
     /// After a group commit, a segment is durable through `scl` (S1): what its acks may say.
     Durable {

@@ -519,13 +519,18 @@ impl World {
                 let index = self.rng.below(SIM_NODES as u64) as usize;
                 // AZ+1: corrupt at most one node's disk at a time.
                 if self.corrupted.is_empty() && self.nodes[index].is_up() {
-                    let span = if fault == Fault::Misdirected { 512 } else { 1 };
-                    if let Some(path) = self.nodes[index].corrupt(&mut self.rng, span) {
+                    let event = if fault == Fault::Misdirected {
+                        self.nodes[index]
+                            .misdirect(&mut self.rng)
+                            .map(|write| SimEvent::MisdirectedWrite { write })
+                    } else {
+                        self.nodes[index]
+                            .flip_bit(&mut self.rng)
+                            .map(|path| SimEvent::DiskCorrupted { path, bytes: 1 })
+                    };
+                    if let Some(event) = event {
                         self.corrupted.insert(index, self.now);
-                        self.record(
-                            &format!("node{index}"),
-                            TraceEvent::Sim(SimEvent::DiskCorrupted { path, bytes: span }),
-                        );
+                        self.record(&format!("node{index}"), TraceEvent::Sim(event));
                     }
                 }
             }

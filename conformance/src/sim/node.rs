@@ -126,9 +126,8 @@ impl SimNode {
             .inject(OpFilter::Mutations, kind, rng.below(20), 1 + rng.below(3));
     }
 
-    /// Corrupts `span` bytes of a random log or page file, durably (a bit flip, or a
-    /// misdirected write's worth of garbage). Returns the file.
-    pub fn corrupt(&mut self, rng: &mut SimRng, span: u32) -> Option<String> {
+    /// Flips one bit of a random log or page file, durably. Returns the file.
+    pub fn flip_bit(&mut self, rng: &mut SimRng) -> Option<String> {
         let prefix = self.dir();
         let files: Vec<PathBuf> = self
             .disk
@@ -145,14 +144,65 @@ impl SimNode {
         if len == 0 {
             return None;
         }
-        let start = rng.below(len);
-        for offset in start..(start + u64::from(span)).min(len) {
-            if span == 1 || rng.chance(0.5) {
-                let _ = self.disk.flip_bit(&path, offset, rng.below(8) as u8);
-            }
-        }
+        let offset = rng.below(len);
+        self.disk.flip_bit(&path, offset, rng.below(8) as u8).ok()?;
         // The engine finds it by scrub or on the next read; a restart rescans the files.
         Some(path.display().to_string())
+    }
+
+    /// A misdirected write: a whole valid frame of one of this node's log or page files is
+    /// written, durably, at a frame boundary of another place of the same kind (another
+    /// file, or elsewhere in the same one), over what was there. Its CRC is valid: only the
+    /// engine's identity checks (a record's PG and LSN, the page index) and the CRCs of the
+    /// frames it overwrote partly can tell. Returns "source -> target".
+    pub fn misdirect(&mut self, rng: &mut SimRng) -> Option<String> {
+        let prefix = self.dir();
+        let files: Vec<PathBuf> = self
+            .disk
+            .files()
+            .into_iter()
+            .filter(|p| p.starts_with(&prefix))
+            .filter(|p| p.extension().is_some_and(|e| e == "sxr" || e == "sxp"))
+            .collect();
+        let frames_of = |path: &PathBuf| -> Vec<(u64, u64)> {
+            let bytes = self.disk.contents(path).unwrap_or_default();
+            if path.extension().is_some_and(|e| e == "sxp") {
+                page_frames(&bytes)
+            } else {
+                log_frames(&bytes)
+            }
+        };
+        let source = files
+            .get(rng.below(files.len().max(1) as u64) as usize)?
+            .clone();
+        let source_frames = frames_of(&source);
+        let &(source_offset, frame_bytes) =
+            source_frames.get(rng.below(source_frames.len().max(1) as u64) as usize)?;
+        let contents = self.disk.contents(&source)?;
+        let frame =
+            contents[source_offset as usize..(source_offset + frame_bytes) as usize].to_vec();
+        let targets: Vec<(PathBuf, u64)> = files
+            .iter()
+            .filter(|p| p.extension() == source.extension())
+            .flat_map(|path| {
+                let len = self.disk.contents(path).map_or(0, |c| c.len() as u64);
+                frames_of(path)
+                    .into_iter()
+                    .map(|(offset, _)| offset)
+                    .filter(move |&offset| offset + frame_bytes <= len)
+                    .map(move |offset| (path.clone(), offset))
+            })
+            .filter(|(path, offset)| !(*path == source && *offset == source_offset))
+            .collect();
+        let (target, target_offset) = targets
+            .get(rng.below(targets.len().max(1) as u64) as usize)?
+            .clone();
+        self.disk.misdirect(&target, target_offset, &frame).ok()?;
+        Some(format!(
+            "{}@{source_offset} -> {}@{target_offset}",
+            source.display(),
+            target.display()
+        ))
     }
 
     /// A one-line state of a segment, for failure reports.
@@ -452,6 +502,34 @@ impl SimNode {
             .collect();
         (floor, lsns)
     }
+}
+
+/// (offset, length) of each valid record frame of a log, from its start up to the first
+/// frame that does not decode.
+fn log_frames(bytes: &[u8]) -> Vec<(u64, u64)> {
+    let mut frames = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        match sixfold_core::codec::decode_record(&bytes[at..]) {
+            Ok((_, frame_bytes)) => {
+                frames.push((at as u64, frame_bytes as u64));
+                at += frame_bytes;
+            }
+            Err(_) => break,
+        }
+    }
+    frames
+}
+
+/// (offset, length) of each valid page frame of a page file.
+fn page_frames(bytes: &[u8]) -> Vec<(u64, u64)> {
+    let frame_bytes = sixfold_core::codec::PAGE_FRAME_BYTES;
+    bytes
+        .chunks_exact(frame_bytes)
+        .enumerate()
+        .filter(|(_, frame)| sixfold_core::codec::decode_page(frame).is_ok())
+        .map(|(index, _)| ((index * frame_bytes) as u64, frame_bytes as u64))
+        .collect()
 }
 
 /// S7: a request refused for a stale epoch is answered so the writer learns it is fenced

@@ -380,6 +380,29 @@ impl FaultyDisk {
         Ok(())
     }
 
+    /// Writes `bytes` over `path` at `offset`, durably and within the file: a misdirected
+    /// write, whose bytes (a whole valid frame, say) were meant for another place. Nothing
+    /// the engine does notices it until it reads the bytes.
+    pub fn misdirect(&self, path: &Path, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        let mut state = self.lock();
+        let Some(Entry::File(id)) = state.names.get(path).copied() else {
+            return Err(not_found(path));
+        };
+        let inode = state.inode(id)?;
+        let end = offset as usize + bytes.len();
+        if end > inode.current.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "misdirected write past the end of the file",
+            ));
+        }
+        inode.current[offset as usize..end].copy_from_slice(bytes);
+        if end <= inode.durable.len() {
+            inode.durable[offset as usize..end].copy_from_slice(bytes);
+        }
+        Ok(())
+    }
+
     /// The bytes a read of `path` would see now (no fault, not counted).
     pub fn contents(&self, path: &Path) -> Option<Vec<u8>> {
         let state = self.lock();

@@ -388,3 +388,71 @@ fn garbage_files_in_a_segment_directory_never_panic_and_never_serve_corrupt_page
         }
     }
 }
+
+#[test]
+fn a_misdirected_valid_frame_of_another_pg_is_never_held_and_gossip_repairs_what_it_overwrote() {
+    // S13, S11, S6: a whole valid record frame of PG 1's log lands over record 4 of PG 0's
+    // log on the same disk. Its CRC passes, so only the record's PG tells it is foreign: it
+    // is dropped, the records it overwrote are holes (damage where a frame after it fails),
+    // and gossip brings them back. Nothing of PG 1 is ever served as PG 0.
+    let (disk, mut node, peer, log) = pair(8);
+    node.host_segment(seg(1, 0)).unwrap();
+    let mut other = Gen::new(1, 80);
+    node.submit(seg(1, 0), other.epoch, Lsn::ZERO, None, other.batch(6, 3))
+        .unwrap();
+    node.flush().unwrap();
+    let foreign_log = disk.contents(&log_path("pg1.0", 1)).unwrap();
+    let foreign =
+        foreign_log[frame_offset(&other, 2) as usize..frame_offset(&other, 3) as usize].to_vec();
+    disk.misdirect(&log_path("pg0.0", 1), frame_offset(&log, 4), &foreign)
+        .unwrap();
+
+    let mut node = reopen(&disk, node);
+    let held = node.held_records(seg(0, 0)).unwrap();
+    assert!(
+        held.iter().all(|record| record.pg == log.pg),
+        "a record of another PG is held: {held:?}"
+    );
+    let status = node.segment_status(seg(0, 0)).unwrap();
+    assert_eq!(status.scl, Lsn(3), "SCL stops at the overwritten record");
+    assert_nothing_corrupt_served(&mut node, seg(0, 0), &log, Lsn(3));
+    repair_from(&mut node, seg(0, 0), &peer, seg(0, 1), Lsn(10), 3);
+    let status = node.segment_status(seg(0, 0)).unwrap();
+    assert_eq!((status.scl, status.damaged), (Lsn(10), false), "{status:?}");
+    assert_pages_exact(&mut node, seg(0, 0), &log, Lsn(10));
+    // PG 1 lost nothing: the write went to PG 0's file.
+    assert_eq!(node.segment_status(seg(1, 0)).unwrap().scl, Lsn(6));
+}
+
+#[test]
+fn a_misdirected_page_frame_is_never_served_as_another_page() {
+    // S11, R3: a valid page frame of one page lands over the frame of another page, whose
+    // records below the checkpoint are collected. Reads check the frame's page and LSN
+    // against the index: the page is refused (typed error), never served with the other
+    // page's bytes, before a restart or after it.
+    let (disk, mut node, log) = checkpointed(10);
+    let path = page_file(&disk);
+    let covers: Vec<(PageId, Lsn)> = log
+        .pages()
+        .into_iter()
+        .map(|page| (page, log.page_at(page, Lsn(8)).1))
+        .filter(|&(_, lsn)| lsn > Lsn::ZERO)
+        .collect();
+    let [(source, source_lsn), (target, target_lsn), ..] = covers[..] else {
+        panic!("two checkpointed pages: {covers:?}");
+    };
+    let frame = sixfold_core::codec::PAGE_FRAME_BYTES;
+    let from = page_frame(&disk, &path, source, source_lsn) as usize;
+    let bytes = disk.contents(&path).unwrap()[from..from + frame].to_vec();
+    disk.misdirect(&path, page_frame(&disk, &path, target, target_lsn), &bytes)
+        .unwrap();
+    node.clear_cache();
+    assert_nothing_corrupt_served(&mut node, seg(0, 0), &log, Lsn(12));
+    let mut node = reopen(&disk, node);
+    assert_nothing_corrupt_served(&mut node, seg(0, 0), &log, Lsn(12));
+    // The page the frame came from still reads exactly.
+    let image = node
+        .get_page(seg(0, 0), log.epoch, source, Lsn(12), Lsn(12))
+        .unwrap();
+    assert_eq!(image.bytes, log.page_at(source, Lsn(12)).0);
+}
