@@ -11,6 +11,7 @@ mod network;
 mod node;
 mod oracle;
 mod rng;
+mod sql;
 mod writer;
 
 use std::collections::BTreeMap;
@@ -23,6 +24,7 @@ use network::{Message, Network};
 use node::SimNode;
 use oracle::Oracle;
 pub use rng::SimRng;
+pub use sql::SqlRun;
 use writer::{SimWriter, WriterOutput};
 
 use crate::trace::{SimEvent, Trace, TraceEvent};
@@ -62,6 +64,28 @@ pub struct SimOptions {
     /// An implementation mutant to switch on (tests show the checks catch it).
     pub mutant: Option<Mutant>,
     pub scope: Scope,
+    pub workload: Workload,
+}
+
+/// Who writes to the volume.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Workload {
+    /// MTRs of random pages, each record writing its own LSN (`mtrs` of them).
+    #[default]
+    Pages,
+    /// Stock SQLite through the VFS (`mtrs` statements), checked at the end against stock
+    /// SQLite fed the statements that took effect.
+    Sql,
+}
+
+impl Workload {
+    pub fn parse(name: &str) -> Option<Workload> {
+        match name {
+            "pages" => Some(Workload::Pages),
+            "sql" => Some(Workload::Sql),
+            _ => None,
+        }
+    }
 }
 
 /// How large a world a run may reach.
@@ -182,6 +206,8 @@ pub struct SimOutcome {
     pub failure: Option<String>,
     /// In the model's scope: what the replay through the model covered.
     pub refined: Option<crate::refine::Refined>,
+    /// With SQLite on the volume: what it ran.
+    pub sql: Option<SqlRun>,
     pub trace: Trace,
 }
 
@@ -209,6 +235,15 @@ struct World {
     /// In the liveness phase: commits to reach, after which the workload stops so the
     /// segments can converge.
     liveness_target: Option<usize>,
+    /// (epoch, VDL) of each recovery whose writer opened, in order.
+    opened: Vec<(Epoch, Lsn)>,
+    /// The first failed check of a run driven from outside (SQLite on the volume).
+    failure: Option<String>,
+    sql_summary: Option<SqlRun>,
+    /// SQL commits whose writer stopped before acknowledging them, and of those, the ones
+    /// the next recovery truncated.
+    commits_settled_by_recovery: usize,
+    commits_void: usize,
 }
 
 pub fn segment(pg: u32, replica: usize) -> SegmentId {
@@ -228,25 +263,30 @@ pub fn all_pages() -> Vec<PageId> {
 /// the simulator.
 pub fn run(options: SimOptions) -> SimOutcome {
     let seed = options.seed;
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_unguarded(options)))
-        .unwrap_or_else(|panic| {
-            let message = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".into());
-            SimOutcome {
-                seed,
-                trace_hash: 0,
-                acknowledged: 0,
-                recoveries: 0,
-                final_vdl: Lsn::ZERO,
-                ticks: 0,
-                failure: Some(format!("panicked: {message}")),
-                refined: None,
-                trace: Trace::default(),
-            }
-        })
+    let workload = options.workload;
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match workload {
+        Workload::Pages => run_unguarded(options),
+        Workload::Sql => sql::run_unguarded(options),
+    }))
+    .unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown panic".into());
+        SimOutcome {
+            seed,
+            trace_hash: 0,
+            acknowledged: 0,
+            recoveries: 0,
+            final_vdl: Lsn::ZERO,
+            ticks: 0,
+            failure: Some(format!("panicked: {message}")),
+            refined: None,
+            sql: None,
+            trace: Trace::default(),
+        }
+    })
 }
 
 fn run_unguarded(options: SimOptions) -> SimOutcome {
@@ -274,25 +314,35 @@ fn run_unguarded(options: SimOptions) -> SimOutcome {
                 Err(violation) => Some(format!("model refinement: {violation}")),
             }
         });
-    let final_vdl = world
-        .writers
-        .last()
-        .and_then(|w| w.vdl())
-        .unwrap_or(Lsn::ZERO);
-    SimOutcome {
-        seed: world.options.seed,
-        trace_hash: world.trace.hash(),
-        acknowledged: world.oracle.acknowledged_count(),
-        recoveries: world.recoveries,
-        final_vdl,
-        ticks: world.now,
-        failure,
-        refined,
-        trace: world.trace,
-    }
+    world.outcome(failure, refined)
 }
 
 impl World {
+    /// How the run ended, for the report.
+    fn outcome(
+        &mut self,
+        failure: Option<String>,
+        refined: Option<crate::refine::Refined>,
+    ) -> SimOutcome {
+        let final_vdl = self
+            .writers
+            .last()
+            .and_then(|w| w.vdl())
+            .unwrap_or(Lsn::ZERO);
+        SimOutcome {
+            seed: self.options.seed,
+            trace_hash: self.trace.hash(),
+            acknowledged: self.oracle.acknowledged_count(),
+            recoveries: self.recoveries,
+            final_vdl,
+            ticks: self.now,
+            failure,
+            refined,
+            sql: self.sql_summary.take(),
+            trace: std::mem::take(&mut self.trace),
+        }
+    }
+
     fn new(options: SimOptions) -> World {
         let mut rng = SimRng::new(options.seed);
         let network = Network::new(&mut rng, &options.faults);
@@ -316,6 +366,11 @@ impl World {
             recoveries: 0,
             corrupted: BTreeMap::new(),
             liveness_target: None,
+            opened: Vec::new(),
+            failure: None,
+            sql_summary: None,
+            commits_settled_by_recovery: 0,
+            commits_void: 0,
             options,
         }
     }
@@ -431,6 +486,7 @@ impl World {
         }
         for plan in output.recovered {
             self.recoveries += 1;
+            self.opened.push((plan.epoch, plan.vdl));
             self.oracle
                 .recovered(plan.epoch, plan.vdl, plan.truncation)
                 .map_err(|e| format!("{actor}: {e}"))?;
@@ -655,7 +711,8 @@ impl World {
                 let segment = segment(pg.0, node.index());
                 let image = node
                     .read_page(segment, writer.epoch(), page, vdl, required)
-                    .map_err(|e| format!("final read of {page} at {vdl} from {segment}: {e}"))?;
+                    .map_err(|e| format!("final read of {page} at {vdl} from {segment}: {e}"))?
+                    .bytes;
                 if image != expected {
                     let first = image.iter().zip(&expected).position(|(a, b)| a != b);
                     return Err(format!(

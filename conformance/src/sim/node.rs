@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use sixfold_core::{Epoch, Geometry, Lsn, PageId, SegmentId};
+use sixfold_core::{Epoch, Geometry, Lsn, PageId, PageImage, SegmentId};
 use sixfold_storage::{
     CrashMode, FaultKind, FaultyDisk, OpFilter, StorageConfig, StorageError, StorageNode, Ticket,
 };
@@ -469,7 +469,7 @@ impl SimNode {
         output
     }
 
-    /// A direct read for the final checks.
+    /// A direct read (R3), for the final checks and for SQLite on the simulated volume.
     pub fn read_page(
         &mut self,
         segment: SegmentId,
@@ -477,11 +477,10 @@ impl SimNode {
         page: PageId,
         read_lsn: Lsn,
         required_lsn: Lsn,
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<PageImage, String> {
         let engine = self.engine.as_mut().ok_or("node is down")?;
         engine
             .get_page(segment, epoch, page, read_lsn, required_lsn)
-            .map(|image| image.bytes)
             .map_err(|e| e.to_string())
     }
 

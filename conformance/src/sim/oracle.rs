@@ -40,6 +40,10 @@ impl Oracle {
         self.acknowledged.insert(lsn);
     }
 
+    pub fn is_acknowledged(&self, lsn: Lsn) -> bool {
+        self.acknowledged.contains(&lsn)
+    }
+
     pub fn acknowledged_count(&self) -> usize {
         self.acknowledged.len()
     }

@@ -148,6 +148,43 @@ impl SimWriter {
         }
     }
 
+    /// X7: a page's LSN learned from a read at the writer's VDL.
+    pub fn note_page_lsn(&mut self, page: PageId, lsn: Lsn) {
+        if let Phase::Open { state, .. } = &mut self.phase {
+            state.note_page_lsn(page, lsn);
+        }
+    }
+
+    /// One MTR of full page images (SQLite's commit, V5), sent like the workload's; `None`
+    /// unless the writer is open.
+    pub fn submit_images(
+        &mut self,
+        pages: &[(PageId, Vec<u8>)],
+    ) -> Option<Result<WriterOutput, WriteError>> {
+        let Phase::Open { state, .. } = &mut self.phase else {
+            return None;
+        };
+        let mut mtr = Mtr::new();
+        for (page, image) in pages {
+            mtr.push(*page, RedoBody::FullImage(image.clone()));
+        }
+        let submitted = match state.submit_mtr(mtr) {
+            Ok(submitted) => submitted,
+            Err(error) => return Some(Err(error)),
+        };
+        let mut output = WriterOutput::default();
+        send_records(
+            self.id,
+            state,
+            &submitted.records,
+            self.hint_at_vcl,
+            &mut output,
+        );
+        output.submitted.push(submitted);
+        drain_events(state, &mut output);
+        Some(Ok(output))
+    }
+
     pub fn pg_lsn_at(&self, pg: PgId, read_point: Lsn) -> Lsn {
         match &self.phase {
             Phase::Open { state, .. } => state.pg_lsn_at(pg, read_point),

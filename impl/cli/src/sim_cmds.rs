@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context;
-use sixfold_conformance::sim::{self, FaultSet, Mutant, Scope, SimOptions, SimOutcome};
+use sixfold_conformance::sim::{self, FaultSet, Mutant, Scope, SimOptions, SimOutcome, Workload};
 
 #[derive(clap::Args)]
 pub struct SimArgs {
@@ -21,9 +21,13 @@ pub struct SimArgs {
     /// bit-flips, misdirected-writes, disk-errors.
     #[arg(long, default_value = "all")]
     pub faults: String,
-    /// MTRs each run's workload submits during the safety phase.
+    /// MTRs (or SQL statements) each run's workload submits during the safety phase.
     #[arg(long, default_value_t = 150)]
     pub mtrs: usize,
+    /// `pages` (MTRs of random pages), or `sql`: stock SQLite on the simulated volume,
+    /// checked at the end against stock SQLite fed the statements that took effect.
+    #[arg(long, default_value = "pages")]
+    pub workload: String,
     /// Switch on an implementation mutant: ack-before-fsync, commit-at-vcl,
     /// recovery-without-truncation.
     #[arg(long)]
@@ -48,6 +52,9 @@ fn replay_command(args: &SimArgs, seed: u64) -> String {
     if let Some(mutant) = &args.mutant {
         command.push_str(&format!(" --mutant {mutant}"));
     }
+    if args.workload != "pages" {
+        command.push_str(&format!(" --workload {}", args.workload));
+    }
     if args.scope != "full" {
         command.push_str(&format!(" --scope {}", args.scope));
     }
@@ -65,7 +72,10 @@ pub fn sim(args: SimArgs) -> anyhow::Result<ExitCode> {
     };
     let scope = Scope::parse(&args.scope)
         .with_context(|| format!("unknown scope {:?}; known: full, model", args.scope))?;
+    let workload = Workload::parse(&args.workload)
+        .with_context(|| format!("unknown workload {:?}; known: pages, sql", args.workload))?;
     let options = |seed| SimOptions {
+        workload,
         seed,
         faults: faults.clone(),
         mtrs: args.mtrs,
@@ -147,6 +157,9 @@ fn report_one(outcome: &SimOutcome) {
         outcome.ticks,
         outcome.trace_hash
     );
+    if let Some(sql) = &outcome.sql {
+        println!("  {sql}");
+    }
     if let Some(refined) = &outcome.refined {
         println!(
             "  model refinement: {} events replayed, {} model actions, {} recoveries and {} commit acknowledgements equal to the model's",

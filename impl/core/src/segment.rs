@@ -132,7 +132,11 @@ impl SegmentState {
     ) -> SegmentState {
         let mut segment = SegmentState::new(id);
         segment.epoch = epoch;
-        segment.truncations = truncations;
+        for range in truncations {
+            if !segment.truncations.contains(&range) {
+                segment.truncations.push(range);
+            }
+        }
         segment.forgotten_through = forgotten_through;
         segment.scl = forgotten_through;
         segment.vdl_hint = vdl_hint;

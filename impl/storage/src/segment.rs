@@ -317,16 +317,22 @@ impl Segment {
             .fold(self.state.epoch(), Epoch::max)
     }
 
+    /// The truncation ranges the segment will hold once the queue is durable, each once:
+    /// every write batch of a recovered writer carries its range (S8), and a range the
+    /// segment holds already must not make each flush rewrite the metadata file.
     fn pending_truncations(&self) -> Vec<TruncationRange> {
         let mut ranges = self.state.truncations().to_vec();
-        for queued in &self.queue {
-            match queued {
-                Queued::Write {
-                    truncation: Some(range),
-                    ..
-                } => ranges.push(*range),
-                Queued::Gossip { truncations, .. } => ranges.extend_from_slice(truncations),
-                Queued::Write { .. } => {}
+        let queued_ranges = self.queue.iter().flat_map(|queued| match queued {
+            Queued::Write {
+                truncation: Some(range),
+                ..
+            } => std::slice::from_ref(range),
+            Queued::Gossip { truncations, .. } => truncations.as_slice(),
+            Queued::Write { .. } => &[],
+        });
+        for range in queued_ranges {
+            if !ranges.contains(range) {
+                ranges.push(*range);
             }
         }
         ranges

@@ -415,3 +415,58 @@ fn a_flush_failing_at_one_segment_keeps_the_others_acks_for_the_next_flush() {
         assert_pages_exact(&mut node, seg(log.pg.0, 0), log, Lsn(3));
     }
 }
+
+#[test]
+fn a_range_every_batch_carries_is_held_once_and_does_not_rewrite_the_metadata() {
+    // S8, W5: a recovered writer sends its truncation range with every batch. The segment
+    // holds it once, and a flush of a batch carrying a range it already holds writes no
+    // metadata file (no directory fsync: the log file already exists).
+    let disk = FaultyDisk::new(11);
+    let segment = seg(0, 0);
+    let mut node = open(&disk);
+    node.host_segment(segment).unwrap();
+    let range = TruncationRange {
+        lsn_begin: Lsn::ZERO,
+        lsn_end: Lsn(20),
+        epoch: Epoch(2),
+    };
+    let mut log = Gen::new(0, 11);
+    log.epoch = Epoch(2);
+    // Records start above the range (X7).
+    let records: Vec<_> = log
+        .batch(30, 4)
+        .into_iter()
+        .filter(|record| record.lsn > Lsn(20))
+        .collect();
+    node.submit(
+        segment,
+        Epoch(2),
+        Lsn::ZERO,
+        Some(range),
+        vec![records[0].clone()],
+    )
+    .unwrap();
+    node.flush().unwrap();
+    let dir_syncs = disk.stats().dir_syncs;
+    for record in &records[1..] {
+        node.submit(
+            segment,
+            Epoch(2),
+            Lsn::ZERO,
+            Some(range),
+            vec![record.clone()],
+        )
+        .unwrap();
+        node.flush().unwrap();
+    }
+    assert_eq!(
+        disk.stats().dir_syncs,
+        dir_syncs,
+        "a flush rewrote the metadata for a range the segment already held"
+    );
+    assert_eq!(node.report(segment).unwrap().truncations, vec![range]);
+    drop(node);
+    disk.crash_with(CrashMode::DropUnsynced);
+    let node = open(&disk);
+    assert_eq!(node.report(segment).unwrap().truncations, vec![range]);
+}
