@@ -126,16 +126,20 @@ impl SimNode {
             .inject(OpFilter::Mutations, kind, rng.below(20), 1 + rng.below(3));
     }
 
-    /// Flips one bit of a random log or page file, durably. Returns the file.
-    pub fn flip_bit(&mut self, rng: &mut SimRng) -> Option<String> {
+    /// This node's log and page files: what media faults hit.
+    fn data_files(&self) -> Vec<PathBuf> {
         let prefix = self.dir();
-        let files: Vec<PathBuf> = self
-            .disk
+        self.disk
             .files()
             .into_iter()
             .filter(|p| p.starts_with(&prefix))
             .filter(|p| p.extension().is_some_and(|e| e == "sxr" || e == "sxp"))
-            .collect();
+            .collect()
+    }
+
+    /// Flips one bit of a random log or page file, durably. Returns the file.
+    pub fn flip_bit(&mut self, rng: &mut SimRng) -> Option<String> {
+        let files = self.data_files();
         if files.is_empty() {
             return None;
         }
@@ -156,14 +160,7 @@ impl SimNode {
     /// engine's identity checks (a record's PG and LSN, the page index) and the CRCs of the
     /// frames it overwrote partly can tell. Returns "source -> target".
     pub fn misdirect(&mut self, rng: &mut SimRng) -> Option<String> {
-        let prefix = self.dir();
-        let files: Vec<PathBuf> = self
-            .disk
-            .files()
-            .into_iter()
-            .filter(|p| p.starts_with(&prefix))
-            .filter(|p| p.extension().is_some_and(|e| e == "sxr" || e == "sxp"))
-            .collect();
+        let files = self.data_files();
         let frames_of = |path: &PathBuf| -> Vec<(u64, u64)> {
             let bytes = self.disk.contents(path).unwrap_or_default();
             if path.extension().is_some_and(|e| e == "sxp") {

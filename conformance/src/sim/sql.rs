@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::Connection;
 use sixfold_core::{Lsn, PageId, PgId, WriteError};
-use sixfold_sql::{Catalog, PAGE_SIZE, PageVolume, PageWrite, VolumeError, open_connection};
+use sixfold_sql::{Catalog, PageVolume, PageWrite, VolumeError, check_writes, open_connection};
 
 use super::{LIVENESS_TICKS_MAX, SIM_NODES, SIM_PG_PAGES, SIM_PGS, SimOptions, SimOutcome, World};
 
@@ -74,18 +74,9 @@ impl PageVolume for SimVolume {
     }
 
     fn commit(&self, writes: Vec<PageWrite>) -> Result<u64, VolumeError> {
-        if writes.is_empty() {
-            return Err(VolumeError::EmptyMtr);
-        }
+        check_writes(&writes)?;
         let mut pages = Vec::with_capacity(writes.len());
         for write in writes {
-            if write.image.len() != PAGE_SIZE {
-                return Err(VolumeError::BadImageSize {
-                    db: write.db,
-                    page_no: write.page_no,
-                    len: write.image.len(),
-                });
-            }
             pages.push((volume_page(write.db, write.page_no)?, write.image));
         }
         match self.world().commit(&pages).map_err(backend)? {

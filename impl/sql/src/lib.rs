@@ -33,7 +33,7 @@ pub use catalog::{
 pub use cluster_volume::{ClusterVolume, DURABLE_POLL_MS};
 pub use memvolume::{MemVolume, MemVolumeStats};
 pub use vfs::last_vfs_error;
-pub use volume::{PAGE_SIZE, PageVolume, PageWrite, VolumeError};
+pub use volume::{PAGE_SIZE, PageVolume, PageWrite, VolumeError, check_writes};
 
 fn sqlite_error(code: i32, text: String) -> rusqlite::Error {
     rusqlite::Error::SqliteFailure(ffi::Error::new(code), Some(text))

@@ -93,7 +93,7 @@ pub enum VolumeError {
 
 /// V5: what every `commit` checks first: an MTR has at least one page, and every image is
 /// exactly one page.
-pub(crate) fn check_writes(writes: &[PageWrite]) -> Result<(), VolumeError> {
+pub fn check_writes(writes: &[PageWrite]) -> Result<(), VolumeError> {
     if writes.is_empty() {
         return Err(VolumeError::EmptyMtr);
     }
