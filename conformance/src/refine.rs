@@ -101,6 +101,8 @@ struct Refinement {
     /// (segment, epoch) pairs whose truncation range the segment made durable (S8, X5).
     truncation_durable: BTreeSet<(SegmentIndex, u8)>,
     epoch_max: u8,
+    /// The writer that just opened, while its next lines take its recovery's acks again.
+    opening: Option<String>,
     /// The truncation set each recovery of the model decided, by its epoch (X4).
     truncation_by_epoch: BTreeMap<u8, LsnSet>,
     /// What the model's writer did on the last ack and the implementation has yet to show.
@@ -169,6 +171,7 @@ impl Refinement {
             durable: vec![0; segments],
             truncation_durable: BTreeSet::new(),
             epoch_max: 0,
+            opening: None,
             truncation_by_epoch: BTreeMap::new(),
             expected: VecDeque::new(),
             expected_actor: String::new(),
@@ -178,6 +181,15 @@ impl Refinement {
 
     fn step(&mut self, line: &TraceLine) -> Result<(), String> {
         self.expect_nothing_else(line)?;
+        // The opening writer's first acks are the SCLs its recovery writes answered, taken
+        // again right after it opens (X5, X7).
+        let retaking = matches!(
+            line.event,
+            TraceEvent::Protocol(ProtocolEvent::AckTaken { .. })
+        ) && self.opening.as_deref() == Some(line.actor.as_str());
+        if !retaking {
+            self.opening = None;
+        }
         match &line.event {
             TraceEvent::Sim(event) => self.sim_step(&line.actor, event)?,
             TraceEvent::Protocol(event) => {
@@ -273,6 +285,12 @@ impl Refinement {
             }
             SimEvent::TruncationAcked { segment, scl } => {
                 let index = segment_index(segment)?;
+                if *scl > self.durable[index as usize] {
+                    return Err(format!(
+                        "S1, S8: {segment} answered its truncation with SCL {scl}, but is durable only through {}",
+                        self.durable[index as usize]
+                    ));
+                }
                 let scl = lsn(*scl)?;
                 self.with_writer(actor, |refinement, writer_epoch| {
                     // X5: only a segment that made this recovery's truncation durable counts
@@ -311,6 +329,7 @@ impl Refinement {
                 self.state.ghost.vdl_high
             ));
         }
+        let pg = segment_index(segment)? as usize / SEGMENTS_PER_PG;
         let mut held_set: LsnSet = 0;
         for &(held_lsn, cpl, held_epoch) in held {
             let held_lsn = lsn(held_lsn)?;
@@ -318,6 +337,7 @@ impl Refinement {
             if !self.state.is_allocated(held_lsn)
                 || u64::from(record.epoch) != held_epoch
                 || record.cpl != cpl
+                || usize::from(record.pg) != pg
             {
                 return Err(format!(
                     "{segment} reports LSN {held_lsn} (epoch {held_epoch}, CPL {cpl}), which no writer of the model sent"
@@ -373,6 +393,7 @@ impl Refinement {
                             .into(),
                     );
                 }
+                self.opening = Some(actor.to_string());
             }
             ProtocolEvent::RecordSent {
                 lsn: sent,
@@ -504,6 +525,15 @@ impl Refinement {
                     writer.lsn_next
                 ));
             }
+            if let Some((position, &(lsn, _))) = records
+                .iter()
+                .enumerate()
+                .find(|&(position, &(lsn, _))| usize::from(lsn) != usize::from(lsn_first) + position)
+            {
+                return Err(format!(
+                    "L1, L2: record {position} of an MTR starting at LSN {lsn_first} has LSN {lsn}: an MTR's LSNs are contiguous"
+                ));
+            }
             if let Some(&(taken, _)) = records
                 .iter()
                 .find(|&&(lsn, _)| refinement.state.is_allocated(lsn))
@@ -523,9 +553,10 @@ impl Refinement {
                 scl,
                 epoch: ack_epoch,
             } = message
+                && refinement.opening.as_deref() == Some(actor)
                 && before.phase == Phase::Active
                 && before.epoch == ack_epoch
-                && before.scl_by_segment[segment as usize] >= scl
+                && before.scl_by_segment[segment as usize] == scl
             {
                 // The opening writer takes again the SCLs its recovery writes answered
                 // (X5): the model's writer took them with the answers; nothing changes.

@@ -169,16 +169,20 @@ impl Scope {
 pub enum Mutant {
     /// Storage acknowledges a write before it is durable (S1 broken).
     AckBeforeFsync,
-    /// The writer acknowledges commits at VCL instead of VDL (C4 broken).
+    /// The writer acknowledges a commit once VCL reaches its MTR's first record, as P18
+    /// words it, instead of once VDL reaches its CPL (C4 broken).
     CommitAtVcl,
+    /// The writer sends VCL as its VDL hint (W5 broken): recovery may land inside an MTR.
+    HintAtVcl,
     /// Recovery writes no truncation range (X4 broken).
     RecoveryWithoutTruncation,
 }
 
 impl Mutant {
-    pub const ALL: [(&'static str, Mutant); 3] = [
+    pub const ALL: [(&'static str, Mutant); 4] = [
         ("ack-before-fsync", Mutant::AckBeforeFsync),
         ("commit-at-vcl", Mutant::CommitAtVcl),
+        ("hint-at-vcl", Mutant::HintAtVcl),
         (
             "recovery-without-truncation",
             Mutant::RecoveryWithoutTruncation,
@@ -244,6 +248,8 @@ struct World {
     /// the next recovery truncated.
     commits_settled_by_recovery: usize,
     commits_void: usize,
+    /// Void commits during the SQL statement running now.
+    commits_void_in_statement: usize,
 }
 
 pub fn segment(pg: u32, replica: usize) -> SegmentId {
@@ -371,6 +377,7 @@ impl World {
             sql_summary: None,
             commits_settled_by_recovery: 0,
             commits_void: 0,
+            commits_void_in_statement: 0,
             options,
         }
     }
@@ -436,15 +443,7 @@ impl World {
             }
         }
         let id = self.writers.len();
-        let disable_truncation = self.options.mutant == Some(Mutant::RecoveryWithoutTruncation);
-        let commit_at_vcl = self.options.mutant == Some(Mutant::CommitAtVcl);
-        let writer = SimWriter::start(
-            id,
-            epoch,
-            self.options.scope.lal(),
-            disable_truncation,
-            commit_at_vcl,
-        );
+        let writer = SimWriter::start(id, epoch, self.options.scope.lal(), self.options.mutant);
         self.record(
             &format!("writer{id}"),
             TraceEvent::Sim(SimEvent::WriterStarted { epoch: epoch.0 }),

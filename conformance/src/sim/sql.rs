@@ -65,7 +65,7 @@ impl PageVolume for SimVolume {
         page_no: u32,
         read_point: u64,
     ) -> Result<Option<Vec<u8>>, VolumeError> {
-        let page = volume_page(db, page_no)?;
+        let page = self.volume_page(db, page_no)?;
         let (bytes, lsn) = self
             .world()
             .read_page(page, Lsn(read_point))
@@ -77,7 +77,7 @@ impl PageVolume for SimVolume {
         check_writes(&writes)?;
         let mut pages = Vec::with_capacity(writes.len());
         for write in writes {
-            pages.push((volume_page(write.db, write.page_no)?, write.image));
+            pages.push((self.volume_page(write.db, write.page_no)?, write.image));
         }
         match self.world().commit(&pages).map_err(backend)? {
             Committed::Durable(lsn) => Ok(lsn.0),
@@ -86,16 +86,20 @@ impl PageVolume for SimVolume {
     }
 }
 
-/// The simulation hosts `SIM_PGS` PGs of `SIM_PG_PAGES` pages: page numbers above them
-/// belong to PGs no node hosts (V2 growth is not simulated).
-fn volume_page(db: u32, page_no: u32) -> Result<PageId, VolumeError> {
-    if page_no >= SIM_PGS * SIM_PG_PAGES {
-        return Err(VolumeError::Backend(format!(
-            "db {db} page {page_no} is beyond the simulated volume's {} pages",
-            SIM_PGS * SIM_PG_PAGES
-        )));
+impl SimVolume {
+    /// The simulation hosts `SIM_PGS` PGs of `SIM_PG_PAGES` pages: page numbers above them
+    /// belong to PGs no node hosts (V2 growth is not simulated), and the workload is sized
+    /// never to reach them, so one that does fails the run.
+    fn volume_page(&self, db: u32, page_no: u32) -> Result<PageId, VolumeError> {
+        if page_no >= SIM_PGS * SIM_PG_PAGES {
+            let failure = format!(
+                "db {db} page {page_no} is beyond the simulated volume's {} pages",
+                SIM_PGS * SIM_PG_PAGES
+            );
+            return Err(VolumeError::Backend(self.world().fail(failure)));
+        }
+        Ok(PageId::new(db, page_no))
     }
-    Ok(PageId::new(db, page_no))
 }
 
 impl World {
@@ -114,8 +118,17 @@ impl World {
         failure
     }
 
+    /// A check that failed earlier fails every later volume call too.
+    fn failed(&self) -> Result<(), String> {
+        match &self.failure {
+            Some(failure) => Err(failure.clone()),
+            None => Ok(()),
+        }
+    }
+
     /// Steps until the newest writer is open; its index.
     fn wait_for_open_writer(&mut self) -> Result<usize, String> {
+        self.failed()?;
         let deadline = self.now + WAIT_TICKS_MAX;
         loop {
             let newest = self.writers.len() - 1;
@@ -135,6 +148,7 @@ impl World {
     /// R1, R3: the page as of `read_point` from one segment whose SCL covers the PG's last
     /// LSN at or below it; X7: the open writer learns the page's LSN.
     fn read_page(&mut self, page: PageId, read_point: Lsn) -> Result<(Vec<u8>, Lsn), String> {
+        self.failed()?;
         let deadline = self.now + WAIT_TICKS_MAX;
         let pg = PgId(page.page_no / SIM_PG_PAGES);
         loop {
@@ -143,9 +157,9 @@ impl World {
             if read_point != vdl {
                 // One connection: no commit is in flight while it reads, so its read point
                 // is the VDL (R2); a writer that opened since has the same VDL.
-                return Err(format!(
-                    "read point {read_point} is not the VDL {vdl}: start a new read"
-                ));
+                return Err(self.fail(format!(
+                    "R2: a read at {read_point} while the VDL is {vdl}, with no commit in flight"
+                )));
             }
             let required = self.writers[id].pg_lsn_at(pg, read_point);
             let epoch = self.writers[id].epoch();
@@ -170,6 +184,7 @@ impl World {
     /// V5, C4: one MTR of page images on the newest open writer, until it is acknowledged
     /// or a recovery settles it.
     fn commit(&mut self, pages: &[(PageId, Vec<u8>)]) -> Result<Committed, String> {
+        self.failed()?;
         let deadline = self.now + WAIT_TICKS_MAX;
         let (id, commit_lsn) = loop {
             if self.now > deadline {
@@ -195,7 +210,11 @@ impl World {
                     self.read_page(page, vdl)?;
                 }
                 Some(Err(WriteError::Backpressure { .. })) | None => self.sql_step()?,
-                Some(Err(error)) => return Ok(Committed::Void(error.to_string())),
+                Some(Err(error)) => {
+                    return Err(
+                        self.fail(format!("the newest open writer refused an MTR: {error}"))
+                    );
+                }
             }
         };
         let epoch = self.writers[id].epoch();
@@ -207,9 +226,13 @@ impl World {
             if let Some(&(recovered, vdl)) = self.opened.iter().find(|(e, _)| *e > epoch) {
                 self.commits_settled_by_recovery += 1;
                 return Ok(if commit_lsn <= vdl {
+                    // SQLite is told it committed: from now on it counts as acknowledged
+                    // (C4), and later recoveries must keep it.
+                    self.oracle.acknowledged(commit_lsn);
                     Committed::Durable(commit_lsn)
                 } else {
                     self.commits_void += 1;
+                    self.commits_void_in_statement += 1;
                     Committed::Void(format!(
                         "commit {commit_lsn} of epoch {epoch} is above VDL {vdl} of the recovery at epoch {recovered}: truncated (X4)"
                     ))
@@ -269,21 +292,30 @@ fn dump(conn: &Connection) -> Result<Vec<String>, String> {
         .map_err(|e| format!("dump: {e}"))
 }
 
-/// Runs `sql` on the volume until it commits or is settled void; a void commit rolled back,
-/// so it is run again. Returns whether it took effect (and the oracle must run it).
+/// Runs `sql` on the volume. Returns whether it took effect (and the oracle must run it):
+/// it did unless one of its commits was settled void by a recovery, which SQLite rolled
+/// back. Any other error, and any check that failed meanwhile, fails the run.
 fn run_to_effect(conn: &Connection, volume: &SimVolume, sql: &str) -> Result<bool, String> {
-    match conn.execute_batch(sql) {
+    volume.world().commits_void_in_statement = 0;
+    let result = conn.execute_batch(sql);
+    let (failure, void) = {
+        let world = volume.world();
+        (world.failure.clone(), world.commits_void_in_statement)
+    };
+    if let Some(failure) = failure {
+        return Err(failure);
+    }
+    match result {
         Ok(()) => Ok(true),
-        Err(error) => {
-            if let Some(failure) = volume.world().failure.clone() {
-                return Err(failure);
-            }
-            // A transaction left open by a failed COMMIT is rolled back; nothing of it is
-            // on the volume (the commit was settled void).
+        Err(_) if void > 0 => {
+            // A transaction left open by the failed COMMIT is rolled back; nothing of it
+            // is on the volume.
             let _ = conn.execute_batch("ROLLBACK");
-            tracing::debug!(%error, sql, "statement failed on the volume");
             Ok(false)
         }
+        Err(error) => Err(format!(
+            "{sql}: failed on the volume with no commit settled void: {error}"
+        )),
     }
 }
 
@@ -315,25 +347,33 @@ fn drive(volume: &Arc<SimVolume>, statements: usize, seed: u64) -> Result<SqlRun
     let shared: Arc<dyn PageVolume> = volume.clone();
     let catalog = Catalog::new(shared.clone());
     let deadline_tries = 20;
-    let mut created = false;
-    for _ in 0..deadline_tries {
-        if catalog.create_database(DATABASE).is_ok() {
-            created = true;
-            break;
-        }
-        if let Some(failure) = volume.world().failure.clone() {
+    let mut tries = 0;
+    loop {
+        volume.world().commits_void_in_statement = 0;
+        let result = catalog.create_database(DATABASE);
+        let (failure, void) = {
+            let world = volume.world();
+            (world.failure.clone(), world.commits_void_in_statement)
+        };
+        if let Some(failure) = failure {
             return Err(failure);
         }
-    }
-    if !created {
-        return Err(format!(
-            "liveness: create_database failed {deadline_tries} times"
-        ));
+        match result {
+            Ok(_) => break,
+            Err(_) if void > 0 && tries < deadline_tries => tries += 1,
+            Err(error) => return Err(format!("create_database: {error}")),
+        }
     }
     let conn = open_connection(shared.clone(), DATABASE).map_err(|e| format!("open: {e}"))?;
     let oracle = Connection::open_in_memory().map_err(|e| format!("oracle: {e}"))?;
     let schema = "CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, v TEXT, n INTEGER)";
-    while !run_to_effect(&conn, volume, schema)? {}
+    let mut tries = 0;
+    while !run_to_effect(&conn, volume, schema)? {
+        tries += 1;
+        if tries > deadline_tries {
+            return Err(format!("liveness: the schema was void {tries} times"));
+        }
+    }
     oracle.execute_batch(schema).map_err(|e| e.to_string())?;
     let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut applied = 0;
@@ -418,9 +458,11 @@ pub(super) fn run_unguarded(options: SimOptions) -> SimOutcome {
                 void: world.commits_void,
                 ..run
             });
-            crate::validate::validate(&world.trace)
-                .err()
-                .map(|violation| format!("trace validation: {violation}"))
+            world.failure.clone().or_else(|| {
+                crate::validate::validate(&world.trace)
+                    .err()
+                    .map(|violation| format!("trace validation: {violation}"))
+            })
         }
         Err(failure) => Some(world.failure.clone().unwrap_or(failure)),
     };

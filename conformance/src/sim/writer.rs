@@ -11,7 +11,7 @@ use sixfold_core::{
 
 use super::network::Message;
 use super::rng::SimRng;
-use super::{SIM_PG_PAGES, SIM_PGS, SubmitLimits, all_pages, segment};
+use super::{Mutant, SIM_PG_PAGES, SIM_PGS, SubmitLimits, all_pages, segment};
 use crate::trace::{SimEvent, TraceEvent};
 
 /// Ticks between re-sends of unacknowledged work (W7, X5).
@@ -56,8 +56,15 @@ pub struct SimWriter {
     epoch: Epoch,
     phase: Phase,
     lal: u64,
+    /// Mutant recovery-without-truncation.
     skip_truncation: bool,
+    /// Mutant hint-at-vcl.
     hint_at_vcl: bool,
+    /// Mutant commit-at-vcl: the first LSN of each MTR not yet acknowledged, by commit
+    /// LSN, and the commits it acknowledged early.
+    commit_at_vcl: bool,
+    mtr_first: BTreeMap<Lsn, Lsn>,
+    acked_early: BTreeSet<Lsn>,
 }
 
 fn config(lal: u64) -> WriterConfig {
@@ -75,13 +82,7 @@ fn all_segments() -> impl Iterator<Item = SegmentId> {
 }
 
 impl SimWriter {
-    pub fn start(
-        id: usize,
-        epoch: Epoch,
-        lal: u64,
-        skip_truncation: bool,
-        hint_at_vcl: bool,
-    ) -> SimWriter {
+    pub fn start(id: usize, epoch: Epoch, lal: u64, mutant: Option<Mutant>) -> SimWriter {
         let pgs = (0..SIM_PGS).map(PgId).collect();
         SimWriter {
             id,
@@ -92,8 +93,11 @@ impl SimWriter {
                 truncated: BTreeMap::new(),
             },
             lal,
-            skip_truncation,
-            hint_at_vcl,
+            skip_truncation: mutant == Some(Mutant::RecoveryWithoutTruncation),
+            hint_at_vcl: mutant == Some(Mutant::HintAtVcl),
+            commit_at_vcl: mutant == Some(Mutant::CommitAtVcl),
+            mtr_first: BTreeMap::new(),
+            acked_early: BTreeSet::new(),
         }
     }
 
@@ -182,6 +186,7 @@ impl SimWriter {
         );
         output.submitted.push(submitted);
         drain_events(state, &mut output);
+        self.acknowledge_at_vcl(&mut output);
         Some(Ok(output))
     }
 
@@ -241,7 +246,50 @@ impl SimWriter {
             }
             Phase::Fenced | Phase::Crashed => {}
         }
+        self.acknowledge_at_vcl(&mut output);
         output
+    }
+
+    /// Mutant commit-at-vcl: a commit is acknowledged once VCL reaches its MTR's first
+    /// record; its acknowledgement at VDL, later, is dropped.
+    fn acknowledge_at_vcl(&mut self, output: &mut WriterOutput) {
+        if !self.commit_at_vcl {
+            return;
+        }
+        for mtr in &output.submitted {
+            if let Some(first) = mtr.records.first() {
+                self.mtr_first.insert(mtr.commit_lsn, first.lsn);
+            }
+        }
+        let early = &self.acked_early;
+        output.acknowledged.retain(|lsn| !early.contains(lsn));
+        output.events.retain(|event| {
+            !matches!(event, TraceEvent::Protocol(ProtocolEvent::CommitAcknowledged { lsn })
+                if early.contains(lsn))
+        });
+        for lsn in &output.acknowledged {
+            self.mtr_first.remove(lsn);
+        }
+        let Phase::Open { state, .. } = &self.phase else {
+            return;
+        };
+        let vcl = state.vcl();
+        let due: Vec<Lsn> = self
+            .mtr_first
+            .iter()
+            .filter(|&(_, &first)| first <= vcl)
+            .map(|(&commit, _)| commit)
+            .collect();
+        for commit in due {
+            self.mtr_first.remove(&commit);
+            self.acked_early.insert(commit);
+            output.acknowledged.push(commit);
+            output
+                .events
+                .push(TraceEvent::Protocol(ProtocolEvent::CommitAcknowledged {
+                    lsn: commit,
+                }));
+        }
     }
 
     fn send_truncations(
@@ -286,6 +334,7 @@ impl SimWriter {
                         self.phase = Phase::Fenced;
                     }
                 }
+                self.acknowledge_at_vcl(&mut output);
             }
             Message::PageReply { page, lsn, .. } => {
                 if let Phase::Open { state, reading } = &mut self.phase {

@@ -28,7 +28,7 @@ pub struct SimArgs {
     /// checked at the end against stock SQLite fed the statements that took effect.
     #[arg(long, default_value = "pages")]
     pub workload: String,
-    /// Switch on an implementation mutant: ack-before-fsync, commit-at-vcl,
+    /// Switch on an implementation mutant: ack-before-fsync, commit-at-vcl, hint-at-vcl,
     /// recovery-without-truncation.
     #[arg(long)]
     pub mutant: Option<String>,
