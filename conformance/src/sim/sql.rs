@@ -438,6 +438,13 @@ fn drive(volume: &Arc<SimVolume>, statements: usize, seed: u64) -> Result<SqlRun
 }
 
 pub(super) fn run_unguarded(options: SimOptions) -> SimOutcome {
+    if options.scope != super::Scope::Full {
+        let mut world = World::new(options);
+        return world.outcome(
+            Some("the SQL workload runs in the full scope only: SQLite's MTRs do not fit the model's LAL".into()),
+            None,
+        );
+    }
     let statements = options.mtrs;
     let seed = options.seed;
     let mut world = World::new(SimOptions {

@@ -74,6 +74,11 @@ pub fn sim(args: SimArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("unknown scope {:?}; known: full, model", args.scope))?;
     let workload = Workload::parse(&args.workload)
         .with_context(|| format!("unknown workload {:?}; known: pages, sql", args.workload))?;
+    if workload == Workload::Sql && scope == Scope::Model {
+        anyhow::bail!(
+            "--workload sql runs in the full scope only: SQLite's MTRs do not fit the model's LAL of 2"
+        );
+    }
     let options = |seed| SimOptions {
         workload,
         seed,
