@@ -50,6 +50,8 @@ pub struct Refined {
     pub recoveries: usize,
     /// Commit acknowledgements compared with the model's.
     pub commits: usize,
+    /// Page reads whose version was compared with the model's committed value.
+    pub reads: usize,
 }
 
 /// Replays a whole trace through the model.
@@ -305,8 +307,49 @@ impl Refinement {
                     Ok(())
                 })?;
             }
+            SimEvent::PageServed {
+                segment,
+                page,
+                epoch: reader_epoch,
+                read_lsn,
+                lsn: served,
+            } => self.page_served(segment, page, *reader_epoch, *read_lsn, *served)?,
             _ => {}
         }
+        Ok(())
+    }
+
+    /// R1–R3: a segment served the page of its PG as of the read point: it must be the
+    /// value the model's reading writer holds committed there (`writer::committed_value`,
+    /// what the model's `Action::Read` checks), the newest record of the PG at or below the
+    /// read point that is in that writer's volume. Reads of a writer no longer running are
+    /// not checked: the model has forgotten its view.
+    fn page_served(
+        &mut self,
+        segment: &str,
+        page: &str,
+        reader_epoch: u64,
+        read_lsn: u64,
+        served: u64,
+    ) -> Result<(), String> {
+        let pg = segment_index(segment)? as usize / SEGMENTS_PER_PG;
+        let reader_epoch = epoch(reader_epoch)?;
+        let Some(reader) = self
+            .writers
+            .values()
+            .find(|writer| writer.epoch == reader_epoch)
+            .copied()
+        else {
+            return Ok(());
+        };
+        let (read_lsn, served) = (lsn(read_lsn)?, lsn(served)?);
+        let committed = model_writer::committed_value(&self.state, &reader, pg, read_lsn);
+        if served != committed {
+            return Err(format!(
+                "R3: {segment} served {page} at read point {read_lsn} as of LSN {served}; the model's writer of epoch {reader_epoch} holds LSN {committed} committed there"
+            ));
+        }
+        self.refined.reads += 1;
         Ok(())
     }
 

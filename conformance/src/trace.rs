@@ -75,6 +75,8 @@ pub enum SimEvent {
     PageServed {
         segment: String,
         page: String,
+        /// The epoch of the writer that asked (E2).
+        epoch: u64,
         read_lsn: u64,
         lsn: u64,
     },

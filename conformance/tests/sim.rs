@@ -166,7 +166,7 @@ fn model_scope_seeds_refine_the_model() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(500);
     let mut failures = Vec::new();
-    let (mut recoveries, mut commits, mut actions) = (0, 0, 0);
+    let (mut recoveries, mut commits, mut actions, mut reads) = (0, 0, 0, 0);
     for seed in 0..seeds {
         let outcome = sim::run(model_scope(seed));
         if let Some(failure) = outcome.failure {
@@ -179,6 +179,7 @@ fn model_scope_seeds_refine_the_model() {
         recoveries += refined.recoveries;
         commits += refined.commits;
         actions += refined.actions;
+        reads += refined.reads;
     }
     assert!(
         failures.is_empty(),
@@ -190,8 +191,9 @@ fn model_scope_seeds_refine_the_model() {
     assert!(
         recoveries > 2 * seeds as usize
             && commits > 2 * seeds as usize
-            && actions > 20 * seeds as usize,
-        "{recoveries} recoveries, {commits} commits, {actions} model actions over {seeds} seeds"
+            && actions > 20 * seeds as usize
+            && reads > seeds as usize,
+        "{recoveries} recoveries, {commits} commits, {reads} reads, {actions} model actions over {seeds} seeds"
     );
 }
 
@@ -300,6 +302,17 @@ fn refinement_rejects_edited_traces() {
         },
     );
     assert!(lowered.contains("X3, X4"), "{lowered}");
+    // A page served as of another LSN than the model's committed value there.
+    let stale = edit(
+        &|line: &TraceLine| matches!(&line.event, TraceEvent::Sim(SimEvent::PageServed { lsn, .. }) if *lsn > 0),
+        &|line| {
+            if let TraceEvent::Sim(SimEvent::PageServed { lsn, .. }) = &mut line.event {
+                *lsn -= 1;
+            }
+            true
+        },
+    );
+    assert!(stale.contains("R3"), "{stale}");
     // A segment that never made the recovery's truncation durable (the first such line).
     let unapplied = edit(
         &|line: &TraceLine| {

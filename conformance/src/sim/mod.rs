@@ -96,8 +96,9 @@ pub enum Scope {
     Full,
     /// Inside the stateright model's bounds, so that the trace can also be replayed through
     /// the model's own transitions (`crate::refine`): LAL 2, every LSN ≤ 15, MTRs of 1–2
-    /// records, at most three writers in the safety phase and one commit to reach after
-    /// healing. Faults are the same.
+    /// records on the first page of each PG (the model has one page per PG), at most three
+    /// writers in the safety phase and one commit to reach after healing. Faults are the
+    /// same.
     Model,
 }
 
@@ -108,6 +109,9 @@ pub struct SubmitLimits {
     pub records_max: u64,
     /// No MTR whose last LSN is above this.
     pub lsn_max: u64,
+    /// Write only the first page of each PG: the model has one page per PG, so that a
+    /// page's LSN is its PG's, and reads can be checked against the model (R3).
+    pub first_page_of_each_pg: bool,
 }
 
 impl Scope {
@@ -146,14 +150,17 @@ impl Scope {
             (Scope::Full, _) => SubmitLimits {
                 records_max: 3,
                 lsn_max: u64::MAX,
+                first_page_of_each_pg: false,
             },
             (Scope::Model, false) => SubmitLimits {
                 records_max: 2,
                 lsn_max: MODEL_SCOPE_SAFETY_LSN_MAX,
+                first_page_of_each_pg: true,
             },
             (Scope::Model, true) => SubmitLimits {
                 records_max: 1,
                 lsn_max: MODEL_SCOPE_LSN_MAX,
+                first_page_of_each_pg: true,
             },
         }
     }

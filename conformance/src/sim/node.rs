@@ -446,6 +446,7 @@ impl SimNode {
                     output.events.push(TraceEvent::Sim(SimEvent::PageServed {
                         segment: segment.to_string(),
                         page: page.to_string(),
+                        epoch: epoch.0,
                         read_lsn: read_lsn.0,
                         lsn: image.lsn.0,
                     }));

@@ -443,7 +443,13 @@ fn submit_mtr(
     hint_at_vcl: bool,
     output: &mut WriterOutput,
 ) {
-    let pages = all_pages();
+    let pages: Vec<PageId> = if limits.first_page_of_each_pg {
+        (0..SIM_PGS)
+            .map(|pg| PageId::new(1, pg * SIM_PG_PAGES))
+            .collect()
+    } else {
+        all_pages()
+    };
     let count = 1 + rng.below(limits.records_max) as usize;
     let chosen: Vec<PageId> = (0..count)
         .map(|_| pages[rng.below(pages.len() as u64) as usize])

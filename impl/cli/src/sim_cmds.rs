@@ -167,8 +167,8 @@ fn report_one(outcome: &SimOutcome) {
     }
     if let Some(refined) = &outcome.refined {
         println!(
-            "  model refinement: {} events replayed, {} model actions, {} recoveries and {} commit acknowledgements equal to the model's",
-            refined.events, refined.actions, refined.recoveries, refined.commits
+            "  model refinement: {} events replayed, {} model actions; {} recoveries, {} commit acknowledgements and {} page reads equal to the model's",
+            refined.events, refined.actions, refined.recoveries, refined.commits, refined.reads
         );
     }
     if let Some(failure) = &outcome.failure {
