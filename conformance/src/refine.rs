@@ -7,8 +7,10 @@
 //! `Deliver(Ack)`, `RecoveryRead`, `RecoveryDecide`) or the model's writer function
 //! (`recovery_written`), which must be enabled; what the model's writer then does (VCL,
 //! VDL, the commits it acknowledges, the recovered VCL, VDL and truncation range, when it
-//! opens) must be exactly what the implementation's writer did next. The model's
-//! properties (durability, MTR atomicity, the VDL rules) are checked after every event.
+//! opens) must be exactly what the implementation's writer did next. Each page a segment
+//! serves must be the reading writer's committed value at its read point, as the model's
+//! `Action::Read` checks it. The model's properties (durability, MTR atomicity, the VDL
+//! rules) are checked after every event.
 //!
 //! The segments are the environment: their state comes from what the trace says they
 //! did — the SCL a flush made durable, the reports recovery took, the truncations they made
@@ -35,8 +37,8 @@ use stateright::{Expectation, Model};
 use crate::trace::{SimEvent, Trace, TraceEvent, TraceLine};
 use crate::validate::Violation;
 
-/// The model properties checked after every event (the rest need the model's segments or
-/// reads, which are the environment here).
+/// The model properties checked after every event (the rest need the model's segments,
+/// which are the environment here; reads are checked as they are served).
 const PROPERTIES: [&str; 3] = [DURABILITY, MTR_ATOMICITY, VDL_RULES];
 
 /// What a replay through the model covered.
