@@ -292,12 +292,16 @@ fn dump(conn: &Connection) -> Result<Vec<String>, String> {
         .map_err(|e| format!("dump: {e}"))
 }
 
-/// Runs `sql` on the volume. Returns whether it took effect (and the oracle must run it):
-/// it did unless one of its commits was settled void by a recovery, which SQLite rolled
-/// back. Any other error, and any check that failed meanwhile, fails the run.
-fn run_to_effect(conn: &Connection, volume: &SimVolume, sql: &str) -> Result<bool, String> {
+/// Runs one client call against the volume. `Some` if it took effect; `None` if it failed
+/// because one of its commits was settled void by a recovery (SQLite rolled back). Any
+/// other error, and any check that failed meanwhile, fails the run.
+fn settle<T, E: std::fmt::Display>(
+    volume: &SimVolume,
+    what: &str,
+    call: impl FnOnce() -> Result<T, E>,
+) -> Result<Option<T>, String> {
     volume.world().commits_void_in_statement = 0;
-    let result = conn.execute_batch(sql);
+    let result = call();
     let (failure, void) = {
         let world = volume.world();
         (world.failure.clone(), world.commits_void_in_statement)
@@ -306,17 +310,23 @@ fn run_to_effect(conn: &Connection, volume: &SimVolume, sql: &str) -> Result<boo
         return Err(failure);
     }
     match result {
-        Ok(()) => Ok(true),
-        Err(_) if void > 0 => {
-            // A transaction left open by the failed COMMIT is rolled back; nothing of it
-            // is on the volume.
-            let _ = conn.execute_batch("ROLLBACK");
-            Ok(false)
-        }
+        Ok(value) => Ok(Some(value)),
+        Err(_) if void > 0 => Ok(None),
         Err(error) => Err(format!(
-            "{sql}: failed on the volume with no commit settled void: {error}"
+            "{what}: failed on the volume with no commit settled void: {error}"
         )),
     }
+}
+
+/// Runs `sql` on the volume; whether it took effect (and the oracle must run it).
+fn run_to_effect(conn: &Connection, volume: &SimVolume, sql: &str) -> Result<bool, String> {
+    let took_effect = settle(volume, sql, || conn.execute_batch(sql))?.is_some();
+    if !took_effect {
+        // A transaction left open by the failed COMMIT is rolled back; nothing of it is on
+        // the volume.
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    Ok(took_effect)
 }
 
 /// What a run with SQLite on the volume did.
@@ -348,20 +358,16 @@ fn drive(volume: &Arc<SimVolume>, statements: usize, seed: u64) -> Result<SqlRun
     let catalog = Catalog::new(shared.clone());
     let deadline_tries = 20;
     let mut tries = 0;
-    loop {
-        volume.world().commits_void_in_statement = 0;
-        let result = catalog.create_database(DATABASE);
-        let (failure, void) = {
-            let world = volume.world();
-            (world.failure.clone(), world.commits_void_in_statement)
-        };
-        if let Some(failure) = failure {
-            return Err(failure);
-        }
-        match result {
-            Ok(_) => break,
-            Err(_) if void > 0 && tries < deadline_tries => tries += 1,
-            Err(error) => return Err(format!("create_database: {error}")),
+    while settle(volume, "create_database", || {
+        catalog.create_database(DATABASE)
+    })?
+    .is_none()
+    {
+        tries += 1;
+        if tries > deadline_tries {
+            return Err(format!(
+                "liveness: the catalog commit was void {tries} times"
+            ));
         }
     }
     let conn = open_connection(shared.clone(), DATABASE).map_err(|e| format!("open: {e}"))?;
