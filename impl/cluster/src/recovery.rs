@@ -171,7 +171,7 @@ impl Driver<'_> {
             let reply = self.links[&node].request(
                 |request_id| Message::Truncate {
                     request_id,
-                    range: plan.truncation,
+                    history: plan.history.clone(),
                 },
                 timeout(),
             );

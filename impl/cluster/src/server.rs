@@ -552,8 +552,8 @@ fn handle(
                 records: store.answer_gossip(segment, asker, &request),
             })
         }
-        Message::Truncate { range, .. } => store
-            .truncate(range)
+        Message::Truncate { history, .. } => store
+            .truncate(&history)
             .map(|()| status_reply(shared, store, request_id)),
         Message::RaiseEpoch { epoch, .. } => {
             store.raise_epoch(epoch).map(|reports| Message::Reports {
@@ -571,15 +571,15 @@ fn handle(
             truncation,
             ..
         } => {
-            // E1, S8: an open writer's epoch and truncation range are adopted from its
-            // heartbeat too, so a node that missed the recovery rejoins gossip even while
-            // the writer is idle — with the range applied before any record is served.
-            let adopted = match truncation {
-                Some(range) if range.epoch == epoch && epoch >= store.epoch() => store
-                    .truncate(range)
-                    .and_then(|()| store.adopt_epoch(epoch)),
-                _ if epoch > store.epoch() => store.adopt_epoch(epoch),
-                _ => Ok(()),
+            // E1, S15: an open writer's epoch is adopted from its heartbeat too, so a node
+            // that missed the recovery rejoins gossip even while the writer is idle; the
+            // recovery's truncation history then comes by gossip, and until it has, the
+            // node serves no read of that epoch and takes no write.
+            let _ = truncation;
+            let adopted = if epoch > store.epoch() {
+                store.adopt_epoch(epoch)
+            } else {
+                Ok(())
             };
             adopted.map(|()| {
                 if epoch == store.epoch() {

@@ -179,9 +179,10 @@ pub enum Message {
         truncations: Vec<TruncationRange>,
         records: Vec<RedoRecord>,
     },
+    /// X5, S15: a recovery's truncation history, its own range newest.
     Truncate {
         request_id: u64,
-        range: TruncationRange,
+        history: Vec<TruncationRange>,
     },
     RaiseEpoch {
         request_id: u64,
@@ -457,10 +458,13 @@ pub fn encode(message: &Message) -> Vec<u8> {
             o.ranges(truncations);
             o.records(records);
         }
-        Message::Truncate { request_id, range } => {
+        Message::Truncate {
+            request_id,
+            history,
+        } => {
             o.u8(kind::TRUNCATE);
             o.u64(*request_id);
-            o.range(range);
+            o.ranges(history);
         }
         Message::RaiseEpoch { request_id, epoch } => {
             o.u8(kind::RAISE_EPOCH);
@@ -760,7 +764,7 @@ pub fn decode(payload: &[u8]) -> Result<Message, WireError> {
         },
         kind::TRUNCATE => Message::Truncate {
             request_id: i.u64()?,
-            range: i.range()?,
+            history: i.ranges()?,
         },
         kind::RAISE_EPOCH => Message::RaiseEpoch {
             request_id: i.u64()?,
