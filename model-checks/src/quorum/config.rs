@@ -119,6 +119,21 @@ impl Config {
         }
     }
 
+    /// Three epochs over two LSNs, with gossip: the smallest config in which truncation
+    /// histories matter (S15, X9). An interrupted recovery's range covers a record a later
+    /// recovery keeps; a completed recovery's range voids a record a segment that missed it
+    /// still holds. Quiescent states are reached, so the liveness property is decided.
+    pub fn history() -> Self {
+        Config {
+            name: "history",
+            lsn_cap: 2,
+            lal: 1,
+            writer_restarts: 2,
+            gossip: true,
+            ..Self::small()
+        }
+    }
+
     /// The model an implementation's trace is replayed through (conformance's refinement
     /// check): two PGs, every MTR shape of 1–2 records, the whole 4-bit LSN space, the
     /// implementation's LAL. Never explored exhaustively: its bounds on faults only limit
@@ -139,8 +154,14 @@ impl Config {
         }
     }
 
-    pub const NAMES: &'static [&'static str] =
-        &["small", "reference", "large", "failover", "two-recoveries"];
+    pub const NAMES: &'static [&'static str] = &[
+        "small",
+        "reference",
+        "large",
+        "failover",
+        "two-recoveries",
+        "history",
+    ];
 
     pub fn named(name: &str) -> Result<Self, UnknownName> {
         match name {
@@ -149,6 +170,7 @@ impl Config {
             "large" => Ok(Self::large()),
             "failover" => Ok(Self::failover()),
             "two-recoveries" => Ok(Self::two_recoveries()),
+            "history" => Ok(Self::history()),
             _ => Err(UnknownName::new("config", name, Self::NAMES)),
         }
     }
@@ -193,6 +215,12 @@ pub enum Bug {
     UnfencedRecoveryReads,
     /// S7, S6 broken: a segment merges gossip of a lower epoch.
     GossipIgnoresEpoch,
+    /// S15 broken: a segment merges truncation ranges one by one (a union) instead of
+    /// replacing its history with a newer one, from recovery writes and gossip alike.
+    TruncationUnion,
+    /// S15, X5 broken: a recovery write gives the segment only the recovery's own range, added
+    /// to what it held, and gossip carries no history.
+    RecoverySendsOwnRange,
 }
 
 impl Bug {
@@ -204,6 +232,8 @@ impl Bug {
         Bug::RecoveryReadQuorum2,
         Bug::UnfencedRecoveryReads,
         Bug::GossipIgnoresEpoch,
+        Bug::TruncationUnion,
+        Bug::RecoverySendsOwnRange,
     ];
 
     pub const NAMES: &'static [&'static str] = &[
@@ -214,6 +244,8 @@ impl Bug {
         "recovery-read-quorum-2",
         "unfenced-recovery-reads",
         "gossip-ignores-epoch",
+        "truncation-union",
+        "recovery-sends-own-range",
     ];
 
     /// The smallest named config in which the mutant is caught (what `--bug` uses when no
@@ -222,6 +254,7 @@ impl Bug {
         match self {
             Bug::NoTruncation => Config::two_recoveries(),
             Bug::UnfencedRecoveryReads => Config::failover(),
+            Bug::TruncationUnion | Bug::RecoverySendsOwnRange => Config::history(),
             _ => Config::small(),
         }
     }

@@ -10,6 +10,7 @@ pub mod writer;
 
 pub use config::{Bug, Config, UnknownName};
 pub use model::{
-    Action, COMMIT_ACKED, DURABILITY, FENCING, MTR_ATOMICITY, QuorumModel, READ_AFTER_RECOVERY,
-    READ_AT_POINT, RECOVERY_COMPLETES, VDL_RULES, property_rules,
+    Action, COMMIT_ACKED, DURABILITY, FENCING, MTR_ATOMICITY, QUIESCENT_SEGMENTS_REACH_VCL,
+    QuorumModel, READ_AFTER_RECOVERY, READ_AT_POINT, RECOVERY_COMPLETES, SERVES_ONLY_VOLUME,
+    VDL_RULES, property_rules,
 };
