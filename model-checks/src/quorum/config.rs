@@ -120,9 +120,11 @@ impl Config {
     }
 
     /// Three epochs over two LSNs, with gossip: the smallest config in which truncation
-    /// histories matter (S15, X9). An interrupted recovery's range covers a record a later
-    /// recovery keeps; a completed recovery's range voids a record a segment that missed it
-    /// still holds. Quiescent states are reached, so the liveness property is decided.
+    /// histories matter both ways (S15, X9). An interrupted recovery's range covers a record
+    /// a later recovery keeps (mutant truncation-union); a completed recovery's range voids a
+    /// record that a segment which missed it still holds (mutant recovery-sends-own-range).
+    /// Writers run to the LSN cap, so quiescent states are reached and the liveness
+    /// property is decided.
     pub fn history() -> Self {
         Config {
             name: "history",
@@ -131,6 +133,27 @@ impl Config {
             writer_restarts: 2,
             gossip: true,
             ..Self::small()
+        }
+    }
+
+    /// `history` without gossip: a twelfth of its states. Segments learn histories only from
+    /// recovery writes, so the liveness property is not stated; the others are, and the
+    /// recovery-sends-own-range mutant fails serving only the volume.
+    pub fn history_no_gossip() -> Self {
+        Config {
+            name: "history-no-gossip",
+            gossip: false,
+            ..Self::history()
+        }
+    }
+
+    /// `history` with one LSN: an interrupted recovery's range still covers a record a later
+    /// recovery keeps (truncation-union is caught), in well under a second.
+    pub fn history_one_lsn() -> Self {
+        Config {
+            name: "history-one-lsn",
+            lsn_cap: 1,
+            ..Self::history()
         }
     }
 
@@ -161,6 +184,8 @@ impl Config {
         "failover",
         "two-recoveries",
         "history",
+        "history-no-gossip",
+        "history-one-lsn",
     ];
 
     pub fn named(name: &str) -> Result<Self, UnknownName> {
@@ -171,6 +196,8 @@ impl Config {
             "failover" => Ok(Self::failover()),
             "two-recoveries" => Ok(Self::two_recoveries()),
             "history" => Ok(Self::history()),
+            "history-no-gossip" => Ok(Self::history_no_gossip()),
+            "history-one-lsn" => Ok(Self::history_one_lsn()),
             _ => Err(UnknownName::new("config", name, Self::NAMES)),
         }
     }

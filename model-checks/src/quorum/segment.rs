@@ -1,8 +1,8 @@
 //! Storage-node behaviour of one segment: writes, fsync, gossip, truncation, crash, reads.
 
 use super::state::{
-    Epoch, FIRST_EPOCH, Lsn, LsnSet, Message, RECORD_SLOTS, Record, Segment, SegmentIndex, State, bit, contains,
-    members,
+    Epoch, FIRST_EPOCH, Lsn, LsnSet, Message, RECORD_SLOTS, Record, Segment, SegmentIndex, State,
+    bit, contains, members,
 };
 
 /// S4: extend the SCL along `prev_lsn_pg` while a held record links to it. When two held

@@ -3,8 +3,9 @@
 use super::config::{Bug, Config, MtrShape};
 use super::segment::{self, HistoryMerge};
 use super::state::{
-    Epoch, FIRST_EPOCH, Lsn, LsnSet, Message, Phase, Record, Recovery, RecoveryOutcome, SEGMENTS_PER_PG,
-    Segment, SegmentIndex, State, WRITE_QUORUM, Writer, bit, contains, members, range, violation,
+    Epoch, FIRST_EPOCH, Lsn, LsnSet, Message, Phase, Record, Recovery, RecoveryOutcome,
+    SEGMENTS_PER_PG, Segment, SegmentIndex, State, WRITE_QUORUM, Writer, bit, contains, members,
+    range, violation,
 };
 
 /// The first writer of a fresh volume: epoch 1, nothing to recover.
