@@ -52,14 +52,12 @@ pub fn deliver_write(
     let epoch = state.record(lsn).epoch;
     let before = state.segments[index as usize];
     let segment = &mut state.segments[index as usize];
-    if epoch < segment.epoch {
-        if fencing {
-            // S7: rejected; E3: the writer learns it is fenced.
-            let rejected = Message::Rejected { epoch };
-            let changed = !state.in_network(&rejected);
-            state.send(rejected);
-            return changed;
-        }
+    if epoch < segment.epoch && fencing {
+        // S7: rejected; E3: the writer learns it is fenced.
+        let rejected = Message::Rejected { epoch };
+        let changed = !state.in_network(&rejected);
+        state.send(rejected);
+        return changed;
     }
     if lacks_writer_history(segment, epoch) {
         // S15: refused (not as stale) until gossip brings the writer's history.
