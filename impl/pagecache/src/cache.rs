@@ -7,7 +7,7 @@ use std::hash::{BuildHasher, Hash};
 use crate::entry::{EntryMeta, FlushSnapshot, Page, PinGuard};
 use crate::error::{ApplyError, ConfigError, RemoveError};
 use crate::hash::FxBuildHasher;
-use crate::shard::{Counters, Installed, Lookup, Resident, Shard};
+use crate::shard::{Counters, Installed, Lookup, ResidentLookup as Resident, Shard};
 use crate::sync::{read, write};
 
 /// Upper bound on shards: more than a few per core only spreads the capacity thinner.
@@ -286,12 +286,8 @@ where
         let (installed, evicted) = write(&shard.state).install(key, page, &self.predicate);
         Counters::add(&shard.counters.evictions, evicted);
         match installed {
-            Installed::New {
-                guard,
-                entry,
-                resolved,
-            } => {
-                if let Some(cell) = resolved {
+            Installed::New { guard, resolved } => {
+                if let Some((cell, entry)) = resolved {
                     cell.finish(Some(entry));
                 }
                 guard
