@@ -40,7 +40,7 @@ const PAGE_BYTES: usize = 1024;
 const TRACE_ACCESSES_PER_THREAD: usize = 1 << 16;
 /// Zipf exponent: ~1 is the usual skew of page accesses (a few hot pages, a long tail).
 const ZIPF_EXPONENT: f64 = 0.99;
-fn shards() -> usize { std::env::var("SHARDS").map(|s| s.parse().unwrap()).unwrap_or(16) }
+const SHARDS: usize = 16;
 const THREAD_COUNTS: [usize; 2] = [1, 2];
 /// Runs per trace and cache in the summary table; it prints the median.
 const SUMMARY_RUNS: usize = 5;
@@ -88,7 +88,10 @@ impl Zipf {
 
     fn next_key(&mut self) -> u64 {
         let uniform = (next_random(&mut self.state) >> 11) as f64 / (1u64 << 53) as f64;
-        let rank = self.cdf.partition_point(|&c| c < uniform).min(KEYS as usize - 1) as u64;
+        let rank = self
+            .cdf
+            .partition_point(|&c| c < uniform)
+            .min(KEYS as usize - 1) as u64;
         rank.wrapping_mul(0x9e37_79b9_7f4a_7c15) % KEYS
     }
 }
@@ -203,7 +206,7 @@ fn clean_only(meta: &EntryMeta) -> bool {
 
 fn sixfold_cache(pages: u64) -> Sixfold {
     let capacity_bytes = pages * (PAGE_BYTES as u64 + ENTRY_OVERHEAD_BYTES);
-    PageCache::new(capacity_bytes, shards(), clean_only as fn(&EntryMeta) -> bool).unwrap()
+    PageCache::new(capacity_bytes, SHARDS, clean_only as fn(&EntryMeta) -> bool).unwrap()
 }
 
 trait Hit: Sync {
@@ -384,10 +387,7 @@ fn summary(_: &mut Criterion) {
 
 fn ratios() {
     println!("\nhit ratio (1 thread, second half of a double-length trace)");
-    println!(
-        "{:<24} {:>12} {:>12}",
-        "trace", "sixfold", "quick_cache"
-    );
+    println!("{:<24} {:>12} {:>12}", "trace", "sixfold", "quick_cache");
     for workload in &WORKLOADS {
         let sixfold = hit_ratio(&sixfold_cache(workload.capacity_pages), workload);
         let quick = hit_ratio(&Quick::new(workload.capacity_pages), workload);

@@ -495,9 +495,10 @@ impl<K: Hash + Eq + Clone> ShardState<K> {
             self.main.push_back(queued);
             return Step::Moved;
         }
-        let evictable = Self::unpinned_meta(resident, Mutant::SmallQueueIgnoresPins).is_some_and(
-            |meta| Self::allowed(predicate, &meta, Mutant::SmallQueueIgnoresPredicate),
-        );
+        let evictable =
+            Self::unpinned_meta(resident, Mutant::SmallQueueIgnoresPins).is_some_and(|meta| {
+                Self::allowed(predicate, &meta, Mutant::SmallQueueIgnoresPredicate)
+            });
         if !evictable {
             self.small.push_back(queued);
             return Step::Vetoed;
@@ -518,9 +519,8 @@ impl<K: Hash + Eq + Clone> ShardState<K> {
             self.main.push_back(queued);
             return Step::Moved;
         }
-        let evictable = Self::unpinned_meta(resident, Mutant::MainQueueIgnoresPins).is_some_and(
-            |meta| Self::allowed(predicate, &meta, Mutant::MainQueueIgnoresPredicate),
-        );
+        let evictable = Self::unpinned_meta(resident, Mutant::MainQueueIgnoresPins)
+            .is_some_and(|meta| Self::allowed(predicate, &meta, Mutant::MainQueueIgnoresPredicate));
         if !evictable {
             self.main.push_back(queued);
             return Step::Vetoed;
