@@ -25,6 +25,8 @@
 //! the second half counted, on one thread.
 //!
 //! `cargo bench -p sixfold-pagecache --bench cache -- --warm-up-time 1 --measurement-time 3`
+//! (`-- summary` for the table alone; `PAGECACHE_BENCH_RATIOS_ONLY=1` for the hit ratios
+//! alone).
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -43,7 +45,10 @@ const ZIPF_EXPONENT: f64 = 0.99;
 const SHARDS: usize = 16;
 const THREAD_COUNTS: [usize; 2] = [1, 2];
 /// Runs per trace and cache in the summary table; it prints the median.
-const SUMMARY_RUNS: usize = 5;
+const SUMMARY_RUNS: usize = 9;
+/// Set (to anything) to print only the hit ratios: they are deterministic and take
+/// seconds, where the throughput runs take minutes.
+const RATIOS_ONLY_VARIABLE: &str = "PAGECACHE_BENCH_RATIOS_ONLY";
 
 /// The `btree` trace's table: `sixfold bench`'s `accounts` (id, balance, a short note).
 const TABLE_ROWS: u64 = 1_000_000;
@@ -333,14 +338,20 @@ fn hit_ratio<C: Hit>(cache: &C, workload: &Workload) -> f64 {
     1.0 - (cache.misses() - misses_before) as f64 / counted.len() as f64
 }
 
-/// Million accesses per second, median of `SUMMARY_RUNS` runs of the traces.
-fn accesses_per_second<C: Hit>(cache: &C, traces: &[Vec<u64>]) -> f64 {
+/// Million accesses per second of each cache, median of `SUMMARY_RUNS` runs of the
+/// traces, the two caches alternating run by run so a change in the machine's load hits
+/// both alike.
+fn accesses_per_second<A: Hit, B: Hit>(first: &A, second: &B, traces: &[Vec<u64>]) -> (f64, f64) {
     let accesses: usize = traces.iter().map(Vec::len).sum();
-    let mut rates: Vec<f64> = (0..SUMMARY_RUNS)
-        .map(|_| accesses as f64 / run_threads(cache, traces, 1).as_secs_f64() / 1e6)
-        .collect();
-    rates.sort_by(f64::total_cmp);
-    rates[SUMMARY_RUNS / 2]
+    let rate = |elapsed: Duration| accesses as f64 / elapsed.as_secs_f64() / 1e6;
+    let (mut firsts, mut seconds) = (Vec::new(), Vec::new());
+    for _ in 0..SUMMARY_RUNS {
+        firsts.push(rate(run_threads(first, traces, 1)));
+        seconds.push(rate(run_threads(second, traces, 1)));
+    }
+    firsts.sort_by(f64::total_cmp);
+    seconds.sort_by(f64::total_cmp);
+    (firsts[SUMMARY_RUNS / 2], seconds[SUMMARY_RUNS / 2])
 }
 
 fn summary_row(label: &str, threads: usize, sixfold: f64, quick: f64) {
@@ -352,7 +363,7 @@ fn summary_row(label: &str, threads: usize, sixfold: f64, quick: f64) {
 
 /// The side-by-side table: throughput per trace and thread count, then hit ratios.
 fn summary(_: &mut Criterion) {
-    if std::env::var_os("RATIO_ONLY").is_some() {
+    if std::env::var_os(RATIOS_ONLY_VARIABLE).is_some() {
         return ratios();
     }
     println!("\nsummary (M accesses/s, median of {SUMMARY_RUNS} runs)");
@@ -363,10 +374,7 @@ fn summary(_: &mut Criterion) {
     let traces = zipf_traces();
     let (sixfold, quick) = prefilled(KEYS);
     for threads in THREAD_COUNTS {
-        let rates = (
-            accesses_per_second(&sixfold, &traces[..threads]),
-            accesses_per_second(&quick, &traces[..threads]),
-        );
+        let rates = accesses_per_second(&sixfold, &quick, &traces[..threads]);
         summary_row("hits (all resident)", threads, rates.0, rates.1);
     }
     for workload in &WORKLOADS {
@@ -374,10 +382,7 @@ fn summary(_: &mut Criterion) {
         let sixfold = sixfold_cache(workload.capacity_pages);
         let quick = Quick::new(workload.capacity_pages);
         for threads in THREAD_COUNTS {
-            let rates = (
-                accesses_per_second(&sixfold, &traces[..threads]),
-                accesses_per_second(&quick, &traces[..threads]),
-            );
+            let rates = accesses_per_second(&sixfold, &quick, &traces[..threads]);
             let label = format!("{} ({} pages)", workload.name, workload.capacity_pages);
             summary_row(&label, threads, rates.0, rates.1);
         }
