@@ -190,12 +190,12 @@ where
         write(&self.shard(key).state).remove(key)
     }
 
-    /// Whether the page is resident. No pin, no hit counted, no CLOCK reference.
+    /// Whether the page is resident. No pin, no hit counted, no access counted for eviction.
     pub fn contains(&self, key: &K) -> bool {
         self.peek(key).is_some()
     }
 
-    /// The metadata of a resident page. No pin, no hit counted, no CLOCK reference.
+    /// The metadata of a resident page. No pin, no hit counted, no access counted for eviction.
     pub fn peek(&self, key: &K) -> Option<EntryMeta> {
         read(&self.shard(key).state).meta(key)
     }
@@ -241,7 +241,7 @@ where
         &self.shards[((hash >> 32) % self.shards.len() as u64) as usize]
     }
 
-    /// A pin for an internal access (redo, flusher): no CLOCK reference, no counters.
+    /// A pin for an internal access (redo, flusher): not counted as an access for eviction, no counters.
     fn pin_resident(&self, key: &K) -> Option<PinGuard> {
         let shard = self.shard(key);
         Self::settle(self.resident(shard, key, false))
