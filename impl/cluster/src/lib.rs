@@ -1,6 +1,7 @@
 //! sixfold-cluster: the networked shell around sixfold-core's state machines.
 //!
-//! - [`wire`]: the versioned wire protocol of spec/wire.md (frames, messages, handshake);
+//! - [`wire`]: the versioned wire protocol of spec/wire.md (frames, messages);
+//! - [`session`]: the authenticated handshake and sealed frames of every link (A1–A5);
 //! - [`config`]: the cluster config (TOML) and segment placement (Q3, Q6);
 //! - [`store`]: a node's durable segments; [`server`]: the storage-node server and gossip;
 //! - [`writer`]: the quorum writer ([`link`] per node) with [`recovery`] (W, C, R, X, E);
@@ -18,6 +19,7 @@ pub mod link;
 pub mod net;
 pub mod recovery;
 pub mod server;
+pub mod session;
 pub mod status;
 pub mod store;
 pub mod wire;
