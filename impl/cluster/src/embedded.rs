@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use sixfold_core::NodeId;
 
 use crate::config::{ClusterConfig, ConfigError, six_node_toml};
+use crate::files::{self, FilesError, PrivatePath};
 use crate::server::{NodeHandle, ServerError};
 
 /// Pages per PG of a config the embedded cluster writes.
@@ -25,6 +26,8 @@ pub enum EmbeddedError {
     },
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    Files(#[from] FilesError),
     #[error("node {node}: {source}")]
     Node { node: u32, source: ServerError },
     #[error("node {0} is not in the config")]
@@ -58,14 +61,16 @@ impl EmbeddedCluster {
             let path = path.to_path_buf();
             move |source| EmbeddedError::Io { path, source }
         };
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        files::create_private_dir(dir)?;
         let config_path = dir.join(CONFIG_FILE);
         if !config_path.exists() {
             let ports = free_ports().map_err(io(dir))?;
             let secret = format!("{:016x}", rand::random::<u64>());
             let text = six_node_toml("embedded", &secret, EMBEDDED_PG_PAGES, &ports);
-            std::fs::write(&config_path, text).map_err(io(&config_path))?;
+            files::write_private_file(&config_path, text.as_bytes())?;
         }
+        // A6: the config holds the secret; nodes refuse one that others can read.
+        files::check_private(&config_path, PrivatePath::Config)?;
         let config = ClusterConfig::load(&config_path)?;
         let cluster = EmbeddedCluster {
             config_path,

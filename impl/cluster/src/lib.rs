@@ -6,6 +6,7 @@
 //! - [`store`]: a node's durable segments; [`server`]: the storage-node server and gossip;
 //! - [`writer`]: the quorum writer ([`link`] per node) with [`recovery`] (W, C, R, X, E);
 //! - [`embedded`]: six nodes in one process on loopback;
+//! - [`files`]: private config and data dirs, one process per data dir (A6, A7);
 //! - [`status`]: what `sixfold status` prints; [`workload`]: what `sixfold load` runs.
 //!
 //! Threads and blocking `std::net` sockets, not async: every connection has a thread or
@@ -15,6 +16,7 @@
 
 pub mod config;
 pub mod embedded;
+pub mod files;
 pub mod link;
 pub mod net;
 pub mod recovery;

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use sixfold_core::{Epoch, Lsn, NodeId, SEGMENTS_PER_PG, SegmentId};
 
 use crate::config::ClusterConfig;
+use crate::files::{self, DataDirLock, FilesError, PrivatePath};
 use crate::net::{HANDSHAKE_TIMEOUT_MS, POLL_MS, SyncClient, WRITE_TIMEOUT_MS};
 use crate::session::{FrameOpener, ServerHandshake, Session};
 use crate::store::{NodeStore, StoreError};
@@ -52,6 +53,8 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Files(#[from] FilesError),
 }
 
 struct Shared {
@@ -81,12 +84,18 @@ impl Shared {
 pub struct NodeHandle {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
+    /// A7: held while the node runs; released after its threads stopped.
+    _lock: DataDirLock,
 }
 
 impl NodeHandle {
-    /// Opens the node's store (S12), binds its address and starts serving.
+    /// Takes the data dir (created 0700, refused if others can read it, A6; locked, A7),
+    /// opens the node's store (S12), binds its address and starts serving.
     pub fn start(config: &ClusterConfig, node: NodeId) -> Result<NodeHandle, ServerError> {
         let spec = config.node(node).ok_or(ServerError::UnknownNode(node.0))?;
+        files::create_private_dir(&spec.data_dir)?;
+        files::check_private(&spec.data_dir, PrivatePath::DataDir)?;
+        let lock = DataDirLock::acquire(&spec.data_dir)?;
         let store = NodeStore::open(config, node)?;
         let listener = TcpListener::bind(spec.addr).map_err(|source| ServerError::Listen {
             addr: spec.addr,
@@ -125,6 +134,7 @@ impl NodeHandle {
         Ok(NodeHandle {
             shared,
             threads: vec![accept, gossip],
+            _lock: lock,
         })
     }
 

@@ -2,6 +2,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use sixfold_cluster::session::ClientHandshake;
@@ -44,7 +45,10 @@ fn small_cluster(dir: &std::path::Path) -> EmbeddedCluster {
         p
     };
     let text = sixfold_cluster::config::six_node_toml("t", "secret", 16, &ports);
-    std::fs::write(dir.join("cluster.toml"), text).unwrap();
+    let config = dir.join("cluster.toml");
+    std::fs::write(&config, text).unwrap();
+    // A6: the config holds the secret; a node refuses one others can read.
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
     EmbeddedCluster::start(dir).unwrap()
 }
 
