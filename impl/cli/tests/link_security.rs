@@ -495,6 +495,43 @@ fn a_second_storage_node_on_the_same_data_dir_exits_naming_the_holder() {
 }
 
 #[test]
+fn a_wrong_secret_is_reported_as_authentication_failed_naming_the_node() {
+    // A1: `sixfold status` with the wrong secret names each node and says why.
+    let mut nodes = Nodes::write_config(16);
+    let path = nodes.config_path.clone();
+    nodes.spawn(1, &path);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(nodes.addr(1)).is_err() {
+        assert!(Instant::now() < deadline, "node 1 did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let wrong = nodes.dir.path().join("wrong.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&wrong, text.replace("s3cret", "guess")).unwrap();
+    let output = Command::new(BIN)
+        .args(["status", "--cluster"])
+        .arg(&wrong)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .find(|line| line.contains("node 1 "))
+        .unwrap_or_else(|| panic!("no line for node 1:\n{stdout}"));
+    assert!(
+        line.contains("UNREACHABLE")
+            && line.contains("node 1 refused the handshake")
+            && line.contains("authentication failed"),
+        "{line}"
+    );
+    assert!(
+        nodes.log(1).contains("authentication failed"),
+        "{}",
+        nodes.log(1)
+    );
+}
+
+#[test]
 fn a_config_or_data_dir_others_can_read_is_refused_with_the_fix() {
     // A6: a node refuses a group/world-readable config file or data dir and says how to
     // fix it; the fixed one starts.

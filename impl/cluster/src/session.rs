@@ -53,6 +53,11 @@ pub enum HandshakeError {
     UnknownClientNode(u32),
     #[error("node {node}: authentication failed: {reason}")]
     AuthenticationFailed { node: u32, reason: &'static str },
+    #[error(
+        "authentication failed: the client (node id {client}; 0 is a writer or tool) does \
+         not hold this cluster's secret"
+    )]
+    ClientProofFailed { client: u32 },
     #[error("node {node} refused the handshake: {message}")]
     Refused { node: u32, message: String },
     #[error("node {node}: expected {expected} during the handshake, got {found}")]
@@ -471,9 +476,8 @@ impl ServerHandshake {
         };
         let keys = SessionKeys::derive(&self.secret, &transcript);
         if !macs_equal(&mac, &keys.client_proof()) {
-            return Err(HandshakeError::AuthenticationFailed {
-                node: client_node,
-                reason: "wrong cluster secret",
+            return Err(HandshakeError::ClientProofFailed {
+                client: client_node,
             });
         }
         let auth_ok = Message::AuthOk {
@@ -653,7 +657,7 @@ mod tests {
         // And a server that does not know the secret cannot pass as one.
         assert!(matches!(
             handshake(&config("right"), &config("wrong"), 0, 1, 1),
-            Err(HandshakeError::AuthenticationFailed { .. })
+            Err(HandshakeError::ClientProofFailed { client: 0 })
         ));
     }
 
