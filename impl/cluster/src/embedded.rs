@@ -14,6 +14,8 @@ use crate::server::{NodeHandle, ServerError};
 
 /// Pages per PG of a config the embedded cluster writes.
 pub const EMBEDDED_PG_PAGES: u32 = 1024;
+/// Random bytes of the secret of a config the embedded cluster writes (hex in the file).
+pub const SECRET_RANDOM_BYTES: usize = 32;
 /// File name of the config inside the cluster's folder.
 pub const CONFIG_FILE: &str = "cluster.toml";
 
@@ -65,7 +67,10 @@ impl EmbeddedCluster {
         let config_path = dir.join(CONFIG_FILE);
         if !config_path.exists() {
             let ports = free_ports().map_err(io(dir))?;
-            let secret = format!("{:016x}", rand::random::<u64>());
+            // 256 random bits: a handshake seen on the wire must not let anyone guess it.
+            let secret: String = (0..SECRET_RANDOM_BYTES)
+                .map(|_| format!("{:02x}", rand::random::<u8>()))
+                .collect();
             let text = six_node_toml("embedded", &secret, EMBEDDED_PG_PAGES, &ports);
             files::write_private_file(&config_path, text.as_bytes())?;
         }

@@ -18,7 +18,7 @@ use sixfold_core::{Epoch, Lsn, NodeId, SEGMENTS_PER_PG, SegmentId};
 use crate::config::ClusterConfig;
 use crate::files::{self, DataDirLock, FilesError, PrivatePath};
 use crate::net::{HANDSHAKE_TIMEOUT_MS, POLL_MS, SyncClient, WRITE_TIMEOUT_MS};
-use crate::session::{FrameOpener, ServerHandshake, Session};
+use crate::session::{FrameOpener, SECRET_BYTES_RECOMMENDED_MIN, ServerHandshake, Session};
 use crate::store::{NodeStore, StoreError};
 use crate::wire::{self, ErrorCode, Message, WireError, WriterInfo};
 use sixfold_storage::Ticket;
@@ -108,6 +108,15 @@ impl NodeHandle {
                 source,
             })?;
         tracing::info!(node = node.0, addr = %spec.addr, epoch = store.epoch().0, "storage node listening");
+        if config.secret.len() < SECRET_BYTES_RECOMMENDED_MIN {
+            tracing::warn!(
+                node = node.0,
+                secret_bytes = config.secret.len(),
+                "the cluster secret is short: anyone who records one handshake can test \
+                 guesses offline; use {SECRET_BYTES_RECOMMENDED_MIN}+ random characters \
+                 (docs/operations.md, Security)"
+            );
+        }
         let shared = Arc::new(Shared {
             config: config.clone(),
             node,

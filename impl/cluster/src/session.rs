@@ -28,6 +28,10 @@ pub const TAG_BYTES: usize = 16;
 pub const SEALED_HEADER_BYTES: usize = 4;
 /// The longest sealed body (ciphertext and tag), in bytes.
 pub const SEALED_BODY_BYTES_MAX: usize = MAX_FRAME_BYTES + TAG_BYTES;
+/// A secret shorter than this many bytes draws a warning at node start: a recorded
+/// handshake lets an attacker test guesses of the secret offline, so it must be random and
+/// long, not a word.
+pub const SECRET_BYTES_RECOMMENDED_MIN: usize = 32;
 /// Node id a client that is not a storage node (writer, status tool) presents.
 pub const CLIENT_NODE_ID: u32 = 0;
 
