@@ -4,7 +4,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use crate::config::ClusterConfig;
-use crate::wire::{self, Message, WIRE_VERSION, WireError};
+use crate::session::{ClientHandshake, FrameOpener, FrameSealer, Session};
+use crate::wire::{self, Message, WireError};
 
 /// How long a TCP connect may take, in milliseconds.
 pub const CONNECT_TIMEOUT_MS: u64 = 1_000;
@@ -16,89 +17,39 @@ pub const POLL_MS: u64 = 50;
 /// How long one frame write may block, in milliseconds (a peer that reads nothing for this
 /// long loses its connection).
 pub const WRITE_TIMEOUT_MS: u64 = 5_000;
-/// Node id a client that is not a storage node (writer, status tool) presents.
-pub const CLIENT_NODE_ID: u32 = 0;
+pub use crate::session::CLIENT_NODE_ID;
 
-/// Connects to `addr` and runs the client side of the handshake (spec/wire.md §2): the
-/// server proves its nonce, we prove the secret with HMAC-SHA256 over both nonces, and the
-/// server proves it back. Returns the stream and the server's node id.
+/// Connects to node `server_node` at `addr` and runs the client side of the handshake
+/// (spec/wire.md §3): the node must be the one dialled (A3) and prove the secret over this
+/// connection's transcript, and we prove it back. Returns the stream and the session
+/// whose keys protect every later frame (A2, A4).
 pub fn connect(
     addr: SocketAddr,
     config: &ClusterConfig,
     client_node: u32,
-) -> Result<(TcpStream, u32), WireError> {
+    server_node: u32,
+) -> Result<(TcpStream, Session), WireError> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(CONNECT_TIMEOUT_MS))?;
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(Duration::from_millis(POLL_MS)))?;
     stream.set_write_timeout(Some(Duration::from_millis(WRITE_TIMEOUT_MS)))?;
     let deadline = Instant::now() + Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
     let mut before_deadline = || Instant::now() < deadline;
-    let (server_node, server_nonce) = match wire::receive(&mut stream, &mut before_deadline)? {
-        Message::Hello {
-            version,
-            node_id,
-            nonce,
-        } => {
-            if version != WIRE_VERSION {
-                return Err(WireError::Handshake(format!(
-                    "server speaks wire version {version}, we speak {WIRE_VERSION}"
-                )));
-            }
-            (node_id, nonce)
-        }
-        other => {
-            return Err(WireError::Handshake(format!(
-                "expected Hello, got {other:?}"
-            )));
-        }
-    };
-    let client_nonce = wire::random_nonce();
-    let mac = wire::client_mac(
-        &config.secret,
-        &config.cluster_id,
-        client_node,
-        &server_nonce,
-        &client_nonce,
-    );
-    wire::send(
-        &mut stream,
-        &Message::Auth {
-            version: WIRE_VERSION,
-            cluster_id: config.cluster_id.clone(),
-            node_id: client_node,
-            nonce: client_nonce,
-            mac,
-        },
-    )?;
-    match wire::receive(&mut stream, &mut before_deadline)? {
-        Message::AuthOk { node_id, mac } => {
-            let expected = wire::server_mac(
-                &config.secret,
-                &config.cluster_id,
-                node_id,
-                &server_nonce,
-                &client_nonce,
-            );
-            if node_id != server_node || !wire::macs_equal(&mac, &expected) {
-                return Err(WireError::Handshake(
-                    "server failed to prove the shared secret".into(),
-                ));
-            }
-            Ok((stream, node_id))
-        }
-        Message::Error { message, .. } => {
-            Err(WireError::Handshake(format!("server refused: {message}")))
-        }
-        other => Err(WireError::Handshake(format!(
-            "expected AuthOk, got {other:?}"
-        ))),
-    }
+    let handshake = ClientHandshake::new(config, client_node, server_node, wire::random_nonce());
+    let hello = wire::receive(&mut stream, &mut before_deadline)?;
+    let (awaiting, auth) = handshake.handle_hello(hello)?;
+    wire::send(&mut stream, &auth)?;
+    let reply = wire::receive(&mut stream, &mut before_deadline)?;
+    let session = awaiting.handle_auth_ok(reply)?;
+    Ok((stream, session))
 }
 
 /// A blocking one-request-at-a-time client (gossip between nodes, the status tool,
 /// tests).
 pub struct SyncClient {
     stream: TcpStream,
+    sealer: FrameSealer,
+    opener: FrameOpener,
     next_request_id: u64,
     pub server_node: u32,
 }
@@ -108,12 +59,15 @@ impl SyncClient {
         addr: SocketAddr,
         config: &ClusterConfig,
         client_node: u32,
+        server_node: u32,
     ) -> Result<SyncClient, WireError> {
-        let (stream, server_node) = connect(addr, config, client_node)?;
+        let (stream, session) = connect(addr, config, client_node, server_node)?;
         Ok(SyncClient {
             stream,
+            sealer: session.sealer,
+            opener: session.opener,
             next_request_id: 1,
-            server_node,
+            server_node: session.peer_node,
         })
     }
 
@@ -126,10 +80,12 @@ impl SyncClient {
 
     /// Sends `request` and waits at most `timeout` for the answer with its request id.
     pub fn call(&mut self, request: &Message, timeout: Duration) -> Result<Message, WireError> {
-        wire::send(&mut self.stream, request)?;
+        wire::send_sealed(&mut self.stream, &mut self.sealer, request)?;
         let deadline = Instant::now() + timeout;
         loop {
-            let reply = wire::receive(&mut self.stream, &mut || Instant::now() < deadline)?;
+            let reply = wire::receive_sealed(&mut self.stream, &mut self.opener, &mut || {
+                Instant::now() < deadline
+            })?;
             if reply.request_id() == request.request_id() {
                 return Ok(reply);
             }

@@ -37,7 +37,7 @@ pub fn collect(config: &ClusterConfig) -> ClusterStatus {
         .map(|spec| {
             let (config, spec) = (config.clone(), spec.clone());
             std::thread::spawn(move || {
-                let reply = ask(&config, spec.addr);
+                let reply = ask(&config, spec.id, spec.addr);
                 NodeStatus {
                     node: spec.id,
                     az: spec.az,
@@ -52,9 +52,9 @@ pub fn collect(config: &ClusterConfig) -> ClusterStatus {
 
 type Reply = (Epoch, Option<WriterInfo>, Vec<SegmentStatus>);
 
-fn ask(config: &ClusterConfig, addr: std::net::SocketAddr) -> Result<Reply, String> {
+fn ask(config: &ClusterConfig, node: NodeId, addr: std::net::SocketAddr) -> Result<Reply, String> {
     let mut client =
-        SyncClient::connect(addr, config, CLIENT_NODE_ID).map_err(|e| e.to_string())?;
+        SyncClient::connect(addr, config, CLIENT_NODE_ID, node.0).map_err(|e| e.to_string())?;
     let request_id = client.request_id();
     let reply = client
         .call(

@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -448,7 +449,14 @@ impl NodeStore {
         body.extend_from_slice(&crc.to_le_bytes());
         let tmp = self.dir.join("node.meta.tmp");
         let path = self.dir.join(META_FILE);
-        let mut file = File::create(&tmp).map_err(disk(&tmp))?;
+        // A6: node metadata is the owner's alone.
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(crate::files::PRIVATE_FILE_MODE)
+            .open(&tmp)
+            .map_err(disk(&tmp))?;
         file.write_all(&body).map_err(disk(&tmp))?;
         file.sync_all().map_err(disk(&tmp))?;
         std::fs::rename(&tmp, &path).map_err(disk(&path))?;
