@@ -19,7 +19,7 @@ use std::fmt::Write as _;
 
 use sixfold_core::{Epoch, Lsn, PageId, PgId, SEGMENTS_PER_PG, SegmentId};
 
-pub use faults::{Fault, FaultSet};
+pub use faults::{FAULT_NAMES, Fault, FaultSet};
 use network::{Message, Network};
 use node::SimNode;
 use oracle::Oracle;

@@ -29,7 +29,7 @@ pub struct SimArgs {
     #[arg(long, default_value = "pages")]
     pub workload: String,
     /// Switch on an implementation mutant: ack-before-fsync, commit-at-vcl, hint-at-vcl,
-    /// recovery-without-truncation.
+    /// recovery-without-truncation, truncation-union, read-without-history.
     #[arg(long)]
     pub mutant: Option<String>,
     /// `full`, or `model`: keep every run inside the stateright model's bounds (LAL 2, LSNs
@@ -42,6 +42,115 @@ pub struct SimArgs {
     /// Worker threads for many seeds.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// Run random seeds, run lengths (10 to 1,000 MTRs) and fault mixes for this many hours
+    /// (fractions allowed), printing a replay line for every failure; `--mutant` and
+    /// `--workload` apply, `--seed(s)`, `--faults` and `--mtrs` are chosen per run.
+    #[arg(long, conflicts_with_all = ["seeds", "seed", "trace"])]
+    pub hours: Option<f64>,
+}
+
+/// Run lengths `--hours` draws from: short runs reach odd early states, long ones pile up
+/// recoveries and overlapping truncation ranges (issue #21 needed 400+ MTRs).
+const SOAK_MTRS: [usize; 5] = [10, 40, 150, 400, 1000];
+
+/// splitmix64: a seed stream for `--hours` without another dependency.
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// `sixfold sim --hours H`: random seeds, lengths and fault mixes until the time is up.
+fn soak(
+    args: &SimArgs,
+    hours: f64,
+    mutant: Option<Mutant>,
+    workload: Workload,
+) -> anyhow::Result<ExitCode> {
+    if !(hours.is_finite() && hours > 0.0) {
+        anyhow::bail!("--hours must be a positive number of hours, got {hours}");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs_f64(hours * 3600.0);
+    let base = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    println!(
+        "soak: random seeds, {SOAK_MTRS:?} MTRs and fault mixes for {hours} h on {} threads",
+        args.threads.max(1)
+    );
+    let runs = AtomicU64::new(0);
+    let failures = AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        for thread in 0..args.threads.max(1) as u64 {
+            let (runs, failures) = (&runs, &failures);
+            scope.spawn(move || {
+                let mut stream = base ^ thread.wrapping_mul(0xA076_1D64_78BD_642F);
+                while std::time::Instant::now() < deadline {
+                    let seed = splitmix(&mut stream) >> 16;
+                    let mtrs = SOAK_MTRS[(splitmix(&mut stream) % SOAK_MTRS.len() as u64) as usize];
+                    let mix = splitmix(&mut stream);
+                    let chosen: Vec<&str> = sim::FAULT_NAMES
+                        .iter()
+                        .enumerate()
+                        .filter(|(bit, _)| mix & (1 << bit) != 0 || mix & (1 << 40) != 0)
+                        .map(|(_, name)| *name)
+                        .collect();
+                    let faults = if chosen.is_empty() {
+                        "none".to_string()
+                    } else {
+                        chosen.join(",")
+                    };
+                    let outcome = sim::run(SimOptions {
+                        workload,
+                        seed,
+                        faults: FaultSet::parse(&faults).expect("names from FAULT_NAMES"),
+                        mtrs,
+                        mutant,
+                        scope: Scope::Full,
+                    });
+                    let done = runs.fetch_add(1, Ordering::Relaxed) + 1;
+                    if let Some(failure) = outcome.failure {
+                        failures.fetch_add(1, Ordering::Relaxed);
+                        let mut replay = SimArgs {
+                            faults,
+                            mtrs,
+                            mutant: args.mutant.clone(),
+                            workload: args.workload.clone(),
+                            scope: "full".to_string(),
+                            seeds: None,
+                            seed: None,
+                            trace: None,
+                            threads: 1,
+                            hours: None,
+                        };
+                        replay.seed = Some(seed);
+                        println!(
+                            "FAIL seed {seed}: {failure}\n  replay: {}",
+                            replay_command(&replay, seed)
+                        );
+                    }
+                    if done % 100 == 0 {
+                        println!(
+                            "soak: {done} runs, {} failed",
+                            failures.load(Ordering::Relaxed)
+                        );
+                    }
+                }
+            });
+        }
+    });
+    let (runs, failed) = (runs.into_inner(), failures.into_inner());
+    println!(
+        "soak: {runs} runs: {} passed, {failed} failed",
+        runs - failed
+    );
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn replay_command(args: &SimArgs, seed: u64) -> String {
@@ -78,6 +187,9 @@ pub fn sim(args: SimArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!(
             "--workload sql runs in the full scope only: SQLite's MTRs do not fit the model's LAL of 2"
         );
+    }
+    if let Some(hours) = args.hours {
+        return soak(&args, hours, mutant, workload);
     }
     let options = |seed| SimOptions {
         workload,

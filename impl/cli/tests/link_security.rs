@@ -242,11 +242,11 @@ fn closed_by_peer(stream: &mut TcpStream) -> bool {
 fn truncate_everything() -> Message {
     Message::Truncate {
         request_id: 1,
-        range: TruncationRange {
+        history: vec![TruncationRange {
             lsn_begin: Lsn(0),
             lsn_end: Lsn(1 << 62),
             epoch: Epoch(1 << 40),
-        },
+        }],
     }
 }
 
