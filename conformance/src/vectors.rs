@@ -799,6 +799,7 @@ fn wire_error_kind(error: &sixfold_cluster::wire::WireError) -> &'static str {
         Malformed(_) => "malformed",
         UnknownType(_) => "unknown_type",
         Handshake(_) => "handshake",
+        Identity(_) | IdentityRefused(_) => "identity",
     }
 }
 

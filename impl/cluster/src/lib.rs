@@ -2,6 +2,7 @@
 //!
 //! - [`wire`]: the versioned wire protocol of spec/wire.md (frames, messages, handshake);
 //! - [`config`]: the cluster config (TOML) and segment placement (Q3, Q6);
+//! - [`identity`]: what a node records and both ends check after the handshake (I1–I4);
 //! - [`store`]: a node's durable segments; [`server`]: the storage-node server and gossip;
 //! - [`writer`]: the quorum writer ([`link`] per node) with [`recovery`] (W, C, R, X, E);
 //! - [`embedded`]: six nodes in one process on loopback;
@@ -14,6 +15,7 @@
 
 pub mod config;
 pub mod embedded;
+pub mod identity;
 pub mod link;
 pub mod net;
 pub mod recovery;

@@ -4,7 +4,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use crate::config::ClusterConfig;
-use crate::wire::{self, Message, WIRE_VERSION, WireError};
+use crate::identity::{self, Identity};
+use crate::wire::{self, ErrorCode, Message, WIRE_VERSION, WireError};
 
 /// How long a TCP connect may take, in milliseconds.
 pub const CONNECT_TIMEOUT_MS: u64 = 1_000;
@@ -95,6 +96,63 @@ pub fn connect(
     }
 }
 
+/// Request id of the `Identify` that opens every connection (I2).
+pub const IDENTIFY_REQUEST_ID: u64 = 0;
+
+/// I2: the client's side of the identity exchange, right after the handshake: sends
+/// `local`, checks the node's answer against `config` (and that it is `server_node`, the
+/// node dialled; the Hello's id is only what the server claims), returns the node's
+/// identity. A refusal either way is an error naming both
+/// values; nothing else was sent on the connection.
+pub fn identify(
+    stream: &mut TcpStream,
+    config: &ClusterConfig,
+    local: &Identity,
+    server_node: u32,
+) -> Result<Identity, WireError> {
+    wire::send(
+        stream,
+        &Message::Identify {
+            request_id: IDENTIFY_REQUEST_ID,
+            identity: local.clone(),
+        },
+    )?;
+    let deadline = Instant::now() + Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
+    match wire::receive(stream, &mut || Instant::now() < deadline)? {
+        Message::Identified { identity, .. } => {
+            let local_name = identity::describe(local.node_id);
+            let local_name = if local.node_id == CLIENT_NODE_ID {
+                "this writer".to_string()
+            } else {
+                local_name
+            };
+            identity::check_peer(config, &local_name, &identity, Some(server_node))?;
+            Ok(identity)
+        }
+        Message::Error {
+            code: ErrorCode::IdentityMismatch | ErrorCode::NotIdentified,
+            message,
+            ..
+        } => Err(WireError::IdentityRefused(message)),
+        other => Err(WireError::Handshake(format!(
+            "expected Identified, got {other:?}"
+        ))),
+    }
+}
+
+/// Connects to `node` at `addr`, authenticates (spec/wire.md §3) and identifies (I2,
+/// §3.1) as `local`; a server that is not `node` is refused.
+pub fn connect_identified(
+    addr: SocketAddr,
+    node: u32,
+    config: &ClusterConfig,
+    local: &Identity,
+) -> Result<(TcpStream, Identity), WireError> {
+    let (mut stream, _) = connect(addr, config, local.node_id)?;
+    let peer = identify(&mut stream, config, local, node)?;
+    Ok((stream, peer))
+}
+
 /// A blocking one-request-at-a-time client (gossip between nodes, the status tool,
 /// tests).
 pub struct SyncClient {
@@ -104,16 +162,18 @@ pub struct SyncClient {
 }
 
 impl SyncClient {
+    /// Connects to `node` at `addr`, authenticates and identifies (I2) as `local`.
     pub fn connect(
         addr: SocketAddr,
+        node: u32,
         config: &ClusterConfig,
-        client_node: u32,
+        local: &Identity,
     ) -> Result<SyncClient, WireError> {
-        let (stream, server_node) = connect(addr, config, client_node)?;
+        let (stream, server) = connect_identified(addr, node, config, local)?;
         Ok(SyncClient {
             stream,
-            next_request_id: 1,
-            server_node,
+            next_request_id: IDENTIFY_REQUEST_ID + 1,
+            server_node: server.node_id,
         })
     }
 

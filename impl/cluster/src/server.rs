@@ -16,8 +16,9 @@ use std::time::{Duration, Instant};
 use sixfold_core::{Epoch, Lsn, NodeId, SEGMENTS_PER_PG, SegmentId};
 
 use crate::config::ClusterConfig;
+use crate::identity::{self, Identity};
 use crate::net::{HANDSHAKE_TIMEOUT_MS, POLL_MS, SyncClient, WRITE_TIMEOUT_MS};
-use crate::store::{NodeStore, StoreError};
+use crate::store::{NodeStore, StoreError, Unrecorded};
 use crate::wire::{self, ErrorCode, Message, WIRE_VERSION, WireError, WriterInfo};
 use sixfold_storage::Ticket;
 
@@ -85,8 +86,18 @@ pub struct NodeHandle {
 impl NodeHandle {
     /// Opens the node's store (S12), binds its address and starts serving.
     pub fn start(config: &ClusterConfig, node: NodeId) -> Result<NodeHandle, ServerError> {
+        Self::start_with(config, node, Unrecorded::Refuse)
+    }
+
+    /// As [`NodeHandle::start`]; `unrecorded` says what to do with a data folder that has
+    /// data but no identity record (I4).
+    pub fn start_with(
+        config: &ClusterConfig,
+        node: NodeId,
+        unrecorded: Unrecorded,
+    ) -> Result<NodeHandle, ServerError> {
         let spec = config.node(node).ok_or(ServerError::UnknownNode(node.0))?;
-        let store = NodeStore::open(config, node)?;
+        let store = NodeStore::open_with(config, node, unrecorded)?;
         let listener = TcpListener::bind(spec.addr).map_err(|source| ServerError::Listen {
             addr: spec.addr,
             source,
@@ -224,6 +235,11 @@ fn serve_connection(shared: &Shared, mut stream: TcpStream, peer: std::net::Sock
         }
     };
     tracing::debug!(node = shared.node.0, %peer, client, "connection authenticated");
+    if let Err(error) = identify(shared, &mut stream, client) {
+        tracing::warn!(node = shared.node.0, %peer, client, reason = %error, "connection closed: identity refused (I2)");
+        let _ = stream.shutdown(Shutdown::Both);
+        return;
+    }
     let Ok(read_half) = stream.try_clone() else {
         let _ = stream.shutdown(Shutdown::Both);
         return;
@@ -376,6 +392,63 @@ fn handshake(shared: &Shared, stream: &mut TcpStream) -> Result<u32, WireError> 
         other => Err(refuse(
             stream,
             format!("expected Auth, got message type {:?}", first_word(&other)),
+        )),
+    }
+}
+
+/// I2: the node's side of the identity exchange. The first message after the handshake
+/// must be `Identify`, from the node id the client authenticated as, and agree with this
+/// node's config (for a peer node: every segment it holds placed on it); anything else is
+/// refused with a reason naming both values, and the connection closes before any write,
+/// gossip or read is served.
+fn identify(shared: &Shared, stream: &mut TcpStream, client: u32) -> Result<(), WireError> {
+    let deadline = Instant::now() + Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
+    let stop = &shared.stop;
+    let mut idle = || Instant::now() < deadline && !stop.load(Ordering::SeqCst);
+    let refuse = |stream: &mut TcpStream, request_id: u64, code: ErrorCode, reason: String| {
+        let _ = wire::send(
+            stream,
+            &Message::Error {
+                request_id,
+                code,
+                epoch: Epoch(0),
+                message: reason.clone(),
+            },
+        );
+        WireError::IdentityRefused(reason)
+    };
+    match wire::receive(stream, &mut idle)? {
+        Message::Identify {
+            request_id,
+            identity,
+        } => {
+            let local = identity::describe(shared.node.0);
+            if let Err(error) = identity::check_peer(&shared.config, &local, &identity, Some(client))
+            {
+                return Err(refuse(
+                    stream,
+                    request_id,
+                    ErrorCode::IdentityMismatch,
+                    error.to_string(),
+                ));
+            }
+            let hosted = shared.store().hosted();
+            wire::send(
+                stream,
+                &Message::Identified {
+                    request_id,
+                    identity: Identity::node(&shared.config, shared.node, hosted),
+                },
+            )
+        }
+        other => Err(refuse(
+            stream,
+            other.request_id(),
+            ErrorCode::NotIdentified,
+            format!(
+                "{} before Identify: a session that has not identified is served nothing (I2)",
+                first_word(&other)
+            ),
         )),
     }
 }
@@ -649,7 +722,8 @@ impl Peers {
                 return None;
             }
             let addr = shared.config.node(node)?.addr;
-            match SyncClient::connect(addr, &shared.config, shared.node.0) {
+            let local = Identity::node(&shared.config, shared.node, shared.store().hosted());
+            match SyncClient::connect(addr, node.0, &shared.config, &local) {
                 Ok(client) => *entry = Peer::Up(client),
                 Err(error) => {
                     tracing::debug!(node = shared.node.0, peer = node.0, %error, "peer unreachable");
