@@ -20,7 +20,7 @@ use sixfold_core::{
 };
 
 /// Version of this wire protocol; both ends must speak the same one.
-pub const WIRE_VERSION: u16 = 1;
+pub const WIRE_VERSION: u16 = 2;
 /// Bytes before a frame's payload: length and CRC32C.
 pub const FRAME_HEADER_BYTES: usize = 8;
 /// The largest payload a frame may carry, in bytes; a larger length closes the connection.
