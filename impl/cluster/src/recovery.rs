@@ -485,7 +485,7 @@ mod tests {
         let mut answered = answers_of(&config, 1, 9);
         answered.remove(&NodeId(4));
         answered.get_mut(&NodeId(1)).unwrap().0 = vec![report(0, 3, 9)];
-        let error = check_reports_placed(&config, &answered).unwrap_err();
+        let error = placed_reports(&config, &answered, &pgs(1), Epoch(2)).unwrap_err();
         assert!(matches!(
             error,
             RecoveryDriverError::Misplaced { found_on: 1, .. }
