@@ -18,6 +18,8 @@ const PG_PAGES: u32 = 4;
 const ROWS: u32 = 2_000;
 /// How long a node process may take to listen or to exit, in milliseconds.
 const NODE_START_TIMEOUT_MS: u64 = 20_000;
+/// How long one `sixfold sql` run may take before it counts as hung, in milliseconds.
+const SQL_TIMEOUT_MS: u64 = 120_000;
 
 fn free_ports<const N: usize>() -> [u16; N] {
     let listeners: Vec<_> = (0..N)
@@ -65,8 +67,14 @@ impl Cluster {
     /// Starts node `id` of the current config and waits until it listens or exits.
     fn start(&mut self, id: u32) -> Started {
         self.starts += 1;
-        let out = self.dir.path().join(format!("node{id}.{}.out", self.starts));
-        let err = self.dir.path().join(format!("node{id}.{}.err", self.starts));
+        let out = self
+            .dir
+            .path()
+            .join(format!("node{id}.{}.out", self.starts));
+        let err = self
+            .dir
+            .path()
+            .join(format!("node{id}.{}.err", self.starts));
         let mut child = Command::new(BIN)
             .args(["storage-node", "--config"])
             .arg(&self.config_path)
@@ -81,14 +89,14 @@ impl Cluster {
                 assert!(!status.success(), "node {id} exited with success");
                 return Started::Refused(std::fs::read_to_string(&err).unwrap());
             }
-            if std::fs::read_to_string(&out)
-                .unwrap()
-                .contains("listening")
-            {
+            if std::fs::read_to_string(&out).unwrap().contains("listening") {
                 self.children.insert(id, child);
                 return Started::Listening;
             }
-            assert!(Instant::now() < deadline, "node {id} neither listens nor exits");
+            assert!(
+                Instant::now() < deadline,
+                "node {id} neither listens nor exits"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -117,6 +125,19 @@ impl Cluster {
             .spawn()
             .unwrap();
         let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
+        // A writer misled by a bad config may retry reads forever: bound it.
+        let deadline = Instant::now() + Duration::from_millis(SQL_TIMEOUT_MS);
+        while child.try_wait().unwrap().is_none() {
+            if Instant::now() >= deadline {
+                child.kill().unwrap();
+                let mut output = child.wait_with_output().unwrap();
+                output
+                    .stderr
+                    .extend_from_slice(b"\n(killed: no answer in time)");
+                return output;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         child.wait_with_output().unwrap()
     }
 
@@ -140,7 +161,10 @@ impl Cluster {
     fn with_rows() -> Cluster {
         let mut cluster = Cluster::new();
         let started = cluster.start_all(&[1, 2, 3, 4, 5, 6]);
-        assert!(started.values().all(|s| matches!(s, Started::Listening)), "{started:?}");
+        assert!(
+            started.values().all(|s| matches!(s, Started::Listening)),
+            "{started:?}"
+        );
         let insert = format!(
             "CREATE TABLE t(a, b);\nWITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 \
              FROM c WHERE x < {ROWS}) INSERT INTO t SELECT x, randomblob(60) FROM c;\n"
@@ -213,7 +237,9 @@ fn refusal(started: &BTreeMap<u32, Started>, id: u32) -> &str {
 }
 
 fn node_entry(id: u32, az: &str, port: u16) -> String {
-    format!("\n[[node]]\nid = {id}\naz = \"{az}\"\naddr = \"127.0.0.1:{port}\"\ndata = \"node{id}\"\n")
+    format!(
+        "\n[[node]]\nid = {id}\naz = \"{az}\"\naddr = \"127.0.0.1:{port}\"\ndata = \"node{id}\"\n"
+    )
 }
 
 #[test]
@@ -243,9 +269,15 @@ fn adding_an_az_with_nodes_7_and_8_is_refused() {
     );
     let started = cluster.edit_and_restore(&edited, &[1, 2, 3, 4, 5, 6, 7, 8]);
     for id in 1..=6 {
-        assert!(refusal(&started, id).contains("holds segment pg1."), "{started:?}");
+        assert!(
+            refusal(&started, id).contains("holds segment pg1."),
+            "{started:?}"
+        );
     }
-    assert!(matches!(started[&7], Started::Listening), "a new node has nothing to refuse");
+    assert!(
+        matches!(started[&7], Started::Listening),
+        "a new node has nothing to refuse"
+    );
 }
 
 #[test]
@@ -277,7 +309,10 @@ fn reordering_node_entries_keeps_every_row() {
     let edited = format!("{head}\n[[node]]{}", entries.join("\n[[node]]"));
     assert_ne!(edited, cluster.original);
     let started = cluster.edit_and_restore(&edited, &[1, 2, 3, 4, 5, 6]);
-    assert!(started.values().all(|s| matches!(s, Started::Listening)), "{started:?}");
+    assert!(
+        started.values().all(|s| matches!(s, Started::Listening)),
+        "{started:?}"
+    );
 }
 
 #[test]
@@ -306,12 +341,13 @@ fn changing_an_address_keeps_every_row() {
     let config = sixfold_cluster::ClusterConfig::load(&cluster.config_path).unwrap();
     let old = config.nodes[0].addr.to_string();
     let [port] = free_ports::<1>();
-    let edited = cluster
-        .original
-        .replace(&old, &format!("127.0.0.1:{port}"));
+    let edited = cluster.original.replace(&old, &format!("127.0.0.1:{port}"));
     assert_ne!(edited, cluster.original);
     let started = cluster.edit_and_restore(&edited, &[1, 2, 3, 4, 5, 6]);
-    assert!(started.values().all(|s| matches!(s, Started::Listening)), "{started:?}");
+    assert!(
+        started.values().all(|s| matches!(s, Started::Listening)),
+        "{started:?}"
+    );
 }
 
 #[test]
@@ -357,7 +393,11 @@ fn a_writer_whose_pg_pages_differs_is_refused_before_acknowledging_anything() {
         )),
         "{stderr}"
     );
-    assert_eq!(cluster.count(), Ok(ROWS), "the refused writer wrote nothing");
+    assert_eq!(
+        cluster.count(),
+        Ok(ROWS),
+        "the refused writer wrote nothing"
+    );
 }
 
 #[test]

@@ -128,9 +128,8 @@ impl ClusterConfig {
             ));
         }
         let volume_id = match &raw.volume_id {
-            Some(text) => VolumeId::parse(text).map_err(|reason| {
-                ConfigError::Invalid(format!("volume_id {text:?}: {reason}"))
-            })?,
+            Some(text) => VolumeId::parse(text)
+                .map_err(|reason| ConfigError::Invalid(format!("volume_id {text:?}: {reason}")))?,
             None => {
                 return invalid(format!(
                     "no volume_id (the config predates identity checks, I1). Add the line \
@@ -382,7 +381,12 @@ mod tests {
         let error = parse(&no_volume).unwrap_err().to_string();
         assert!(error.contains("no volume_id") && error.contains("--adopt-identity"));
         let bad_volume = good.replace("volume_id = \"", "volume_id = \"zz");
-        assert!(parse(&bad_volume).unwrap_err().to_string().contains("volume_id"));
+        assert!(
+            parse(&bad_volume)
+                .unwrap_err()
+                .to_string()
+                .contains("volume_id")
+        );
         let two_azs = good.replace("az3", "az2");
         assert!(parse(&two_azs).unwrap_err().to_string().contains("2 AZ(s)"));
         // Q3: an AZ with one node cannot hold two segments of a PG.

@@ -567,9 +567,9 @@ mod tests {
         config32.pg_pages = 32;
         let error = check_record(dir, &record, &config32, NodeId(4)).unwrap_err();
         assert!(
-            error
-                .to_string()
-                .starts_with("data folder /data/node4 records pg_pages = 16, but the config says 32")
+            error.to_string().starts_with(
+                "data folder /data/node4 records pg_pages = 16, but the config says 32"
+            )
         );
         let swapped = check_record(dir, &record, &config16, NodeId(3)).unwrap_err();
         assert!(swapped.to_string().contains("node id = 4"), "{swapped}");

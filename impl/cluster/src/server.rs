@@ -423,7 +423,8 @@ fn identify(shared: &Shared, stream: &mut TcpStream, client: u32) -> Result<(), 
             identity,
         } => {
             let local = identity::describe(shared.node.0);
-            if let Err(error) = identity::check_peer(&shared.config, &local, &identity, Some(client))
+            if let Err(error) =
+                identity::check_peer(&shared.config, &local, &identity, Some(client))
             {
                 return Err(refuse(
                     stream,

@@ -53,11 +53,7 @@ pub fn collect(config: &ClusterConfig) -> ClusterStatus {
 
 type Reply = (Epoch, Option<WriterInfo>, Vec<SegmentStatus>);
 
-fn ask(
-    config: &ClusterConfig,
-    node: NodeId,
-    addr: std::net::SocketAddr,
-) -> Result<Reply, String> {
+fn ask(config: &ClusterConfig, node: NodeId, addr: std::net::SocketAddr) -> Result<Reply, String> {
     let mut client = SyncClient::connect(addr, node.0, config, &Identity::client(config))
         .map_err(|e| e.to_string())?;
     let request_id = client.request_id();

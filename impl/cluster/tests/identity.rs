@@ -52,8 +52,14 @@ fn a_data_folder_refuses_a_config_that_changed_its_identity_or_placement() {
         store.host(segment(1, 2)).unwrap();
     }
     assert!(dir.path().join("node3").join(IDENTITY_FILE).exists());
-    let error = open_error(&write_config(dir.path(), &text.replace("pg_pages = 4", "pg_pages = 8")), 3);
-    assert!(error.contains("records pg_pages = 4, but the config says 8"), "{error}");
+    let error = open_error(
+        &write_config(dir.path(), &text.replace("pg_pages = 4", "pg_pages = 8")),
+        3,
+    );
+    assert!(
+        error.contains("records pg_pages = 4, but the config says 8"),
+        "{error}"
+    );
     let swapped = text
         .replace("data = \"node3\"", "data = \"nodeX\"")
         .replace("data = \"node4\"", "data = \"node3\"");
@@ -135,7 +141,10 @@ fn a_session_that_has_not_identified_is_served_nothing() {
             other => panic!("served before Identify: {other:?}"),
         }
         assert!(
-            matches!(receive(&mut stream), Err(WireError::Closed | WireError::Io(_))),
+            matches!(
+                receive(&mut stream),
+                Err(WireError::Closed | WireError::Io(_))
+            ),
             "the connection closes"
         );
     }
@@ -164,7 +173,11 @@ fn a_client_of_another_geometry_is_refused_naming_both_values() {
     // The node at node 3's address is not node 1.
     match net::connect_identified(addr, 1, &config, &Identity::client(&config)) {
         Err(WireError::Identity(error)) => {
-            assert!(error.to_string().contains("node 3, but this writer expected node 1"))
+            assert!(
+                error
+                    .to_string()
+                    .contains("node 3, but this writer expected node 1")
+            )
         }
         other => panic!("expected a refusal, got {:?}", other.map(|(_, id)| id)),
     }
