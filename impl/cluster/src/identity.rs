@@ -540,6 +540,23 @@ mod tests {
     }
 
     #[test]
+    fn renaming_an_az_that_keeps_the_name_order_keeps_the_placement() {
+        // Q3, Q6: placement sorts AZs by name, so only a rename that reorders them moves
+        // segments (docs/operations.md, "Identity and geometry").
+        let text = six_node_toml("demo", "s", 16, &[1, 2, 3, 4, 5, 6]);
+        let parse = |text: &str| ClusterConfig::parse(text, Path::new("/tmp/x")).unwrap();
+        let (before, kept, moved) = (
+            parse(&text),
+            parse(&text.replace("\"az1\"", "\"a0\"")),
+            parse(&text.replace("\"az1\"", "\"az9\"")),
+        );
+        for pg in 0..20 {
+            assert_eq!(before.placement(PgId(pg)), kept.placement(PgId(pg)));
+            assert_ne!(before.placement(PgId(pg)), moved.placement(PgId(pg)));
+        }
+    }
+
+    #[test]
     fn the_record_round_trips_and_detects_every_single_bit_flip() {
         // I1: the record is CRC-checked like every other metadata file.
         let record = IdentityRecord::of(&config(16), NodeId(4));
