@@ -310,13 +310,20 @@ fn evaluate_segment(input: SegmentInput) -> Value {
                 lsn_begin,
                 lsn_end,
                 epoch,
-            } => segment
-                .handle_truncate(TruncationRange {
+            } => {
+                // A vector's truncation is one recovery's range: the history it leaves is
+                // the segment's own plus that range (S15). A lower epoch is refused (S7).
+                let mut history = segment.truncations().to_vec();
+                history.push(TruncationRange {
                     lsn_begin: Lsn(lsn_begin),
                     lsn_end: Lsn(lsn_end),
                     epoch: Epoch(epoch),
-                })
-                .map(|_| "truncated"),
+                });
+                segment
+                    .raise_epoch(Epoch(epoch))
+                    .and_then(|_| segment.handle_truncate(&history))
+                    .map(|_| "truncated")
+            }
             SegmentStep::RaiseEpoch { epoch } => segment.raise_epoch(Epoch(epoch)).map(|_| "ok"),
         };
         let result = match result {
@@ -799,6 +806,7 @@ fn wire_error_kind(error: &sixfold_cluster::wire::WireError) -> &'static str {
         Malformed(_) => "malformed",
         UnknownType(_) => "unknown_type",
         Handshake(_) => "handshake",
+        FrameAuth(_) => "frame_auth",
         Identity(_) | IdentityRefused(_) => "identity",
     }
 }

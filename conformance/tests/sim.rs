@@ -413,3 +413,51 @@ fn sqlite_on_the_volume_catches_a_recovery_without_truncation() {
     let caught = caught.expect("the mutant passed 10 seeds");
     assert!(!caught.starts_with("panicked"), "{caught}");
 }
+
+/// Issue #21's seeds: at 400 and 1,000 MTRs they once left a segment stuck behind a hole no
+/// peer could fill (a never-completed recovery's range outliving the recovery that overrode
+/// it) or served a page built on a record a completed recovery voided. S15 and X9 make
+/// both states impossible; each seed must now pass.
+#[test]
+fn long_runs_that_once_failed_pass() {
+    for (seed, mtrs) in [
+        (7_000_833, 400),
+        (5_001_119, 1000),
+        (5_001_592, 1000),
+        (5_001_462, 1000),
+        (5_001_963, 1000),
+    ] {
+        let outcome = sim::run(SimOptions {
+            mtrs,
+            ..options(seed)
+        });
+        assert!(
+            outcome.failure.is_none(),
+            "seed {seed}: {:?}\n  replay: sixfold sim --seed {seed} --mtrs {mtrs}",
+            outcome.failure
+        );
+    }
+}
+
+/// The simulator's reach grows with run length (#21): short runs at 10 MTRs and long ones
+/// at 400, beside the 40-MTR seeds above.
+#[test]
+fn seeds_pass_at_several_lengths() {
+    let mut failures = Vec::new();
+    for (mtrs, seeds) in [(10_usize, 100_u64), (400, 12)] {
+        for seed in 0..seeds {
+            let seed = 1_000_000 * mtrs as u64 + seed;
+            if let Some(failure) = sim::run(SimOptions {
+                mtrs,
+                ..options(seed)
+            })
+            .failure
+            {
+                failures.push(format!(
+                    "seed {seed}: {failure}\n  replay: sixfold sim --seed {seed} --mtrs {mtrs}"
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

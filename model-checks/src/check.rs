@@ -134,7 +134,7 @@ impl fmt::Display for Report {
             };
             writeln!(
                 f,
-                "  {:<9} {:<42} {:<13} [{}]",
+                "  {:<9} {:<56} {:<13} [{}]",
                 verdict.expectation,
                 verdict.name,
                 outcome,

@@ -2,7 +2,8 @@
 //! each mutant is caught by the property named for it, with a counterexample.
 
 use sixfold_model_checks::quorum::{
-    Bug, Config, DURABILITY, FENCING, MTR_ATOMICITY, READ_AT_POINT, VDL_RULES,
+    Bug, Config, DURABILITY, FENCING, MTR_ATOMICITY, QUIESCENT_SEGMENTS_REACH_VCL, READ_AT_POINT,
+    SERVES_ONLY_VOLUME, VDL_RULES,
 };
 use sixfold_model_checks::{CheckOptions, Report, Stop, run_check};
 
@@ -129,6 +130,53 @@ fn mutant_unfenced_recovery_reads_loses_an_acknowledged_commit() {
 #[test]
 fn mutant_gossip_ignores_epoch_breaks_fencing() {
     assert_mutant_caught(Config::small(), Bug::GossipIgnoresEpoch, FENCING);
+}
+
+// S15, X9, S6: three epochs with gossip; segments take the newest truncation history whole,
+// from recovery writes and from peers, and refuse a writer whose history they lack. Every
+// property holds, the liveness one at every quiescent state, and a quiescent state is reached.
+#[test]
+fn correct_model_history_one_lsn_holds_every_property_exhaustively() {
+    let report = check(Config::history_one_lsn(), None, Stop::Exhaustive);
+    assert!(report.complete, "{report}");
+    assert!(report.all_hold(), "correct model failed:\n{report}");
+    for name in [SERVES_ONLY_VOLUME, QUIESCENT_SEGMENTS_REACH_VCL] {
+        let verdict = report.verdict(name).expect("property exists");
+        assert!(verdict.rules.contains(&"S15"), "{name} cites S15");
+    }
+}
+
+// S15, X9, R1, R3: with two LSNs a completed recovery voids a record that a segment which
+// missed it still holds; the next recovery's write of the whole history drops it.
+#[test]
+fn correct_model_history_no_gossip_holds_every_property_exhaustively() {
+    let report = check(Config::history_no_gossip(), None, Stop::Exhaustive);
+    assert!(report.complete, "{report}");
+    assert!(report.all_hold(), "correct model failed:\n{report}");
+}
+
+// S15, X9: a segment that merges truncation ranges one by one keeps the range of a
+// recovery that never completed after a later recovery kept a record in it: a hole no peer
+// can fill, and the segment never reaches VCL (issue 21's stuck segment).
+#[test]
+fn mutant_truncation_union_leaves_a_segment_stuck() {
+    assert_mutant_caught(
+        Config::history_one_lsn(),
+        Bug::TruncationUnion,
+        QUIESCENT_SEGMENTS_REACH_VCL,
+    );
+}
+
+// S15, X5, R3: a recovery write that brings only the recovery's own range leaves a record
+// that an earlier completed recovery voided on the segment's chain, under the newest
+// history's epoch (issue 21's page built on a void record).
+#[test]
+fn mutant_recovery_sends_own_range_serves_a_void_record() {
+    assert_mutant_caught(
+        Config::history_no_gossip(),
+        Bug::RecoverySendsOwnRange,
+        SERVES_ONLY_VOLUME,
+    );
 }
 
 // The report says what a reader needs: counts, verdicts, rule IDs, and readable steps.

@@ -183,10 +183,16 @@ pub enum Mutant {
     HintAtVcl,
     /// Recovery writes no truncation range (X4 broken).
     RecoveryWithoutTruncation,
+    /// Segments merge truncation ranges one by one instead of adopting the newest history
+    /// whole (S15 broken): a never-completed recovery's range outlives the recovery that
+    /// overrode it, and the segment refuses records that recovery kept.
+    TruncationUnion,
+    /// Segments serve reads without holding the reader's truncation history (S15 broken).
+    ReadWithoutHistory,
 }
 
 impl Mutant {
-    pub const ALL: [(&'static str, Mutant); 4] = [
+    pub const ALL: [(&'static str, Mutant); 6] = [
         ("ack-before-fsync", Mutant::AckBeforeFsync),
         ("commit-at-vcl", Mutant::CommitAtVcl),
         ("hint-at-vcl", Mutant::HintAtVcl),
@@ -194,6 +200,8 @@ impl Mutant {
             "recovery-without-truncation",
             Mutant::RecoveryWithoutTruncation,
         ),
+        ("truncation-union", Mutant::TruncationUnion),
+        ("read-without-history", Mutant::ReadWithoutHistory),
     ];
 
     pub fn parse(name: &str) -> Option<Mutant> {
@@ -716,7 +724,14 @@ impl World {
             for node in &mut self.nodes {
                 let segment = segment(pg.0, node.index());
                 let image = node
-                    .read_page(segment, writer.epoch(), page, vdl, required)
+                    .read_page(
+                        segment,
+                        writer.epoch(),
+                        writer.truncation(),
+                        page,
+                        vdl,
+                        required,
+                    )
                     .map_err(|e| format!("final read of {page} at {vdl} from {segment}: {e}"))?
                     .bytes;
                 if image != expected {

@@ -49,12 +49,13 @@ pub enum Message {
         writer: usize,
         report: SegmentReport,
     },
-    /// X5: make `range` durable (or, with `None`, only confirm the epoch) and say the SCL.
+    /// X5, S15: make `history` durable (or, with `None`, only confirm the epoch) and say
+    /// the SCL. The history's newest range is the recovery's own.
     Truncate {
         writer: usize,
         segment: SegmentId,
         epoch: Epoch,
-        range: Option<TruncationRange>,
+        history: Option<Vec<TruncationRange>>,
     },
     TruncateAck {
         writer: usize,
@@ -79,6 +80,8 @@ pub enum Message {
         writer: usize,
         segment: SegmentId,
         epoch: Epoch,
+        /// S15: the reader's own truncation range; a segment without it does not serve.
+        truncation: Option<TruncationRange>,
         page: PageId,
         read_lsn: Lsn,
         required_lsn: Lsn,

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use sixfold_core::{Epoch, Geometry, Lsn, PageId, PageImage, SegmentId};
+use sixfold_core::{
+    Epoch, Geometry, Lsn, PageId, PageImage, SegmentId, TruncationRange, history_epoch,
+};
 use sixfold_storage::{
     CrashMode, FaultKind, FaultyDisk, OpFilter, StorageConfig, StorageError, StorageNode, Ticket,
 };
@@ -368,12 +370,16 @@ impl SimNode {
                 writer,
                 segment,
                 epoch,
-                range,
+                history,
             } => {
-                let result = match range {
-                    Some(range) => engine.truncate(segment, range),
+                let mutant = self.mutant;
+                let history =
+                    history.map(|history| mutate_history(mutant, engine, segment, history));
+                let result = match &history {
+                    Some(history) => engine.truncate(segment, history),
                     None => engine.raise_epoch(segment, epoch),
                 };
+                let range = history.and_then(|history| history.last().copied());
                 match result {
                     Ok(()) => {
                         if let Some(range) = range {
@@ -411,9 +417,13 @@ impl SimNode {
                     pg: asker.pg,
                     replica: index as u8,
                 };
+                // S15: a peer behind our truncation history is answered even with no
+                // records, so that it learns the history.
                 if let (Ok(records), Ok(report)) =
                     (engine.answer_gossip(own, &request), engine.report(own))
-                    && (!records.is_empty() || report.epoch > request.epoch)
+                    && (!records.is_empty()
+                        || report.epoch > request.epoch
+                        || history_epoch(&report.truncations) > history_epoch(&request.truncations))
                 {
                     output.messages.push(Message::GossipAnswer {
                         from: index,
@@ -432,17 +442,24 @@ impl SimNode {
                 records,
                 ..
             } => {
+                let truncations = mutate_history(self.mutant, engine, segment, truncations);
                 let _ = engine.handle_gossip(segment, epoch, &truncations, records);
             }
             Message::ReadPage {
                 writer,
                 segment,
                 epoch,
+                truncation,
                 page,
                 read_lsn,
                 required_lsn,
             } => {
-                if let Ok(image) = engine.get_page(segment, epoch, page, read_lsn, required_lsn) {
+                let truncation =
+                    truncation.filter(|_| self.mutant != Some(Mutant::ReadWithoutHistory));
+                if let Ok(image) = engine
+                    .check_reader_history(segment, truncation)
+                    .and_then(|()| engine.get_page(segment, epoch, page, read_lsn, required_lsn))
+                {
                     output.events.push(TraceEvent::Sim(SimEvent::PageServed {
                         segment: segment.to_string(),
                         page: page.to_string(),
@@ -472,13 +489,16 @@ impl SimNode {
         &mut self,
         segment: SegmentId,
         epoch: Epoch,
+        truncation: Option<TruncationRange>,
         page: PageId,
         read_lsn: Lsn,
         required_lsn: Lsn,
     ) -> Result<PageImage, String> {
+        let truncation = truncation.filter(|_| self.mutant != Some(Mutant::ReadWithoutHistory));
         let engine = self.engine.as_mut().ok_or("node is down")?;
         engine
-            .get_page(segment, epoch, page, read_lsn, required_lsn)
+            .check_reader_history(segment, truncation)
+            .and_then(|()| engine.get_page(segment, epoch, page, read_lsn, required_lsn))
             .map_err(|e| e.to_string())
     }
 
@@ -545,4 +565,30 @@ fn refuse_if_stale(
             seen: *seen,
         });
     }
+}
+
+/// Mutant truncation-union: the segment keeps every range it ever held beside a newer
+/// history, as if ranges were merged one by one (S15 broken).
+fn mutate_history(
+    mutant: Option<Mutant>,
+    engine: &StorageNode,
+    segment: SegmentId,
+    history: Vec<TruncationRange>,
+) -> Vec<TruncationRange> {
+    if mutant != Some(Mutant::TruncationUnion) {
+        return history;
+    }
+    let Ok(held) = engine.report(segment) else {
+        return history;
+    };
+    if history_epoch(&history) <= history_epoch(&held.truncations) {
+        return history;
+    }
+    let mut merged = held.truncations;
+    for range in history {
+        if !merged.contains(&range) {
+            merged.push(range);
+        }
+    }
+    merged
 }

@@ -138,6 +138,14 @@ impl SimWriter {
         format!("writer{} epoch {} {phase}", self.id, self.epoch)
     }
 
+    /// S15: the open writer's own truncation range, which its reads carry.
+    pub fn truncation(&self) -> Option<TruncationRange> {
+        match &self.phase {
+            Phase::Open { state, .. } => state.truncation(),
+            _ => None,
+        }
+    }
+
     pub fn vdl(&self) -> Option<Lsn> {
         match &self.phase {
             Phase::Open { state, .. } => Some(state.vdl()),
@@ -307,7 +315,7 @@ impl SimWriter {
                     writer: self.id,
                     segment,
                     epoch: self.epoch,
-                    range: (!self.skip_truncation).then_some(plan.truncation),
+                    history: (!self.skip_truncation).then(|| plan.history.clone()),
                 });
             }
         }
@@ -471,6 +479,7 @@ fn submit_mtr(
                         writer: id,
                         segment,
                         epoch: state.epoch(),
+                        truncation: state.truncation(),
                         page,
                         read_lsn: read_point,
                         required_lsn: required,

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
+use sixfold_cluster::files::PrivatePath;
 use sixfold_cluster::store::Unrecorded;
 use sixfold_cluster::workload::{LoadOptions, run_load};
 use sixfold_cluster::{ClusterConfig, EmbeddedCluster, NodeHandle, Writer, WriterOptions};
@@ -104,6 +105,8 @@ pub fn cluster(args: ClusterArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn storage_node(args: StorageNodeArgs) -> anyhow::Result<ExitCode> {
+    // A6: the config holds the cluster secret; refuse one that others can read.
+    sixfold_cluster::files::check_private(&args.config, PrivatePath::Config)?;
     let config = ClusterConfig::load(&args.config)
         .with_context(|| format!("loading {}", args.config.display()))?;
     let unrecorded = if args.adopt_identity {

@@ -13,8 +13,9 @@ use sixfold_model_checks::{
 pub struct CheckArgs {
     /// The model to check (quorum).
     pub model: String,
-    /// Model size: small, reference, large, failover or two-recoveries (default: small, or
-    /// with --bug the smallest config that catches it).
+    /// Model size: small, reference, large, failover, two-recoveries, history,
+    /// history-no-gossip or history-one-lsn (default: small, or with --bug the smallest
+    /// config that catches it).
     #[arg(long)]
     pub config: Option<String>,
     /// Check a mutant instead of the correct protocol (e.g. write-quorum-3).
@@ -38,7 +39,8 @@ pub struct ExploreArgs {
     /// Address the Explorer listens on.
     #[arg(long, default_value = "127.0.0.1:3000")]
     pub addr: SocketAddr,
-    /// Model size: small, reference, large, failover or two-recoveries.
+    /// Model size: small, reference, large, failover, two-recoveries, history,
+    /// history-no-gossip or history-one-lsn.
     #[arg(long, default_value = "small")]
     pub config: String,
     /// Explore a mutant.

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -26,6 +27,13 @@ fn free_ports<const N: usize>() -> [u16; N] {
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
         .collect();
     std::array::from_fn(|i| listeners[i].local_addr().unwrap().port())
+}
+
+/// Writes a config file with mode 0600: it holds the secret, and a node refuses a config
+/// others can read (A6).
+fn write_private(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
 /// What became of a started node process.
@@ -50,7 +58,7 @@ impl Cluster {
         let dir = tempfile::tempdir().unwrap();
         let original = six_node_toml("edits", "s3cret", PG_PAGES, &free_ports::<6>());
         let config_path = dir.path().join("cluster.toml");
-        std::fs::write(&config_path, &original).unwrap();
+        write_private(&config_path, &original);
         Cluster {
             dir,
             config_path,
@@ -61,7 +69,7 @@ impl Cluster {
     }
 
     fn write_config(&self, text: &str) {
-        std::fs::write(&self.config_path, text).unwrap();
+        write_private(&self.config_path, text);
     }
 
     /// Starts node `id` of the current config and waits until it listens or exits.
@@ -372,13 +380,12 @@ fn a_writer_whose_pg_pages_differs_is_refused_before_acknowledging_anything() {
     // I2: #12 scenario 3: the nodes run the original config; a writer is given pg_pages 8.
     let cluster = Cluster::with_rows();
     let writer_config = cluster.dir.path().join("writer.toml");
-    std::fs::write(
+    write_private(
         &writer_config,
-        cluster
+        &cluster
             .original
             .replace(&format!("pg_pages = {PG_PAGES}"), "pg_pages = 8"),
-    )
-    .unwrap();
+    );
     let output = cluster.sql_with(
         &writer_config,
         "INSERT INTO t VALUES(-1, 0); SELECT count(*) FROM t;",
@@ -406,11 +413,10 @@ fn a_writer_with_an_edited_placement_is_refused_while_nodes_run_the_old_one() {
     // is refused at identification, before it raises an epoch or counts a report.
     let cluster = Cluster::with_rows();
     let writer_config = cluster.dir.path().join("writer.toml");
-    std::fs::write(
+    write_private(
         &writer_config,
-        cluster.original.replace("\"az1\"", "\"az9\""),
-    )
-    .unwrap();
+        &cluster.original.replace("\"az1\"", "\"az9\""),
+    );
     let output = cluster.sql_with(&writer_config, "SELECT count(*) FROM t;");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());

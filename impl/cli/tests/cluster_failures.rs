@@ -2,6 +2,7 @@
 //! files, SIGKILLed and restarted; the writer runs in this process or as `sixfold load`.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -39,6 +40,8 @@ impl Processes {
             six_node_toml("test", "s3cret", pg_pages, &ports),
         )
         .unwrap();
+        // A6: storage nodes refuse a config others can read (it holds the secret).
+        std::fs::set_permissions(&config_path, std::fs::Permissions::from_mode(0o600)).unwrap();
         let config = ClusterConfig::load(&config_path).unwrap();
         let mut processes = Processes {
             dir,

@@ -9,10 +9,13 @@ use std::sync::Mutex;
 use sixfold_core::NodeId;
 
 use crate::config::{ClusterConfig, ConfigError, six_node_toml};
+use crate::files::{self, FilesError, PrivatePath};
 use crate::server::{NodeHandle, ServerError};
 
 /// Pages per PG of a config the embedded cluster writes.
 pub const EMBEDDED_PG_PAGES: u32 = 1024;
+/// Random bytes of the secret of a config the embedded cluster writes (hex in the file).
+pub const SECRET_RANDOM_BYTES: usize = 32;
 /// File name of the config inside the cluster's folder.
 pub const CONFIG_FILE: &str = "cluster.toml";
 
@@ -25,6 +28,8 @@ pub enum EmbeddedError {
     },
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    Files(#[from] FilesError),
     #[error("node {node}: {source}")]
     Node { node: u32, source: ServerError },
     #[error("node {0} is not in the config")]
@@ -58,14 +63,19 @@ impl EmbeddedCluster {
             let path = path.to_path_buf();
             move |source| EmbeddedError::Io { path, source }
         };
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        files::create_private_dir(dir)?;
         let config_path = dir.join(CONFIG_FILE);
         if !config_path.exists() {
             let ports = free_ports().map_err(io(dir))?;
-            let secret = format!("{:016x}", rand::random::<u64>());
+            // 256 random bits: a handshake seen on the wire must not let anyone guess it.
+            let secret: String = (0..SECRET_RANDOM_BYTES)
+                .map(|_| format!("{:02x}", rand::random::<u8>()))
+                .collect();
             let text = six_node_toml("embedded", &secret, EMBEDDED_PG_PAGES, &ports);
-            std::fs::write(&config_path, text).map_err(io(&config_path))?;
+            files::write_private_file(&config_path, text.as_bytes())?;
         }
+        // A6: the config holds the secret; nodes refuse one that others can read.
+        files::check_private(&config_path, PrivatePath::Config)?;
         let config = ClusterConfig::load(&config_path)?;
         let cluster = EmbeddedCluster {
             config_path,

@@ -21,6 +21,7 @@ use sixfold_core::{NodeId, SegmentId};
 use sixfold_storage::{StdDisk, StorageError, meta};
 
 use crate::config::{CLUSTER_ID_BYTES_MAX, ClusterConfig};
+use crate::session::CLIENT_NODE_ID;
 
 /// Bytes of a volume id: 128 random bits.
 pub const VOLUME_ID_BYTES: usize = 16;
@@ -31,9 +32,6 @@ const IDENTITY_VERSION: u8 = 1;
 const IDENTITY_FIXED_BYTES: usize = 4 + 4 + 4 + 4 + VOLUME_ID_BYTES + 2;
 /// The largest identity record read from disk, in bytes.
 pub const IDENTITY_BYTES_MAX: u64 = (IDENTITY_FIXED_BYTES + CLUSTER_ID_BYTES_MAX + 4) as u64;
-/// Node id a client that is not a storage node (writer, tool) presents (as in the
-/// handshake).
-const CLIENT_NODE_ID: u32 = 0;
 
 /// I1: the id of one volume, chosen at random when its config is written.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

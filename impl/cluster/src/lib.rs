@@ -1,11 +1,13 @@
 //! sixfold-cluster: the networked shell around sixfold-core's state machines.
 //!
-//! - [`wire`]: the versioned wire protocol of spec/wire.md (frames, messages, handshake);
+//! - [`wire`]: the versioned wire protocol of spec/wire.md (frames, messages);
+//! - [`session`]: the authenticated handshake and sealed frames of every link (A1–A5);
 //! - [`config`]: the cluster config (TOML) and segment placement (Q3, Q6);
 //! - [`identity`]: what a node records and both ends check after the handshake (I1–I4);
 //! - [`store`]: a node's durable segments; [`server`]: the storage-node server and gossip;
 //! - [`writer`]: the quorum writer ([`link`] per node) with [`recovery`] (W, C, R, X, E);
 //! - [`embedded`]: six nodes in one process on loopback;
+//! - [`files`]: private config and data dirs, one process per data dir (A6, A7);
 //! - [`status`]: what `sixfold status` prints; [`workload`]: what `sixfold load` runs.
 //!
 //! Threads and blocking `std::net` sockets, not async: every connection has a thread or
@@ -15,11 +17,13 @@
 
 pub mod config;
 pub mod embedded;
+pub mod files;
 pub mod identity;
 pub mod link;
 pub mod net;
 pub mod recovery;
 pub mod server;
+pub mod session;
 pub mod status;
 pub mod store;
 pub mod wire;

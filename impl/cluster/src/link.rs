@@ -13,6 +13,7 @@ use sixfold_core::NodeId;
 use crate::config::ClusterConfig;
 use crate::identity::Identity;
 use crate::net::{self, POLL_MS};
+use crate::session::Session;
 use crate::wire::{self, Message, WireError};
 
 /// Frames queued to one node, at most; a full queue drops the frame (the writer re-sends
@@ -161,12 +162,17 @@ impl Link {
                 &config,
                 &Identity::client(&config),
             ) {
-                Ok((stream, _)) => {
+                Ok((stream, session, _)) => {
                     *self.refused.lock().expect("refused") = None;
                     backoff_ms = LINK_BACKOFF_MIN_MS;
                     tracing::debug!(node = self.node.0, "link up");
-                    self.serve(stream, &receiver, events.clone(), &stop);
+                    self.serve(stream, session, &receiver, events.clone(), &stop);
                     tracing::debug!(node = self.node.0, "link down");
+                }
+                Err(error @ WireError::Handshake(_)) => {
+                    // A wrong secret or address is an operator's problem: say so loudly.
+                    tracing::warn!(node = self.node.0, addr = %self.addr, %error, "link refused");
+                    self.sleep_backoff(&mut backoff_ms, &stop);
                 }
                 Err(error) => {
                     if matches!(
@@ -178,20 +184,25 @@ impl Link {
                             Some(format!("node {}: {error}", self.node.0));
                     }
                     tracing::trace!(node = self.node.0, %error, "dial failed");
-                    let mut slept = 0;
-                    while slept < backoff_ms && !stop.load(Ordering::SeqCst) {
-                        std::thread::sleep(Duration::from_millis(POLL_MS.min(backoff_ms)));
-                        slept += POLL_MS.min(backoff_ms);
-                    }
-                    backoff_ms = (backoff_ms * 2).min(LINK_BACKOFF_MAX_MS);
+                    self.sleep_backoff(&mut backoff_ms, &stop);
                 }
             }
         }
     }
 
+    fn sleep_backoff(&self, backoff_ms: &mut u64, stop: &AtomicBool) {
+        let mut slept = 0;
+        while slept < *backoff_ms && !stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(POLL_MS.min(*backoff_ms)));
+            slept += POLL_MS.min(*backoff_ms);
+        }
+        *backoff_ms = (*backoff_ms * 2).min(LINK_BACKOFF_MAX_MS);
+    }
+
     fn serve(
         self: &Arc<Link>,
         stream: std::net::TcpStream,
+        session: Session,
         receiver: &Receiver<Vec<u8>>,
         events: Arc<dyn LinkEvents>,
         stop: &Arc<AtomicBool>,
@@ -200,6 +211,11 @@ impl Link {
         let Ok(mut read_half) = stream.try_clone() else {
             return;
         };
+        let Session {
+            mut sealer,
+            mut opener,
+            ..
+        } = session;
         let dead = Arc::new(AtomicBool::new(false));
         let reader = {
             let (link, dead, stop, events) =
@@ -210,7 +226,7 @@ impl Link {
                     let mut idle =
                         || !dead.load(Ordering::SeqCst) && !stop.load(Ordering::SeqCst);
                     loop {
-                        match wire::receive(&mut read_half, &mut idle) {
+                        match wire::receive_sealed(&mut read_half, &mut opener, &mut idle) {
                             Ok(message) => link.deliver(message, events.as_ref()),
                             Err(WireError::Stopped | WireError::Closed) => break,
                             Err(error) => {
@@ -231,7 +247,9 @@ impl Link {
         while !dead.load(Ordering::SeqCst) && !stop.load(Ordering::SeqCst) {
             match receiver.recv_timeout(Duration::from_millis(POLL_MS)) {
                 Ok(payload) => {
-                    if let Err(error) = wire::write_frame(&mut write_half, &payload) {
+                    if let Err(error) =
+                        wire::write_sealed_frame(&mut write_half, &mut sealer, &payload)
+                    {
                         tracing::debug!(node = self.node.0, %error, "link write failed");
                         break;
                     }

@@ -225,7 +225,7 @@ impl Driver<'_> {
             let reply = self.links[&node].request(
                 |request_id| Message::Truncate {
                     request_id,
-                    range: plan.truncation,
+                    history: plan.history.clone(),
                 },
                 timeout(),
             );

@@ -16,10 +16,14 @@ use std::time::{Duration, Instant};
 use sixfold_core::{Epoch, Lsn, NodeId, SEGMENTS_PER_PG, SegmentId};
 
 use crate::config::ClusterConfig;
+use crate::files::{self, DataDirLock, FilesError, PrivatePath};
 use crate::identity::{self, Identity};
 use crate::net::{HANDSHAKE_TIMEOUT_MS, POLL_MS, SyncClient, WRITE_TIMEOUT_MS};
+use crate::session::{
+    FrameOpener, FrameSealer, SECRET_BYTES_RECOMMENDED_MIN, ServerHandshake, Session,
+};
 use crate::store::{NodeStore, StoreError, Unrecorded};
-use crate::wire::{self, ErrorCode, Message, WIRE_VERSION, WireError, WriterInfo};
+use crate::wire::{self, ErrorCode, Message, WireError, WriterInfo};
 use sixfold_storage::Ticket;
 
 /// Connections served at once; more are closed at accept with a logged reason.
@@ -52,6 +56,8 @@ pub enum ServerError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Files(#[from] FilesError),
 }
 
 struct Shared {
@@ -81,10 +87,13 @@ impl Shared {
 pub struct NodeHandle {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
+    /// A7: held while the node runs; released after its threads stopped.
+    _lock: DataDirLock,
 }
 
 impl NodeHandle {
-    /// Opens the node's store (S12), binds its address and starts serving.
+    /// Takes the data dir (created 0700, refused if others can read it, A6; locked, A7),
+    /// opens the node's store (S12), binds its address and starts serving.
     pub fn start(config: &ClusterConfig, node: NodeId) -> Result<NodeHandle, ServerError> {
         Self::start_with(config, node, Unrecorded::Refuse)
     }
@@ -97,6 +106,9 @@ impl NodeHandle {
         unrecorded: Unrecorded,
     ) -> Result<NodeHandle, ServerError> {
         let spec = config.node(node).ok_or(ServerError::UnknownNode(node.0))?;
+        files::create_private_dir(&spec.data_dir)?;
+        files::check_private(&spec.data_dir, PrivatePath::DataDir)?;
+        let lock = DataDirLock::acquire(&spec.data_dir)?;
         let store = NodeStore::open_with(config, node, unrecorded)?;
         let listener = TcpListener::bind(spec.addr).map_err(|source| ServerError::Listen {
             addr: spec.addr,
@@ -109,6 +121,15 @@ impl NodeHandle {
                 source,
             })?;
         tracing::info!(node = node.0, addr = %spec.addr, epoch = store.epoch().0, "storage node listening");
+        if config.secret.len() < SECRET_BYTES_RECOMMENDED_MIN {
+            tracing::warn!(
+                node = node.0,
+                secret_bytes = config.secret.len(),
+                "the cluster secret is short: anyone who records one handshake can test \
+                 guesses offline; use {SECRET_BYTES_RECOMMENDED_MIN}+ random characters \
+                 (docs/operations.md, Security)"
+            );
+        }
         let shared = Arc::new(Shared {
             config: config.clone(),
             node,
@@ -135,6 +156,7 @@ impl NodeHandle {
         Ok(NodeHandle {
             shared,
             threads: vec![accept, gossip],
+            _lock: lock,
         })
     }
 
@@ -226,16 +248,21 @@ fn serve_connection(shared: &Shared, mut stream: TcpStream, peer: std::net::Sock
         tracing::warn!(node = shared.node.0, %peer, %error, "connection setup failed");
         return;
     }
-    let client = match handshake(shared, &mut stream) {
-        Ok(client) => client,
+    let session = match handshake(shared, &mut stream) {
+        Ok(session) => session,
         Err(error) => {
             tracing::warn!(node = shared.node.0, %peer, reason = %error, "connection closed: handshake failed");
             let _ = stream.shutdown(Shutdown::Both);
             return;
         }
     };
+    let Session {
+        peer_node: client,
+        mut sealer,
+        mut opener,
+    } = session;
     tracing::debug!(node = shared.node.0, %peer, client, "connection authenticated");
-    if let Err(error) = identify(shared, &mut stream, client) {
+    if let Err(error) = identify(shared, &mut stream, &mut sealer, &mut opener, client) {
         tracing::warn!(node = shared.node.0, %peer, client, reason = %error, "connection closed: identity refused (I2)");
         let _ = stream.shutdown(Shutdown::Both);
         return;
@@ -250,7 +277,7 @@ fn serve_connection(shared: &Shared, mut stream: TcpStream, peer: std::net::Sock
         .spawn({
             let stop = shared.stop_flag();
             let node = shared.node.0;
-            move || read_requests(read_half, requests, stop, node, peer)
+            move || read_requests(read_half, opener, requests, stop, node, peer)
         });
     let Ok(reader) = reader else {
         let _ = stream.shutdown(Shutdown::Both);
@@ -275,7 +302,7 @@ fn serve_connection(shared: &Shared, mut stream: TcpStream, peer: std::net::Sock
                 tracing::warn!(node = shared.node.0, %peer, "connection closed: unexpected message");
                 break 'serve;
             };
-            if let Err(error) = wire::send(&mut stream, &reply) {
+            if let Err(error) = wire::send_sealed(&mut stream, &mut sealer, &reply) {
                 tracing::debug!(node = shared.node.0, %peer, reason = %error, "connection closed: send failed");
                 break 'serve;
             }
@@ -291,6 +318,7 @@ fn serve_connection(shared: &Shared, mut stream: TcpStream, peer: std::net::Sock
 /// TCP: back-pressure).
 fn read_requests(
     mut stream: TcpStream,
+    mut opener: FrameOpener,
     requests: SyncSender<Message>,
     stop: Arc<AtomicBool>,
     node: u32,
@@ -302,7 +330,7 @@ fn read_requests(
             !stop.load(Ordering::SeqCst)
                 && last_activity.elapsed() < Duration::from_millis(IDLE_TIMEOUT_MS)
         };
-        match wire::receive(&mut stream, &mut idle) {
+        match wire::receive_sealed(&mut stream, &mut opener, &mut idle) {
             Ok(request) => {
                 last_activity = Instant::now();
                 if requests.send(request).is_err() {
@@ -311,7 +339,7 @@ fn read_requests(
             }
             Err(WireError::Closed) | Err(WireError::Stopped) => break,
             Err(error) => {
-                // Garbage, oversize or CRC-failing frames: close this connection only.
+                // Garbage, oversize or forged frames (A4): close this connection only.
                 tracing::warn!(node, %peer, reason = %error, "connection closed: bad frame");
                 break;
             }
@@ -320,79 +348,32 @@ fn read_requests(
     let _ = stream.shutdown(Shutdown::Both);
 }
 
-/// Server side of the handshake (spec/wire.md §2). Returns the client's node id.
-fn handshake(shared: &Shared, stream: &mut TcpStream) -> Result<u32, WireError> {
-    let nonce = wire::random_nonce();
-    wire::send(
-        stream,
-        &Message::Hello {
-            version: WIRE_VERSION,
-            node_id: shared.node.0,
-            nonce,
-        },
-    )?;
+/// Server side of the handshake (spec/wire.md §3, A1–A3). Returns the session whose keys
+/// protect every later frame of this connection.
+fn handshake(shared: &Shared, stream: &mut TcpStream) -> Result<Session, WireError> {
+    let handshake = ServerHandshake::new(&shared.config, shared.node.0, wire::random_nonce());
+    wire::send(stream, &handshake.hello())?;
     let deadline = Instant::now() + Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
     let stop = &shared.stop;
     let mut idle = || Instant::now() < deadline && !stop.load(Ordering::SeqCst);
-    let refuse = |stream: &mut TcpStream, reason: String| {
-        let _ = wire::send(
-            stream,
-            &Message::Error {
-                request_id: 0,
-                code: ErrorCode::Auth,
-                epoch: Epoch(0),
-                message: reason.clone(),
-            },
-        );
-        WireError::Handshake(reason)
-    };
-    match wire::receive(stream, &mut idle)? {
-        Message::Auth {
-            version,
-            cluster_id,
-            node_id,
-            nonce: client_nonce,
-            mac,
-        } => {
-            if version != WIRE_VERSION {
-                return Err(refuse(
-                    stream,
-                    format!("wire version {version} refused; this node speaks {WIRE_VERSION}"),
-                ));
-            }
-            if cluster_id != shared.config.cluster_id {
-                return Err(refuse(stream, format!("cluster id {cluster_id:?} refused")));
-            }
-            let expected = wire::client_mac(
-                &shared.config.secret,
-                &shared.config.cluster_id,
-                node_id,
-                &nonce,
-                &client_nonce,
-            );
-            if !wire::macs_equal(&mac, &expected) {
-                return Err(refuse(stream, "wrong secret (HMAC mismatch)".into()));
-            }
-            let reply_mac = wire::server_mac(
-                &shared.config.secret,
-                &shared.config.cluster_id,
-                shared.node.0,
-                &nonce,
-                &client_nonce,
-            );
-            wire::send(
-                stream,
-                &Message::AuthOk {
-                    node_id: shared.node.0,
-                    mac: reply_mac,
-                },
-            )?;
-            Ok(node_id)
+    let auth = wire::receive(stream, &mut idle)?;
+    match handshake.handle_auth(auth) {
+        Ok((session, auth_ok)) => {
+            wire::send(stream, &auth_ok)?;
+            Ok(session)
         }
-        other => Err(refuse(
-            stream,
-            format!("expected Auth, got message type {:?}", first_word(&other)),
-        )),
+        Err(error) => {
+            let _ = wire::send(
+                stream,
+                &Message::Error {
+                    request_id: 0,
+                    code: ErrorCode::Auth,
+                    epoch: Epoch(0),
+                    message: error.to_string(),
+                },
+            );
+            Err(WireError::Handshake(error))
+        }
     }
 }
 
@@ -401,13 +382,24 @@ fn handshake(shared: &Shared, stream: &mut TcpStream) -> Result<u32, WireError> 
 /// node's config (for a peer node: every segment it holds placed on it); anything else is
 /// refused with a reason naming both values, and the connection closes before any write,
 /// gossip or read is served.
-fn identify(shared: &Shared, stream: &mut TcpStream, client: u32) -> Result<(), WireError> {
+fn identify(
+    shared: &Shared,
+    stream: &mut TcpStream,
+    sealer: &mut FrameSealer,
+    opener: &mut FrameOpener,
+    client: u32,
+) -> Result<(), WireError> {
     let deadline = Instant::now() + Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
     let stop = &shared.stop;
     let mut idle = || Instant::now() < deadline && !stop.load(Ordering::SeqCst);
-    let refuse = |stream: &mut TcpStream, request_id: u64, code: ErrorCode, reason: String| {
-        let _ = wire::send(
+    let refuse = |stream: &mut TcpStream,
+                  sealer: &mut FrameSealer,
+                  request_id: u64,
+                  code: ErrorCode,
+                  reason: String| {
+        let _ = wire::send_sealed(
             stream,
+            sealer,
             &Message::Error {
                 request_id,
                 code,
@@ -417,7 +409,7 @@ fn identify(shared: &Shared, stream: &mut TcpStream, client: u32) -> Result<(), 
         );
         WireError::IdentityRefused(reason)
     };
-    match wire::receive(stream, &mut idle)? {
+    match wire::receive_sealed(stream, opener, &mut idle)? {
         Message::Identify {
             request_id,
             identity,
@@ -428,14 +420,16 @@ fn identify(shared: &Shared, stream: &mut TcpStream, client: u32) -> Result<(), 
             {
                 return Err(refuse(
                     stream,
+                    sealer,
                     request_id,
                     ErrorCode::IdentityMismatch,
                     error.to_string(),
                 ));
             }
             let hosted = shared.store().hosted();
-            wire::send(
+            wire::send_sealed(
                 stream,
+                sealer,
                 &Message::Identified {
                     request_id,
                     identity: Identity::node(&shared.config, shared.node, hosted),
@@ -444,6 +438,7 @@ fn identify(shared: &Shared, stream: &mut TcpStream, client: u32) -> Result<(), 
         }
         other => Err(refuse(
             stream,
+            sealer,
             other.request_id(),
             ErrorCode::NotIdentified,
             format!(
@@ -626,8 +621,8 @@ fn handle(
                 records: store.answer_gossip(segment, asker, &request),
             })
         }
-        Message::Truncate { range, .. } => store
-            .truncate(range)
+        Message::Truncate { history, .. } => store
+            .truncate(&history)
             .map(|()| status_reply(shared, store, request_id)),
         Message::RaiseEpoch { epoch, .. } => {
             store.raise_epoch(epoch).map(|reports| Message::Reports {
@@ -645,15 +640,15 @@ fn handle(
             truncation,
             ..
         } => {
-            // E1, S8: an open writer's epoch and truncation range are adopted from its
-            // heartbeat too, so a node that missed the recovery rejoins gossip even while
-            // the writer is idle — with the range applied before any record is served.
-            let adopted = match truncation {
-                Some(range) if range.epoch == epoch && epoch >= store.epoch() => store
-                    .truncate(range)
-                    .and_then(|()| store.adopt_epoch(epoch)),
-                _ if epoch > store.epoch() => store.adopt_epoch(epoch),
-                _ => Ok(()),
+            // E1, S15: an open writer's epoch is adopted from its heartbeat too, so a node
+            // that missed the recovery rejoins gossip even while the writer is idle; the
+            // recovery's truncation history then comes by gossip, and until it has, the
+            // node serves no read of that epoch and takes no write.
+            let _ = truncation;
+            let adopted = if epoch > store.epoch() {
+                store.adopt_epoch(epoch)
+            } else {
+                Ok(())
             };
             adopted.map(|()| {
                 if epoch == store.epoch() {

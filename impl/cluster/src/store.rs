@@ -17,12 +17,13 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sixfold_core::{
     Epoch, Geometry, GossipRequest, Lsn, NodeId, PageId, RedoRecord, SEGMENTS_PER_PG, SegmentId,
-    SegmentReport, TruncationRange,
+    SegmentReport, TruncationRange, history_epoch,
 };
 use sixfold_storage::{Ack, StdDisk, StorageConfig, StorageError, StorageNode, Ticket};
 
@@ -196,19 +197,30 @@ impl NodeStore {
         Ok(reports)
     }
 
-    /// S8: a truncation range voids held records in every segment, is remembered for
-    /// segments created later, and is durable before this returns.
-    pub fn truncate(&mut self, range: TruncationRange) -> Result<(), StoreError> {
-        self.check_epoch(range.epoch)?;
-        if !self.truncations.contains(&range) {
-            if self.truncations.len() >= TRUNCATIONS_MAX {
-                return Err(StoreError::Limit("truncation ranges"));
-            }
-            self.truncations.push(range);
-            self.write_meta()?;
+    /// S8, S15, X5: a recovery's truncation history (its own range newest) replaces an
+    /// older one in every segment, is remembered for segments created later, and is
+    /// durable before this returns. A history no newer than the node's changes nothing.
+    pub fn truncate(&mut self, history: &[TruncationRange]) -> Result<(), StoreError> {
+        self.check_epoch(history_epoch(history))?;
+        self.adopt_history(history)
+    }
+
+    /// S15: the epoch of the truncation history this node holds.
+    pub fn history_epoch(&self) -> Epoch {
+        history_epoch(&self.truncations)
+    }
+
+    fn adopt_history(&mut self, history: &[TruncationRange]) -> Result<(), StoreError> {
+        if history_epoch(history) <= history_epoch(&self.truncations) {
+            return Ok(());
         }
+        if history.len() > TRUNCATIONS_MAX {
+            return Err(StoreError::Limit("truncation ranges"));
+        }
+        self.truncations = history.to_vec();
+        self.write_meta()?;
         for segment in self.engine.segments() {
-            self.engine.truncate(segment, range)?;
+            self.engine.truncate(segment, history)?;
         }
         Ok(())
     }
@@ -227,10 +239,8 @@ impl NodeStore {
             return Ok(());
         }
         self.engine.host_segment(segment)?;
-        let mut ranges = self.truncations.clone();
-        ranges.sort_by_key(|r| r.epoch);
-        for range in ranges {
-            self.engine.truncate(segment, range)?;
+        if !self.truncations.is_empty() {
+            self.engine.truncate(segment, &self.truncations)?;
         }
         if self.epoch > Epoch(0) {
             self.engine.raise_epoch(segment, self.epoch)?;
@@ -270,8 +280,16 @@ impl NodeStore {
         self.check_epoch(epoch)?;
         if let Some(range) = truncation
             && !self.truncations.contains(&range)
+            && range.epoch > self.history_epoch()
         {
-            self.truncate(range)?;
+            // S15: a recovery completed that this node has not heard of; its history
+            // comes by gossip from the write quorum that holds it.
+            return Err(StorageError::HistoryBehind {
+                segment,
+                needed: range.epoch,
+                held: self.history_epoch(),
+            }
+            .into());
         }
         self.host(segment)?;
         Ok(self
@@ -333,15 +351,8 @@ impl NodeStore {
             // would find nodes already at its epoch and be refused.
             return Ok(0);
         }
-        let learned: Vec<TruncationRange> = peer_truncations
-            .iter()
-            .filter(|r| !self.truncations.contains(r))
-            .copied()
-            .collect();
-        if !learned.is_empty() && self.truncations.len() + learned.len() <= TRUNCATIONS_MAX {
-            self.truncations.extend(&learned);
-            self.write_meta()?;
-        }
+        // S15: a newer truncation history replaces ours; an older one tells us nothing.
+        self.adopt_history(peer_truncations)?;
         if !self.engine.segments().contains(&segment) {
             return Ok(0);
         }
@@ -369,9 +380,10 @@ impl NodeStore {
                 seen: self.epoch,
             });
         }
-        if epoch > self.epoch {
-            // E2, S8: this node has not seen the reader's epoch, so it may still lack its
-            // truncation range: it must not serve the read.
+        if epoch > self.epoch || self.history_epoch() < epoch {
+            // E2, S15: this node has not seen the reader's epoch or lacks its recovery's
+            // truncation history (every recovery writes one, X4), so it may still hold
+            // records that history voids: it must not serve the read.
             return Err(StoreError::NotReady {
                 segment,
                 needed: pg_lsn,
@@ -476,7 +488,14 @@ impl NodeStore {
         body.extend_from_slice(&crc.to_le_bytes());
         let tmp = self.dir.join("node.meta.tmp");
         let path = self.dir.join(META_FILE);
-        let mut file = File::create(&tmp).map_err(disk(&tmp))?;
+        // A6: node metadata is the owner's alone.
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(crate::files::PRIVATE_FILE_MODE)
+            .open(&tmp)
+            .map_err(disk(&tmp))?;
         file.write_all(&body).map_err(disk(&tmp))?;
         file.sync_all().map_err(disk(&tmp))?;
         std::fs::rename(&tmp, &path).map_err(disk(&path))?;

@@ -4,15 +4,18 @@
 //! payload is a type byte and fixed-width little-endian fields. Records travel in the
 //! record frame format of the core codec (they carry their own CRCs, L5). Decoding never
 //! panics on any input (L6): every length is checked against the bytes left and a limit.
+//! The handshake messages travel in these plain frames; every frame after the handshake is
+//! sealed with the connection's keys ([`crate::session`], A4).
 
 use std::io::{ErrorKind, Read, Write};
 use std::time::{Duration, Instant};
 
-use hmac::{Hmac, Mac};
+use sixfold_core::codec::{decode_record, encode_record};
 
 use crate::identity::{Identity, VOLUME_ID_BYTES, VolumeId};
-use sha2::Sha256;
-use sixfold_core::codec::{decode_record, encode_record};
+use crate::session::{
+    FrameAuthError, FrameOpener, FrameSealer, HandshakeError, SEALED_HEADER_BYTES,
+};
 use sixfold_core::segment::Hole;
 use sixfold_core::{
     DbId, Epoch, GossipRequest, Lsn, PAGE_BYTES, PageId, PgId, RedoRecord, SegmentId,
@@ -57,7 +60,9 @@ pub enum WireError {
     #[error("stopped")]
     Stopped,
     #[error("handshake: {0}")]
-    Handshake(String),
+    Handshake(#[from] HandshakeError),
+    #[error(transparent)]
+    FrameAuth(#[from] FrameAuthError),
     /// I2: the peer's identity disagrees with this side's config.
     #[error("identity refused: {0}")]
     Identity(#[from] crate::identity::IdentityError),
@@ -204,9 +209,10 @@ pub enum Message {
         truncations: Vec<TruncationRange>,
         records: Vec<RedoRecord>,
     },
+    /// X5, S15: a recovery's truncation history, its own range newest.
     Truncate {
         request_id: u64,
-        range: TruncationRange,
+        history: Vec<TruncationRange>,
     },
     RaiseEpoch {
         request_id: u64,
@@ -512,10 +518,13 @@ pub fn encode(message: &Message) -> Vec<u8> {
             o.ranges(truncations);
             o.records(records);
         }
-        Message::Truncate { request_id, range } => {
+        Message::Truncate {
+            request_id,
+            history,
+        } => {
             o.u8(kind::TRUNCATE);
             o.u64(*request_id);
-            o.range(range);
+            o.ranges(history);
         }
         Message::RaiseEpoch { request_id, epoch } => {
             o.u8(kind::RAISE_EPOCH);
@@ -840,7 +849,7 @@ pub fn decode(payload: &[u8]) -> Result<Message, WireError> {
         },
         kind::TRUNCATE => Message::Truncate {
             request_id: i.u64()?,
-            range: i.range()?,
+            history: i.ranges()?,
         },
         kind::RAISE_EPOCH => Message::RaiseEpoch {
             request_id: i.u64()?,
@@ -1026,65 +1035,61 @@ pub fn receive(r: &mut impl Read, idle: &mut dyn FnMut() -> bool) -> Result<Mess
     decode(&read_frame(r, idle)?)
 }
 
-// ---------------------------------------------------------------- handshake MACs
+// ---------------------------------------------------------------- sealed frames
 
-type HmacSha256 = Hmac<Sha256>;
-
-fn mac(secret: &str, parts: &[&[u8]]) -> [u8; MAC_BYTES] {
-    let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
-    for part in parts {
-        mac.update(&(part.len() as u32).to_le_bytes());
-        mac.update(part);
+/// Writes one sealed frame (A4): `u32 len ‖ ciphertext ‖ tag` under the sender's key.
+pub fn write_sealed_frame(
+    w: &mut impl Write,
+    sealer: &mut FrameSealer,
+    payload: &[u8],
+) -> Result<(), WireError> {
+    if payload.len() > MAX_FRAME_BYTES {
+        return Err(WireError::Oversize {
+            found: payload.len(),
+            max: MAX_FRAME_BYTES,
+        });
     }
-    mac.finalize().into_bytes().into()
+    let frame = sealer.seal(payload)?;
+    w.write_all(&frame)?;
+    FRAME_BYTES_SENT.fetch_add(frame.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    Ok(())
 }
 
-/// The client's proof: HMAC-SHA256(secret, "sixfold-client" ‖ cluster id ‖ client node id ‖
-/// server nonce ‖ client nonce), each part length-prefixed.
-pub fn client_mac(
-    secret: &str,
-    cluster_id: &str,
-    client_node: u32,
-    server_nonce: &[u8; NONCE_BYTES],
-    client_nonce: &[u8; NONCE_BYTES],
-) -> [u8; MAC_BYTES] {
-    mac(
-        secret,
-        &[
-            b"sixfold-client",
-            cluster_id.as_bytes(),
-            &client_node.to_le_bytes(),
-            server_nonce,
-            client_nonce,
-        ],
-    )
+/// Encodes, seals and writes one message.
+pub fn send_sealed(
+    w: &mut impl Write,
+    sealer: &mut FrameSealer,
+    message: &Message,
+) -> Result<(), WireError> {
+    write_sealed_frame(w, sealer, &encode(message))
 }
 
-/// The server's proof, so a client also knows it reached a node of its cluster.
-pub fn server_mac(
-    secret: &str,
-    cluster_id: &str,
-    server_node: u32,
-    server_nonce: &[u8; NONCE_BYTES],
-    client_nonce: &[u8; NONCE_BYTES],
-) -> [u8; MAC_BYTES] {
-    mac(
-        secret,
-        &[
-            b"sixfold-server",
-            cluster_id.as_bytes(),
-            &server_node.to_le_bytes(),
-            client_nonce,
-            server_nonce,
-        ],
-    )
+/// Reads one sealed frame: the length is checked before anything is allocated, then the
+/// tag under the expected sequence number (A4) before the payload is returned.
+pub fn read_sealed_frame(
+    r: &mut impl Read,
+    opener: &mut FrameOpener,
+    idle: &mut dyn FnMut() -> bool,
+) -> Result<Vec<u8>, WireError> {
+    let mut header = [0u8; SEALED_HEADER_BYTES];
+    read_exact_polling(r, &mut header, false, idle)?;
+    let length = u32::from_le_bytes(header) as usize;
+    FrameOpener::check_length(length)?;
+    let mut body = vec![0u8; length];
+    read_exact_polling(r, &mut body, true, idle)?;
+    Ok(opener.open(header, body)?)
 }
 
-/// Constant-time comparison of two MACs.
-pub fn macs_equal(a: &[u8; MAC_BYTES], b: &[u8; MAC_BYTES]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Reads, opens and decodes one message of an authenticated connection.
+pub fn receive_sealed(
+    r: &mut impl Read,
+    opener: &mut FrameOpener,
+    idle: &mut dyn FnMut() -> bool,
+) -> Result<Message, WireError> {
+    decode(&read_sealed_frame(r, opener, idle)?)
 }
 
+/// A fresh handshake nonce from the thread's CSPRNG.
 pub fn random_nonce() -> [u8; NONCE_BYTES] {
     use rand::RngCore;
     let mut nonce = [0u8; NONCE_BYTES];
@@ -1284,26 +1289,5 @@ mod tests {
         *good.last_mut().unwrap() ^= 1;
         let error = read_frame(&mut good.as_slice(), &mut || true).unwrap_err();
         assert!(matches!(error, WireError::Crc { .. }));
-    }
-
-    #[test]
-    fn macs_bind_the_secret_and_both_nonces() {
-        let a = client_mac("s", "demo", 0, &[1; 32], &[2; 32]);
-        assert!(macs_equal(
-            &a,
-            &client_mac("s", "demo", 0, &[1; 32], &[2; 32])
-        ));
-        assert!(!macs_equal(
-            &a,
-            &client_mac("t", "demo", 0, &[1; 32], &[2; 32])
-        ));
-        assert!(!macs_equal(
-            &a,
-            &client_mac("s", "demo", 0, &[3; 32], &[2; 32])
-        ));
-        assert!(!macs_equal(
-            &a,
-            &server_mac("s", "demo", 0, &[1; 32], &[2; 32])
-        ));
     }
 }

@@ -42,7 +42,7 @@ fn gossip_still_works_after_a_second_recovery() {
         epoch: Epoch(2),
     };
     let mut segment = SegmentState::new(segment(0));
-    segment.handle_truncate(old).unwrap();
+    segment.handle_truncate(&[old]).unwrap();
     segment.raise_epoch(Epoch(3)).unwrap();
     let merged = segment.handle_gossip(Epoch(3), &[old], vec![record(101, 1, 3)]);
     assert_eq!(merged.unwrap(), vec![Lsn(101)]);

@@ -2,8 +2,10 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
+use sixfold_cluster::session::ClientHandshake;
 use sixfold_cluster::wire::{self, Message};
 use sixfold_cluster::workload::{LoadOptions, run_load};
 use sixfold_cluster::{EmbeddedCluster, Writer, WriterError, WriterOptions};
@@ -43,7 +45,10 @@ fn small_cluster(dir: &std::path::Path) -> EmbeddedCluster {
         p
     };
     let text = sixfold_cluster::config::six_node_toml("t", "secret", 16, &ports);
-    std::fs::write(dir.join("cluster.toml"), text).unwrap();
+    let config = dir.join("cluster.toml");
+    std::fs::write(&config, text).unwrap();
+    // A6: the config holds the secret; a node refuses one others can read.
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
     EmbeddedCluster::start(dir).unwrap()
 }
 
@@ -130,8 +135,8 @@ fn closed_by_server(stream: &mut TcpStream) -> bool {
 
 #[test]
 fn bad_peers_are_disconnected_and_nothing_is_lost() {
-    // L5, L6 on the wire: garbage, oversize frames, a wrong version or secret close that
-    // connection only; the writer keeps committing and loses nothing.
+    // L5, L6, A1, A4 on the wire: garbage, oversize frames, a wrong version or secret, an
+    // unsealed frame after the handshake close that connection only; the writer keeps committing and loses nothing.
     let dir = tempfile::tempdir().unwrap();
     let cluster = small_cluster(dir.path());
     let writer = Writer::open(cluster.config().clone(), options()).unwrap();
@@ -148,20 +153,30 @@ fn bad_peers_are_disconnected_and_nothing_is_lost() {
     assert!(closed_by_server(&mut oversize), "oversize frame");
 
     let auth = |version: u16, secret: &str| {
+        let mut config = cluster.config().clone();
+        config.secret = secret.into();
         let mut stream = raw(addr);
         let hello = wire::receive(&mut stream, &mut || true).unwrap();
-        let Message::Hello { nonce, .. } = hello else {
-            panic!("no hello")
+        let (_, auth) = ClientHandshake::new(&config, 0, 1, [7; 32])
+            .handle_hello(hello)
+            .unwrap();
+        let Message::Auth {
+            cluster_id,
+            node_id,
+            nonce,
+            mac,
+            ..
+        } = auth
+        else {
+            panic!("no auth")
         };
-        let client_nonce = [7u8; 32];
-        let mac = wire::client_mac(secret, "t", 0, &nonce, &client_nonce);
         wire::send(
             &mut stream,
             &Message::Auth {
                 version,
-                cluster_id: "t".into(),
-                node_id: 0,
-                nonce: client_nonce,
+                cluster_id,
+                node_id,
+                nonce,
                 mac,
             },
         )
@@ -177,6 +192,12 @@ fn bad_peers_are_disconnected_and_nothing_is_lost() {
     assert!(
         matches!(ok, Message::AuthOk { .. }),
         "the right secret is let in"
+    );
+    // A4: after the handshake an unsealed frame (all a relay could send) closes the link.
+    wire::send(&mut right, &Message::Status { request_id: 1 }).unwrap();
+    assert!(
+        closed_by_server(&mut right),
+        "unsealed frame after the handshake"
     );
 
     let report = run_load(&writer, &load(60, 2, 9), &|| {}).unwrap();

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use sixfold_cluster::config::six_node_toml;
 use sixfold_cluster::identity::{IDENTITY_FILE, Identity};
 use sixfold_cluster::net::{self, CLIENT_NODE_ID};
+use sixfold_cluster::session::{HandshakeError, Session};
 use sixfold_cluster::store::{NodeStore, StoreError, Unrecorded};
 use sixfold_cluster::wire::{self, ErrorCode, Message, WireError};
 use sixfold_cluster::{ClusterConfig, EmbeddedCluster};
@@ -21,8 +22,11 @@ fn free_ports() -> [u16; 6] {
 }
 
 fn write_config(dir: &Path, text: &str) -> ClusterConfig {
+    use std::os::unix::fs::PermissionsExt;
     let path = dir.join("cluster.toml");
     std::fs::write(&path, text).unwrap();
+    // A6: the config holds the secret.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
     ClusterConfig::load(&path).unwrap()
 }
 
@@ -98,16 +102,17 @@ fn a_folder_without_a_record_is_refused_until_adopted() {
     NodeStore::open(&config, NodeId(1)).unwrap();
 }
 
-/// Handshake only (no Identify), as an older or hostile client would do.
-fn authenticated_stream(config: &ClusterConfig, node: usize) -> std::net::TcpStream {
-    net::connect(config.nodes[node].addr, config, CLIENT_NODE_ID)
-        .unwrap()
-        .0
+/// Handshake only (no Identify), as an older or hostile client holding the secret would do.
+fn authenticated_stream(config: &ClusterConfig, node: usize) -> (std::net::TcpStream, Session) {
+    let spec = &config.nodes[node];
+    net::connect(spec.addr, config, CLIENT_NODE_ID, spec.id.0).unwrap()
 }
 
-fn receive(stream: &mut std::net::TcpStream) -> Result<Message, WireError> {
+fn receive(stream: &mut std::net::TcpStream, session: &mut Session) -> Result<Message, WireError> {
     let deadline = Instant::now() + Duration::from_secs(5);
-    wire::receive(stream, &mut || Instant::now() < deadline)
+    wire::receive_sealed(stream, &mut session.opener, &mut || {
+        Instant::now() < deadline
+    })
 }
 
 #[test]
@@ -132,9 +137,9 @@ fn a_session_that_has_not_identified_is_served_nothing() {
         },
     ];
     for request in requests {
-        let mut stream = authenticated_stream(&config, 0);
-        wire::send(&mut stream, &request).unwrap();
-        match receive(&mut stream).unwrap() {
+        let (mut stream, mut session) = authenticated_stream(&config, 0);
+        wire::send_sealed(&mut stream, &mut session.sealer, &request).unwrap();
+        match receive(&mut stream, &mut session).unwrap() {
             Message::Error { code, message, .. } => {
                 assert_eq!(code, ErrorCode::NotIdentified, "{message}");
             }
@@ -142,7 +147,7 @@ fn a_session_that_has_not_identified_is_served_nothing() {
         }
         assert!(
             matches!(
-                receive(&mut stream),
+                receive(&mut stream, &mut session),
                 Err(WireError::Closed | WireError::Io(_))
             ),
             "the connection closes"
@@ -168,20 +173,17 @@ fn a_client_of_another_geometry_is_refused_naming_both_values() {
             message.starts_with("the writer (or tool) has pg_pages=8, node 3's config says 4"),
             "{message}"
         ),
-        other => panic!("expected a refusal, got {:?}", other.map(|(_, id)| id)),
+        other => panic!("expected a refusal, got {:?}", other.map(|(_, _, id)| id)),
     }
-    // The node at node 3's address is not node 1.
+    // The node at node 3's address is not node 1: refused at the handshake already (A3).
     match net::connect_identified(addr, 1, &config, &Identity::client(&config)) {
-        Err(WireError::Identity(error)) => {
-            assert!(
-                error
-                    .to_string()
-                    .contains("node 3, but this writer expected node 1")
-            )
-        }
-        other => panic!("expected a refusal, got {:?}", other.map(|(_, id)| id)),
+        Err(WireError::Handshake(HandshakeError::UnexpectedNode {
+            expected: 1,
+            found: 3,
+        })) => {}
+        other => panic!("expected a refusal, got {:?}", other.map(|(_, _, id)| id)),
     }
-    let (_, identity) =
+    let (_, _, identity) =
         net::connect_identified(addr, 3, &config, &Identity::client(&config)).unwrap();
     assert_eq!(identity.node_id, 3);
     assert_eq!(identity.pg_pages, 4);

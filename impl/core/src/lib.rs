@@ -22,6 +22,6 @@ pub use recovery::{RecoveryError, RecoveryPlan, RecoveryPlanner};
 pub use segment::{GossipRequest, Hole, SegmentError, SegmentReport, SegmentState};
 pub use types::{
     AzId, DbId, Epoch, Geometry, Lsn, NodeId, PAGE_BYTES, PageId, PgId, SEGMENTS_PER_PG, SegmentId,
-    TruncationRange,
+    TruncationRange, history_epoch,
 };
 pub use writer::{SubmittedMtr, WriteError, WriterConfig, WriterStart, WriterState};

@@ -34,6 +34,9 @@ pub struct RecoveryPlan {
     pub vdl: Lsn,
     /// X4: `(VDL, B + LAL]`, B the higher of VDL and every earlier truncation's end.
     pub truncation: TruncationRange,
+    /// S15: the truncation history this recovery leaves in force: the newest history a
+    /// reporter held, plus `truncation`. Segments adopt it whole (X5).
+    pub history: Vec<TruncationRange>,
     /// X5: each PG must have a write quorum with SCL at or past this before opening.
     pub last_lsn_by_pg: BTreeMap<PgId, Lsn>,
 }
@@ -125,10 +128,17 @@ impl RecoveryPlanner {
             .map(|r| r.vdl_hint)
             .max()
             .unwrap_or(Lsn::ZERO);
-        let mut truncations: Vec<TruncationRange> = Vec::new();
-        for report in self.reports.values() {
-            truncations.extend(report.truncations.iter().copied());
-        }
+        // S15: the ranges in force are the newest history any reporter holds. A range
+        // another reporter holds that this history lacks belongs to a recovery that never
+        // completed (X5 would have put it where the newer recovery had to see it), and
+        // that newer recovery decided the LSNs it covered: it voids nothing.
+        let in_force: Vec<TruncationRange> = self
+            .reports
+            .values()
+            .max_by_key(|report| crate::types::history_epoch(&report.truncations))
+            .map(|report| report.truncations.clone())
+            .unwrap_or_default();
+        let truncations = in_force;
         // S8: a held record in a range of a higher epoch than its own is void, even if its
         // reporter missed the truncation; it counts neither as held nor as a CPL.
         let mut present: BTreeMap<Lsn, bool> = BTreeMap::new();
@@ -161,7 +171,13 @@ impl RecoveryPlanner {
             .unwrap_or(floor);
         // X4: a writer of an earlier epoch allocated at most LAL above the higher of its
         // VDL (≤ ours) and its own truncation end (W1), so that is the bound to void.
-        let allocation_base = truncations.iter().map(|t| t.lsn_end).fold(vdl, Lsn::max);
+        // Every reported range counts here, in force or not: the bound only grows.
+        let allocation_base = self
+            .reports
+            .values()
+            .flat_map(|report| report.truncations.iter())
+            .map(|t| t.lsn_end)
+            .fold(vdl, Lsn::max);
         let truncation = TruncationRange {
             lsn_begin: vdl,
             lsn_end: Lsn(allocation_base.0 + self.lal),
@@ -180,11 +196,14 @@ impl RecoveryPlanner {
                 vdl,
             },
         ];
+        let mut history = truncations;
+        history.push(truncation);
         let plan = RecoveryPlan {
             epoch: self.epoch,
             vcl,
             vdl,
             truncation,
+            history,
             last_lsn_by_pg,
         };
         Ok((plan, events))

@@ -424,12 +424,9 @@ impl SegmentState {
                 seen: self.epoch,
             });
         }
-        // The gossip's epoch was checked above; a peer's truncation ranges are facts of
-        // finished recoveries, so ranges of an older epoch are applied too (a per-range
-        // epoch check would refuse every gossip after the second recovery).
-        for &range in peer_truncations {
-            self.void_range(range);
-        }
+        // S15: a peer's newer truncation history replaces ours; an older one says nothing
+        // we lack.
+        self.adopt_history(peer_truncations);
         self.check_epoch(peer_epoch)?;
         let mut inserted = Vec::new();
         for record in records {
@@ -441,10 +438,35 @@ impl SegmentState {
         Ok(inserted)
     }
 
-    /// S8: void `(begin, end]`. Idempotent; returns the LSNs dropped.
-    pub fn handle_truncate(&mut self, range: TruncationRange) -> Result<Vec<Lsn>, SegmentError> {
-        self.check_epoch(range.epoch)?;
-        Ok(self.void_range(range))
+    /// S8, S15: adopt the truncation history a recovery left in force (its newest range is
+    /// that recovery's own). Returns the LSNs dropped.
+    pub fn handle_truncate(
+        &mut self,
+        history: &[TruncationRange],
+    ) -> Result<Vec<Lsn>, SegmentError> {
+        self.check_epoch(crate::types::history_epoch(history))?;
+        Ok(self.adopt_history(history))
+    }
+
+    /// S15: the epoch of the history this segment holds.
+    pub fn history_epoch(&self) -> Epoch {
+        crate::types::history_epoch(&self.truncations)
+    }
+
+    /// S15: a history newer than ours replaces it whole: its ranges void what they cover
+    /// (S8), and a range we hold that it lacks is dropped, since the newer recovery did
+    /// not see it and decided the LSNs it covered itself (records it voided may be taken
+    /// again). An older or equal history changes nothing. Returns the LSNs dropped.
+    pub fn adopt_history(&mut self, history: &[TruncationRange]) -> Vec<Lsn> {
+        if crate::types::history_epoch(history) <= self.history_epoch() {
+            return Vec::new();
+        }
+        self.truncations.retain(|range| history.contains(range));
+        let mut voided = Vec::new();
+        for &range in history {
+            voided.extend(self.void_range(range));
+        }
+        voided
     }
 
     /// S8: void `(begin, end]` without an epoch check. Idempotent; returns the LSNs dropped.

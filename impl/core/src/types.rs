@@ -137,3 +137,13 @@ impl TruncationRange {
         record_epoch <= self.epoch && self.contains(lsn)
     }
 }
+
+/// S15: the epoch of a truncation history, the set of ranges in force as the recovery of
+/// that epoch left them: its newest range's epoch (0 for none).
+pub fn history_epoch(history: &[TruncationRange]) -> Epoch {
+    history
+        .iter()
+        .map(|range| range.epoch)
+        .max()
+        .unwrap_or(Epoch(0))
+}

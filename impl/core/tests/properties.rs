@@ -206,11 +206,11 @@ proptest! {
             let mut repaired = 0;
             for target in WriterState::segments_of(pg) {
                 let mut state = run.segments[&target].clone();
-                state.handle_truncate(plan.truncation).unwrap();
+                state.handle_truncate(&plan.history).unwrap();
                 for _ in 0..4 {
                     for source in &sources {
                         let mut source = source.clone();
-                        source.handle_truncate(plan.truncation).unwrap();
+                        source.handle_truncate(&plan.history).unwrap();
                         let answer = source.answer_gossip(&state.gossip_request());
                         state.handle_gossip(source.epoch(), source.truncations(), answer).unwrap();
                     }

@@ -142,14 +142,14 @@ fn truncation_voids_and_refuses_records() {
         lsn_end: Lsn(10),
         epoch: Epoch(2),
     };
-    let voided = segment.handle_truncate(range).unwrap();
+    let voided = segment.handle_truncate(&[range]).unwrap();
     assert_eq!(voided, vec![Lsn(3), Lsn(4)]);
     assert_eq!(segment.scl(), Lsn(2));
     assert_eq!(segment.epoch(), Epoch(2));
     let refused = segment.handle_write(Epoch(2), Lsn(0), records[2].clone());
     assert!(matches!(refused, Err(SegmentError::Truncated { .. })));
     // Idempotent.
-    assert!(segment.handle_truncate(range).unwrap().is_empty());
+    assert!(segment.handle_truncate(&[range]).unwrap().is_empty());
     // The new epoch's record links to 2, above the range.
     let mut next = chain(&[2, 11])[1].clone();
     next.epoch = Epoch(2);
@@ -295,4 +295,75 @@ fn a_later_epochs_backlink_drops_records_a_missed_recovery_voided() {
             .unwrap()
             .inserted
     );
+}
+
+#[test]
+fn a_newer_history_drops_a_range_its_recovery_never_saw() {
+    // S15 (issue #21, bug 1): recovery 2 truncated (1, 10] here but never completed;
+    // recovery 3 did not see it, kept record 2 (epoch 1), and left history {(2, 12, 3)}.
+    // The segment adopts that history whole: range 2 is gone, and record 2 is taken again,
+    // so the chain through it (record 13 of epoch 3 links to 2) completes.
+    let mut segment = SegmentState::new(SEGMENT);
+    let records = chain(&[1, 2]);
+    segment
+        .handle_write(Epoch(1), Lsn(0), records[0].clone())
+        .unwrap();
+    let never_completed = TruncationRange {
+        lsn_begin: Lsn(1),
+        lsn_end: Lsn(10),
+        epoch: Epoch(2),
+    };
+    segment.handle_truncate(&[never_completed]).unwrap();
+    assert!(matches!(
+        segment.handle_write(Epoch(2), Lsn(0), records[1].clone()),
+        Err(SegmentError::Truncated { .. })
+    ));
+    let overriding = TruncationRange {
+        lsn_begin: Lsn(2),
+        lsn_end: Lsn(12),
+        epoch: Epoch(3),
+    };
+    segment.handle_truncate(&[overriding]).unwrap();
+    assert_eq!(segment.truncations(), &[overriding]);
+    assert_eq!(segment.history_epoch(), Epoch(3));
+    segment
+        .handle_write(Epoch(3), Lsn(0), records[1].clone())
+        .unwrap();
+    let mut next = chain(&[2, 13])[1].clone();
+    next.epoch = Epoch(3);
+    segment.handle_write(Epoch(3), Lsn(0), next).unwrap();
+    assert_eq!(segment.scl(), Lsn(13));
+}
+
+#[test]
+fn a_newer_history_from_gossip_voids_what_a_missed_recovery_truncated() {
+    // S15 (issue #21, bug 2): the segment missed recovery 2, which voided record 3; a peer's
+    // gossip carries the history {(2, 10, 2), (11, 20, 3)}: record 3 goes, SCL falls to 2.
+    let mut segment = SegmentState::new(SEGMENT);
+    for record in chain(&[1, 2, 3]) {
+        segment.handle_write(Epoch(1), Lsn(0), record).unwrap();
+    }
+    assert_eq!(segment.scl(), Lsn(3));
+    let history = [
+        TruncationRange {
+            lsn_begin: Lsn(2),
+            lsn_end: Lsn(10),
+            epoch: Epoch(2),
+        },
+        TruncationRange {
+            lsn_begin: Lsn(11),
+            lsn_end: Lsn(20),
+            epoch: Epoch(3),
+        },
+    ];
+    segment
+        .handle_gossip(Epoch(3), &history, Vec::new())
+        .unwrap();
+    assert_eq!(segment.record(Lsn(3)), None);
+    assert_eq!(segment.scl(), Lsn(2));
+    // An older history changes nothing.
+    segment
+        .handle_gossip(Epoch(3), &history[..1], Vec::new())
+        .unwrap();
+    assert_eq!(segment.truncations(), &history);
 }

@@ -1,8 +1,32 @@
-//! Cache hits per second on 1 and 2 threads, sixfold-pagecache against quick_cache, on the
-//! same Zipf-distributed access trace; then the same trace through a cache that holds an
-//! eighth of the pages (misses load, evictions run), with the hit ratio printed.
+//! sixfold-pagecache against quick_cache (0.7, S3-FIFO-like with a ghost queue) on the same
+//! access traces, side by side:
+//!
+//! - `hits`: a Zipf trace through caches that hold every page (the hit path only);
+//! - `zipf`, `btree`, `scan`: three traces through caches smaller than what they touch
+//!   (misses load, evictions run), at 1 and 2 threads;
+//! - then a summary table: accesses per second (median of `SUMMARY_RUNS`) and hit ratio
+//!   per trace.
+//!
+//! The traces (each thread gets its own seed):
+//! - **zipf**: 16,384 pages, Zipf exponent 0.99, ranks scattered over the keys; an eighth
+//!   of the pages fit.
+//! - **btree**: synthetic, shaped like the writer's cache during `sixfold bench`'s
+//!   1,000,000-row commit run (impl/bench/src/workload.rs): per transaction the volume's
+//!   header page, 1–4 updates of uniformly random rows (root, interior, leaf of the
+//!   `accounts` table: ~130 rows a leaf, fanout ~400 for 4 KiB SQLite pages), and one
+//!   append to `history` (root, rightmost interior, rightmost leaf). Generated, not
+//!   recorded: recording page ids from a real run needs a tracing hook in the writer. The
+//!   cache holds 4,096 pages, the writer's default (`WriterOptions::cache_pages_max`).
+//! - **scan**: a full scan of the 16,384 pages interleaved one for one with Zipf point
+//!   reads of the same pages; an eighth fit. A scan-resistant cache keeps the point reads'
+//!   hot pages through the scan.
+//!
+//! Hit ratio: a trace twice as long as the measured one, the first half to warm the cache,
+//! the second half counted, on one thread.
 //!
 //! `cargo bench -p sixfold-pagecache --bench cache -- --warm-up-time 1 --measurement-time 3`
+//! (`-- summary` for the table alone; `PAGECACHE_BENCH_RATIOS_ONLY=1` for the hit ratios
+//! alone).
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -19,6 +43,20 @@ const TRACE_ACCESSES_PER_THREAD: usize = 1 << 16;
 /// Zipf exponent: ~1 is the usual skew of page accesses (a few hot pages, a long tail).
 const ZIPF_EXPONENT: f64 = 0.99;
 const SHARDS: usize = 16;
+const THREAD_COUNTS: [usize; 2] = [1, 2];
+/// Runs per trace and cache in the summary table; it prints the median.
+const SUMMARY_RUNS: usize = 9;
+/// Set (to anything) to print only the hit ratios: they are deterministic and take
+/// seconds, where the throughput runs take minutes.
+const RATIOS_ONLY_VARIABLE: &str = "PAGECACHE_BENCH_RATIOS_ONLY";
+
+/// The `btree` trace's table: `sixfold bench`'s `accounts` (id, balance, a short note).
+const TABLE_ROWS: u64 = 1_000_000;
+const ROWS_PER_LEAF: u64 = 130;
+const INTERIOR_FANOUT: u64 = 400;
+const HISTORY_ROWS_PER_LEAF: u64 = 200;
+/// The writer's default cache size, in pages.
+const WRITER_CACHE_PAGES: u64 = 4_096;
 
 /// splitmix64: a seeded generator so every run and every cache sees the same trace.
 fn next_random(state: &mut u64) -> u64 {
@@ -29,29 +67,121 @@ fn next_random(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// A Zipf trace by inverse CDF; ranks are scattered over the key space so hot pages do
-/// not share a shard.
+/// Draws Zipf-distributed keys by inverse CDF; ranks are scattered over the key space so
+/// hot pages do not share a shard.
+struct Zipf {
+    cdf: Vec<f64>,
+    state: u64,
+}
+
+impl Zipf {
+    fn new(seed: u64) -> Self {
+        let weights: Vec<f64> = (1..=KEYS)
+            .map(|rank| 1.0 / (rank as f64).powf(ZIPF_EXPONENT))
+            .collect();
+        let total: f64 = weights.iter().sum();
+        let mut cumulative = 0.0;
+        let cdf = weights
+            .iter()
+            .map(|weight| {
+                cumulative += weight / total;
+                cumulative
+            })
+            .collect();
+        Self { cdf, state: seed }
+    }
+
+    fn next_key(&mut self) -> u64 {
+        let uniform = (next_random(&mut self.state) >> 11) as f64 / (1u64 << 53) as f64;
+        let rank = self
+            .cdf
+            .partition_point(|&c| c < uniform)
+            .min(KEYS as usize - 1) as u64;
+        rank.wrapping_mul(0x9e37_79b9_7f4a_7c15) % KEYS
+    }
+}
+
 fn zipf_trace(seed: u64, accesses: usize) -> Vec<u64> {
-    let weights: Vec<f64> = (1..=KEYS)
-        .map(|rank| 1.0 / (rank as f64).powf(ZIPF_EXPONENT))
-        .collect();
-    let total: f64 = weights.iter().sum();
-    let mut cumulative = 0.0;
-    let cdf: Vec<f64> = weights
-        .iter()
-        .map(|weight| {
-            cumulative += weight / total;
-            cumulative
-        })
-        .collect();
+    let mut zipf = Zipf::new(seed);
+    (0..accesses).map(|_| zipf.next_key()).collect()
+}
+
+fn scan_trace(seed: u64, accesses: usize) -> Vec<u64> {
+    let mut zipf = Zipf::new(seed);
+    let mut trace = Vec::with_capacity(accesses);
+    let mut scan_position = 0;
+    while trace.len() < accesses {
+        trace.push(scan_position);
+        trace.push(zipf.next_key());
+        scan_position = (scan_position + 1) % KEYS;
+    }
+    trace.truncate(accesses);
+    trace
+}
+
+/// Page ids of the `btree` trace: the header page, then each table's pages by level.
+fn btree_trace(seed: u64, accesses: usize) -> Vec<u64> {
+    const HEADER: u64 = 0;
+    const ACCOUNTS_ROOT: u64 = 1;
+    const ACCOUNTS_INTERIOR: u64 = 1 << 20;
+    const ACCOUNTS_LEAF: u64 = 2 << 20;
+    const HISTORY_ROOT: u64 = 3 << 20;
+    const HISTORY_INTERIOR: u64 = 4 << 20;
+    const HISTORY_LEAF: u64 = 5 << 20;
     let mut state = seed;
-    (0..accesses)
-        .map(|_| {
-            let uniform = (next_random(&mut state) >> 11) as f64 / (1u64 << 53) as f64;
-            let rank = cdf.partition_point(|&c| c < uniform).min(KEYS as usize - 1) as u64;
-            rank.wrapping_mul(0x9e37_79b9_7f4a_7c15) % KEYS
-        })
-        .collect()
+    let mut history_rows = 0;
+    let mut trace = Vec::with_capacity(accesses + 16);
+    while trace.len() < accesses {
+        trace.push(HEADER);
+        let updates = 1 + next_random(&mut state) % 4;
+        for _ in 0..updates {
+            let row = next_random(&mut state) % TABLE_ROWS;
+            let leaf = row / ROWS_PER_LEAF;
+            trace.push(ACCOUNTS_ROOT);
+            trace.push(ACCOUNTS_INTERIOR + leaf / INTERIOR_FANOUT);
+            trace.push(ACCOUNTS_LEAF + leaf);
+        }
+        let history_leaf = history_rows / HISTORY_ROWS_PER_LEAF;
+        trace.push(HISTORY_ROOT);
+        trace.push(HISTORY_INTERIOR + history_leaf / INTERIOR_FANOUT);
+        trace.push(HISTORY_LEAF + history_leaf);
+        history_rows += 1;
+    }
+    trace.truncate(accesses);
+    trace
+}
+
+/// A trace of each thread, and how many pages the caches hold for it.
+struct Workload {
+    name: &'static str,
+    capacity_pages: u64,
+    generate: fn(u64, usize) -> Vec<u64>,
+}
+
+const WORKLOADS: [Workload; 3] = [
+    Workload {
+        name: "zipf",
+        capacity_pages: KEYS / 8,
+        generate: zipf_trace,
+    },
+    Workload {
+        name: "btree",
+        capacity_pages: WRITER_CACHE_PAGES,
+        generate: btree_trace,
+    },
+    Workload {
+        name: "scan",
+        capacity_pages: KEYS / 8,
+        generate: scan_trace,
+    },
+];
+
+impl Workload {
+    fn traces(&self, accesses: usize) -> Vec<Vec<u64>> {
+        (0..THREAD_COUNTS[1] as u64)
+            .map(|seed| (self.generate)(seed + 1, accesses))
+            .collect()
+    }
 }
 
 fn page(key: u64) -> Box<[u8]> {
@@ -87,6 +217,8 @@ fn sixfold_cache(pages: u64) -> Sixfold {
 trait Hit: Sync {
     /// Looks the key up (loading on a miss) and reads a byte of the page.
     fn access(&self, key: u64) -> u8;
+    /// Loads so far.
+    fn misses(&self) -> u64;
 }
 
 impl Hit for Sixfold {
@@ -96,6 +228,10 @@ impl Hit for Sixfold {
             .unwrap();
         let read = guard.read();
         read[PAGE_BYTES / 2]
+    }
+
+    fn misses(&self) -> u64 {
+        self.stats().misses
     }
 }
 
@@ -107,6 +243,10 @@ impl Hit for Quick {
         };
         let bytes = self.cache.get_or_insert_with(&key, load).unwrap();
         bytes[PAGE_BYTES / 2]
+    }
+
+    fn misses(&self) -> u64 {
+        self.loads.load(Ordering::Relaxed)
     }
 }
 
@@ -135,27 +275,30 @@ fn bench_cache<C: Hit>(
     traces: &[Vec<u64>],
 ) {
     let mut group = c.benchmark_group(group_name);
-    group.throughput(Throughput::Elements(
-        (TRACE_ACCESSES_PER_THREAD * traces.len()) as u64,
-    ));
+    let accesses: usize = traces.iter().map(Vec::len).sum();
+    group.throughput(Throughput::Elements(accesses as u64));
     group.bench_function(format!("{name}/{}-threads", traces.len()), |b| {
         b.iter_custom(|iterations| run_threads(cache, traces, iterations))
     });
     group.finish();
 }
 
-fn hits(c: &mut Criterion) {
-    let traces: Vec<Vec<u64>> = (0..2)
-        .map(|seed| zipf_trace(seed + 1, TRACE_ACCESSES_PER_THREAD))
-        .collect();
-    // Every page fits: the trace measures the hit path only.
-    let sixfold = sixfold_cache(KEYS + KEYS / 8);
-    let quick = Quick::new(KEYS + KEYS / 8);
-    for key in 0..KEYS {
+/// Caches holding every page of the Zipf trace.
+fn prefilled(pages: u64) -> (Sixfold, Quick) {
+    let sixfold = sixfold_cache(pages + pages / 8);
+    let quick = Quick::new(pages + pages / 8);
+    for key in 0..pages {
         drop(sixfold.insert(&key, Page::clean(1, page(key))));
         quick.cache.insert(key, Arc::from(page(key)));
     }
-    for threads in [1, 2] {
+    (sixfold, quick)
+}
+
+fn hits(c: &mut Criterion) {
+    let traces = zipf_traces();
+    // Every page fits: the trace measures the hit path only.
+    let (sixfold, quick) = prefilled(KEYS);
+    for threads in THREAD_COUNTS {
         bench_cache(c, "hits", "sixfold", &sixfold, &traces[..threads]);
         bench_cache(c, "hits", "quick_cache", &quick, &traces[..threads]);
     }
@@ -165,51 +308,97 @@ fn hits(c: &mut Criterion) {
         (0, 0),
         "the hit benchmark missed"
     );
-    assert_eq!(
-        quick.loads.load(Ordering::Relaxed),
-        0,
-        "the hit benchmark missed in quick_cache"
-    );
+    assert_eq!(quick.misses(), 0, "the hit benchmark missed in quick_cache");
 }
 
-fn eighth_resident(c: &mut Criterion) {
-    let traces: Vec<Vec<u64>> = (0..2)
-        .map(|seed| zipf_trace(seed + 1, TRACE_ACCESSES_PER_THREAD))
-        .collect();
-    let sixfold = sixfold_cache(KEYS / 8);
-    let quick = Quick::new(KEYS / 8);
-    for threads in [1, 2] {
-        bench_cache(
-            c,
-            "eighth-resident",
-            "sixfold",
-            &sixfold,
-            &traces[..threads],
-        );
-        bench_cache(
-            c,
-            "eighth-resident",
-            "quick_cache",
-            &quick,
-            &traces[..threads],
-        );
+fn zipf_traces() -> Vec<Vec<u64>> {
+    WORKLOADS[0].traces(TRACE_ACCESSES_PER_THREAD)
+}
+
+fn smaller_than_the_trace(c: &mut Criterion) {
+    for workload in &WORKLOADS {
+        let traces = workload.traces(TRACE_ACCESSES_PER_THREAD);
+        let sixfold = sixfold_cache(workload.capacity_pages);
+        let quick = Quick::new(workload.capacity_pages);
+        for threads in THREAD_COUNTS {
+            bench_cache(c, workload.name, "sixfold", &sixfold, &traces[..threads]);
+            bench_cache(c, workload.name, "quick_cache", &quick, &traces[..threads]);
+        }
     }
-    // Hit ratio on fresh caches: one warming pass, then one counted pass.
-    let sixfold = sixfold_cache(KEYS / 8);
-    let quick = Quick::new(KEYS / 8);
-    run_threads(&sixfold, &traces[..1], 1);
-    run_threads(&quick, &traces[..1], 1);
-    let (sixfold_misses, quick_loads) =
-        (sixfold.stats().misses, quick.loads.load(Ordering::Relaxed));
-    run_threads(&sixfold, &traces[..1], 1);
-    run_threads(&quick, &traces[..1], 1);
-    let accesses = TRACE_ACCESSES_PER_THREAD as f64;
-    let sixfold_ratio = 1.0 - (sixfold.stats().misses - sixfold_misses) as f64 / accesses;
-    let quick_ratio = 1.0 - (quick.loads.load(Ordering::Relaxed) - quick_loads) as f64 / accesses;
+}
+
+/// Hit ratio on one thread: warm on the first half of a double-length trace, count the
+/// second half.
+fn hit_ratio<C: Hit>(cache: &C, workload: &Workload) -> f64 {
+    let trace = &workload.traces(2 * TRACE_ACCESSES_PER_THREAD)[0];
+    let (warm, counted) = trace.split_at(TRACE_ACCESSES_PER_THREAD);
+    run_threads(cache, &[warm.to_vec()], 1);
+    let misses_before = cache.misses();
+    run_threads(cache, &[counted.to_vec()], 1);
+    1.0 - (cache.misses() - misses_before) as f64 / counted.len() as f64
+}
+
+/// Million accesses per second of each cache, median of `SUMMARY_RUNS` runs of the
+/// traces, the two caches alternating run by run so a change in the machine's load hits
+/// both alike.
+fn accesses_per_second<A: Hit, B: Hit>(first: &A, second: &B, traces: &[Vec<u64>]) -> (f64, f64) {
+    let accesses: usize = traces.iter().map(Vec::len).sum();
+    let rate = |elapsed: Duration| accesses as f64 / elapsed.as_secs_f64() / 1e6;
+    let (mut firsts, mut seconds) = (Vec::new(), Vec::new());
+    for _ in 0..SUMMARY_RUNS {
+        firsts.push(rate(run_threads(first, traces, 1)));
+        seconds.push(rate(run_threads(second, traces, 1)));
+    }
+    firsts.sort_by(f64::total_cmp);
+    seconds.sort_by(f64::total_cmp);
+    (firsts[SUMMARY_RUNS / 2], seconds[SUMMARY_RUNS / 2])
+}
+
+fn summary_row(label: &str, threads: usize, sixfold: f64, quick: f64) {
     println!(
-        "eighth-resident hit ratio: sixfold (CLOCK) {sixfold_ratio:.3}, quick_cache (S3-FIFO) {quick_ratio:.3}"
+        "{label:<24} {threads:>7} {sixfold:>12.1} {quick:>12.1} {:>8.2}x",
+        sixfold / quick
     );
 }
 
-criterion_group!(benches, hits, eighth_resident);
+/// The side-by-side table: throughput per trace and thread count, then hit ratios.
+fn summary(_: &mut Criterion) {
+    if std::env::var_os(RATIOS_ONLY_VARIABLE).is_some() {
+        return ratios();
+    }
+    println!("\nsummary (M accesses/s, median of {SUMMARY_RUNS} runs)");
+    println!(
+        "{:<24} {:>7} {:>12} {:>12} {:>9}",
+        "trace", "threads", "sixfold", "quick_cache", "ratio"
+    );
+    let traces = zipf_traces();
+    let (sixfold, quick) = prefilled(KEYS);
+    for threads in THREAD_COUNTS {
+        let rates = accesses_per_second(&sixfold, &quick, &traces[..threads]);
+        summary_row("hits (all resident)", threads, rates.0, rates.1);
+    }
+    for workload in &WORKLOADS {
+        let traces = workload.traces(TRACE_ACCESSES_PER_THREAD);
+        let sixfold = sixfold_cache(workload.capacity_pages);
+        let quick = Quick::new(workload.capacity_pages);
+        for threads in THREAD_COUNTS {
+            let rates = accesses_per_second(&sixfold, &quick, &traces[..threads]);
+            let label = format!("{} ({} pages)", workload.name, workload.capacity_pages);
+            summary_row(&label, threads, rates.0, rates.1);
+        }
+    }
+    ratios();
+}
+
+fn ratios() {
+    println!("\nhit ratio (1 thread, second half of a double-length trace)");
+    println!("{:<24} {:>12} {:>12}", "trace", "sixfold", "quick_cache");
+    for workload in &WORKLOADS {
+        let sixfold = hit_ratio(&sixfold_cache(workload.capacity_pages), workload);
+        let quick = hit_ratio(&Quick::new(workload.capacity_pages), workload);
+        println!("{:<24} {sixfold:>12.3} {quick:>12.3}", workload.name);
+    }
+}
+
+criterion_group!(benches, hits, smaller_than_the_trace, summary);
 criterion_main!(benches);

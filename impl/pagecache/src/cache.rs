@@ -7,7 +7,7 @@ use std::hash::{BuildHasher, Hash};
 use crate::entry::{EntryMeta, FlushSnapshot, Page, PinGuard};
 use crate::error::{ApplyError, ConfigError, RemoveError};
 use crate::hash::FxBuildHasher;
-use crate::shard::{Counters, Installed, Lookup, Resident, Shard};
+use crate::shard::{Counters, Installed, Lookup, ResidentLookup as Resident, Shard};
 use crate::sync::{read, write};
 
 /// Upper bound on shards: more than a few per core only spreads the capacity thinner.
@@ -190,12 +190,12 @@ where
         write(&self.shard(key).state).remove(key)
     }
 
-    /// Whether the page is resident. No pin, no hit counted, no CLOCK reference.
+    /// Whether the page is resident. No pin, no hit counted, no access counted for eviction.
     pub fn contains(&self, key: &K) -> bool {
         self.peek(key).is_some()
     }
 
-    /// The metadata of a resident page. No pin, no hit counted, no CLOCK reference.
+    /// The metadata of a resident page. No pin, no hit counted, no access counted for eviction.
     pub fn peek(&self, key: &K) -> Option<EntryMeta> {
         read(&self.shard(key).state).meta(key)
     }
@@ -241,7 +241,7 @@ where
         &self.shards[((hash >> 32) % self.shards.len() as u64) as usize]
     }
 
-    /// A pin for an internal access (redo, flusher): no CLOCK reference, no counters.
+    /// A pin for an internal access (redo, flusher): not counted as an access for eviction, no counters.
     fn pin_resident(&self, key: &K) -> Option<PinGuard> {
         let shard = self.shard(key);
         Self::settle(self.resident(shard, key, false))
@@ -286,12 +286,8 @@ where
         let (installed, evicted) = write(&shard.state).install(key, page, &self.predicate);
         Counters::add(&shard.counters.evictions, evicted);
         match installed {
-            Installed::New {
-                guard,
-                entry,
-                resolved,
-            } => {
-                if let Some(cell) = resolved {
+            Installed::New { guard, resolved } => {
+                if let Some((cell, entry)) = resolved {
                     cell.finish(Some(entry));
                 }
                 guard

@@ -1,13 +1,13 @@
-//! One cached page: its bytes behind a reader-writer lock, its LSN and dirty flag, its pin
-//! count, and the guard that holds a pin.
+//! One cached page: its bytes behind a reader-writer lock, its LSN and dirty flag, and the
+//! guard that holds a pin on it.
 
 use std::ops::Deref;
 
 use crate::error::ApplyError;
-use crate::sync::{Arc, AtomicBool, AtomicU32, AtomicU64, Ordering, RwLock, RwLockReadGuard};
+use crate::sync::{Arc, AtomicBool, AtomicU64, Ordering, RwLock, RwLockReadGuard};
 
 /// Bytes charged per entry on top of the page itself: the `Entry` allocation, the map slot
-/// and the ring slot, rounded up. An estimate; it keeps a cache of tiny pages bounded too.
+/// and the queue slot, rounded up. An estimate; it keeps a cache of tiny pages bounded too.
 pub const ENTRY_OVERHEAD_BYTES: u64 = 128;
 
 /// A page version handed to the cache by a loader or by `insert`.
@@ -57,10 +57,11 @@ pub struct FlushSnapshot {
     pub bytes: Box<[u8]>,
 }
 
+/// A resident page. The shard's map owns one `Arc` of it; every other `Arc` is a pin (a
+/// [`PinGuard`], or a finished load's cell holding the page for its waiters). So the pin
+/// count is the strong count minus one, and a hit pins with the `Arc` clone it needs
+/// anyway: no second counter to bump.
 pub(crate) struct Entry {
-    /// Pins only go up under the shard lock (read or write side), so eviction and removal,
-    /// which hold its write side, see a stable zero.
-    pins: AtomicU32,
     /// Written only under the `bytes` write lock, so a reader holding the read lock sees
     /// the LSN that matches the bytes.
     lsn: AtomicU64,
@@ -71,11 +72,9 @@ pub(crate) struct Entry {
 }
 
 impl Entry {
-    /// A new entry with `pins` pins already taken (the installer's and the waiters').
-    pub(crate) fn new(page: Page, pins: u32) -> Self {
+    pub(crate) fn new(page: Page) -> Self {
         let cost_bytes = page.bytes.len() as u64 + ENTRY_OVERHEAD_BYTES;
         Self {
-            pins: AtomicU32::new(pins),
             lsn: AtomicU64::new(page.lsn),
             dirty: AtomicBool::new(page.dirty),
             cost_bytes,
@@ -87,8 +86,23 @@ impl Entry {
         self.cost_bytes
     }
 
-    pub(crate) fn is_pinned(&self) -> bool {
-        self.pins.load(Ordering::Acquire) > 0
+    /// The metadata of an unpinned entry, or `None` if it is pinned. Called under the
+    /// shard's write lock with the map's `Arc`, by eviction and removal.
+    ///
+    /// A strong count of one is stable there: new `Arc`s of a resident entry are cloned
+    /// only under the shard lock (hits, installs) or from a pin (a load cell's), and there
+    /// is none. The metadata is then stable too: redo, upserts and the flusher change it
+    /// only through a pin. The `try_write` on the page lock orders us after the last of
+    /// those changes (a lock acquisition reads the latest unlock, which happened after the
+    /// change), whatever ordering the strong-count load has; it cannot fail for an
+    /// unpinned entry (a `PageRead` borrows a pin), and we never wait for it under the
+    /// shard lock.
+    pub(crate) fn meta_if_unpinned(entry: &Arc<Self>) -> Option<EntryMeta> {
+        if Arc::strong_count(entry) != 1 {
+            return None;
+        }
+        let _bytes = entry.bytes.try_write().ok()?;
+        Some(entry.meta())
     }
 
     /// The metadata as last written. Stable only while the caller holds the shard's write
@@ -109,19 +123,12 @@ pub struct PinGuard {
 }
 
 impl PinGuard {
-    /// Takes a new pin. Callers hold the shard lock, either side (the entry is resident).
+    /// Takes a new pin: under the shard lock, either side, from the map's `Arc`; or from
+    /// an `Arc` that is itself a pin (a load cell's).
     pub(crate) fn pin(entry: &Arc<Entry>) -> Self {
-        let before = entry.pins.fetch_add(1, Ordering::Relaxed);
-        assert!(before < u32::MAX, "pin count overflow");
         Self {
             entry: Arc::clone(entry),
         }
-    }
-
-    /// Adopts a pin that was counted for us when the entry was created (a load waiter's).
-    pub(crate) fn adopt(entry: Arc<Entry>) -> Self {
-        debug_assert!(entry.is_pinned(), "adopted pin was never counted");
-        Self { entry }
     }
 
     /// A consistent view: bytes and the LSN they are at, held against concurrent redo.
@@ -215,15 +222,6 @@ impl PinGuard {
         self.entry.lsn.store(page.lsn, Ordering::Release);
         self.entry.dirty.store(page.dirty, Ordering::Release);
         true
-    }
-}
-
-impl Drop for PinGuard {
-    fn drop(&mut self) {
-        // Release: everything this holder did to the entry happens before an eviction
-        // that observes the count at zero (Acquire in `is_pinned`).
-        let before = self.entry.pins.fetch_sub(1, Ordering::Release);
-        debug_assert!(before > 0, "unpinned an entry with no pins");
     }
 }
 

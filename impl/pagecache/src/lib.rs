@@ -5,7 +5,7 @@
 //!   flag. A [`PinGuard`] keeps an entry resident; [`PinGuard::read`] gives the bytes and
 //!   the one LSN they are at, held against concurrent redo.
 //! - **Loading** is single flight: threads missing the same page wait for one loader.
-//! - **Eviction** is CLOCK per shard, vetoed by pins and by the caller's predicate
+//! - **Eviction** is S3-FIFO per shard, vetoed by pins and by the caller's predicate
 //!   (storage node: clean pages only; writer: LSN ≤ VDL, R6). When everything in a shard
 //!   is pinned or refused, the shard goes over capacity rather than block or fail:
 //!   blocking could deadlock against the pin holder, failing would push the problem to
@@ -31,13 +31,17 @@
 //! ```
 //!
 //! Synchronisation primitives come from the crate-local `sync` module, loom's under
-//! `cfg(loom)`; `cfg(loom_mutant)` drops the pin check in eviction for `tests/loom.rs` to
-//! catch.
+//! `cfg(loom)`; `cfg(loom_mutant)` compiles the [`mutant`] switches that drop eviction's
+//! guards one at a time for `tests/loom.rs` to catch.
 
 mod cache;
 mod entry;
 mod error;
 mod hash;
+#[cfg(loom_mutant)]
+pub mod mutant;
+#[cfg(not(loom_mutant))]
+mod mutant;
 mod shard;
 mod sync;
 

@@ -3,24 +3,24 @@
 //! rather than of a copy. Nothing in the crate may reach for `std::sync` directly.
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 #[cfg(loom)]
 pub(crate) use loom::sync::{
     Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
 };
 
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 #[cfg(not(loom))]
 pub(crate) use std::sync::{
     Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
 };
 
-/// Atomics that order no memory and guard no invariant: statistics counters and CLOCK's
-/// reference bits (a stale bit changes which page is evicted, never whether eviction is
-/// allowed). They stay std's under loom so the models do not branch on them.
+/// Atomics that order no memory and guard no invariant: statistics counters and the
+/// S3-FIFO access counts (a stale count changes which page is evicted, never whether
+/// eviction is allowed). They stay std's under loom so the models do not branch on them.
 pub(crate) mod unmodeled {
-    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64};
+    pub(crate) use std::sync::atomic::{AtomicU8, AtomicU64};
 }
 
 const POISONED: &str = "page cache lock poisoned: a panic happened while it was held";

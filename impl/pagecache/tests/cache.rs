@@ -272,7 +272,7 @@ fn dirty_pages_reports_at_most_the_limit() {
 }
 
 #[test]
-fn clock_gives_a_referenced_page_a_second_chance() {
+fn a_page_hit_while_probationary_moves_to_the_main_queue() {
     let cache = storage_node_cache(2);
     drop(cache.insert(&1, Page::clean(1, page_at(1))));
     drop(cache.insert(&2, Page::clean(1, page_at(1))));
@@ -280,6 +280,68 @@ fn clock_gives_a_referenced_page_a_second_chance() {
     drop(cache.insert(&3, Page::clean(1, page_at(1))));
     assert!(cache.contains(&1) && !cache.contains(&2) && cache.contains(&3));
     assert_eq!(cache.stats().evictions, 1);
+}
+
+#[test]
+fn a_scan_passes_through_without_evicting_the_pages_in_use() {
+    // Eight pages in use (hit once each), then a scan of a hundred pages read once: the
+    // scan goes through the probationary queue, the pages in use stay in the main one.
+    let cache = storage_node_cache(10);
+    for key in 0..8 {
+        drop(cache.insert(&key, Page::clean(1, page_at(1))));
+        drop(cache.get(&key));
+    }
+    for key in 100..200 {
+        drop(cache.insert(&key, Page::clean(1, page_at(1))));
+    }
+    let kept: Vec<u64> = (0..8).filter(|key| cache.contains(key)).collect();
+    assert_eq!(
+        kept,
+        (0..8).collect::<Vec<_>>(),
+        "the scan evicted pages in use"
+    );
+    assert!(cache.stats().bytes_used <= cache.stats().capacity_bytes);
+}
+
+#[test]
+fn a_page_missed_again_soon_after_eviction_returns_to_the_main_queue() {
+    // Page 1 is evicted unhit from the probationary queue; the ghost remembers it, so when
+    // it is loaded again it goes to the main queue and outlives pages read once after it.
+    let cache = storage_node_cache(4);
+    for key in 1..=5 {
+        drop(cache.insert(&key, Page::clean(1, page_at(1))));
+    }
+    assert!(!cache.contains(&1));
+    drop(cache.get_or_load(&1, load_clean(1)).unwrap());
+    for key in 10..20 {
+        drop(cache.insert(&key, Page::clean(1, page_at(1))));
+    }
+    assert!(
+        cache.contains(&1),
+        "a page remembered by the ghost was evicted"
+    );
+    assert!(!cache.contains(&2), "a page read once outlived the scan");
+}
+
+#[test]
+fn removed_pages_leave_the_byte_accounting_and_eviction_exact() {
+    // `remove` leaves a stale queue slot behind; many remove and reinstall cycles must
+    // neither confuse eviction nor the counts.
+    let cache = storage_node_cache(4);
+    for round in 0..500u64 {
+        let key = round % 6;
+        drop(cache.insert(&key, Page::clean(round + 1, page_at(1))));
+        if round % 3 == 0 {
+            cache.remove(&key).unwrap();
+        }
+        let resident: u64 = (0..6)
+            .filter_map(|key| cache.peek(&key))
+            .map(|meta| meta.cost_bytes)
+            .sum();
+        let stats = cache.stats();
+        assert_eq!(stats.bytes_used, resident);
+        assert!(stats.bytes_used <= stats.capacity_bytes);
+    }
 }
 
 #[test]

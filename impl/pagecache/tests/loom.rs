@@ -5,12 +5,14 @@
 //! ```text
 //! RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom \
 //!     cargo test -p sixfold-pagecache --release --test loom
-//! RUSTFLAGS="--cfg loom --cfg loom_mutant" CARGO_TARGET_DIR=target/loom \
+//! RUSTFLAGS="--cfg loom --cfg loom_mutant" CARGO_TARGET_DIR=target/loom-mutant \
 //!     cargo test -p sixfold-pagecache --release --test loom
 //! ```
 //!
-//! The second build drops the pin check in eviction; only the `mutant_*` tests run there,
-//! and they pass only if loom finds the interleaving that breaks the model.
+//! The second build compiles the cache's mutant switches (`sixfold_pagecache::mutant`):
+//! each `mutant_*` test turns one on — a queue's eviction ignoring pins or the predicate —
+//! and passes only if loom finds the interleaving that breaks the model. Only those tests
+//! run there.
 #![cfg(loom)]
 // Under `loom_mutant` only the scenarios the mutant breaks run.
 #![cfg_attr(loom_mutant, allow(dead_code))]
@@ -18,6 +20,8 @@
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use loom::thread;
+#[cfg(loom_mutant)]
+use sixfold_pagecache::mutant::{self, Mutant};
 use sixfold_pagecache::{ENTRY_OVERHEAD_BYTES, EntryMeta, Page, PageCache};
 
 /// None: exhaustive. Every model here finishes exhaustively in seconds (see
@@ -242,6 +246,81 @@ fn eviction_predicate_keeps_pages_above_vdl() {
     }
 }
 
+/// The writer's predicate (R6) over a shared VDL: only pages at or below it may go.
+fn writer_cache(
+    pages: u64,
+    vdl: &Arc<AtomicU64>,
+) -> Arc<PageCache<u64, impl Fn(&EntryMeta) -> bool + use<>>> {
+    let vdl = Arc::clone(vdl);
+    let predicate = move |meta: &EntryMeta| meta.lsn <= vdl.load(Ordering::Acquire);
+    Arc::new(PageCache::new(pages * PAGE_COST_BYTES, 1, predicate).unwrap())
+}
+
+/// Puts page 1 in the main queue of a two-page cache, with page 3 in the probationary
+/// queue and `refused` (which the cache's predicate must refuse), page 2 evicted:
+/// page 1 is hit, so installing page 3 promotes it and evicts page 2.
+fn page_one_in_the_main_queue<P: Fn(&EntryMeta) -> bool>(cache: &PageCache<u64, P>, refused: Page) {
+    drop(cache.insert(&1, page_at(1, false)));
+    drop(cache.get(&1));
+    drop(cache.insert(&2, page_at(1, false)));
+    drop(cache.insert(&3, refused));
+    assert!(cache.contains(&1) && !cache.contains(&2) && cache.contains(&3));
+}
+
+/// A pin against eviction from the main queue: page 1 is in the main queue, page 3
+/// (dirty, refused) in the probationary one. Thread A pins page 1; thread B installs
+/// page 4, which needs room: the probationary queue holds only vetoes (page 3 dirty, page
+/// 4 pinned by its installer), so eviction goes to the main queue, where it must pass
+/// over page 1 while A holds its pin.
+fn main_queue_eviction_races_a_pin() {
+    let cache = Arc::new(storage_node_cache(2));
+    page_one_in_the_main_queue(&cache, page_at(3, true));
+    let pinner = {
+        let cache = Arc::clone(&cache);
+        thread::spawn(move || {
+            if let Some(guard) = cache.get(&1) {
+                assert!(cache.contains(&1), "pinned page evicted");
+                assert_eq!(guard.read().bytes(), &[1u8; PAGE_BYTES][..]);
+            }
+        })
+    };
+    let inserter = {
+        let cache = Arc::clone(&cache);
+        thread::spawn(move || drop(cache.insert(&4, page_at(4, false))))
+    };
+    pinner.join().unwrap();
+    inserter.join().unwrap();
+}
+
+/// R6 in the main queue: page 1 (LSN 1) is in the main queue of the writer's two-page
+/// cache, page 3 (LSN 10, above VDL) in the probationary one. Thread A applies redo at LSN
+/// 5 to page 1 (VDL 1); thread B advances VDL to 3 and installs page 4. Eviction reaches
+/// the main queue (page 3 refused, page 4 pinned); if A's redo was applied, page 1 (LSN
+/// 5 > VDL 3) must still be resident at LSN 5.
+fn main_queue_keeps_pages_above_vdl() {
+    let vdl = Arc::new(AtomicU64::new(1));
+    let cache = writer_cache(2, &vdl);
+    page_one_in_the_main_queue(&cache, page_at(10, false));
+    let redo = {
+        let cache = Arc::clone(&cache);
+        thread::spawn(move || cache.apply(&1, 5, |bytes| bytes.fill(5)).is_ok())
+    };
+    let installer = {
+        let cache = Arc::clone(&cache);
+        let vdl = Arc::clone(&vdl);
+        thread::spawn(move || {
+            vdl.store(3, Ordering::Release);
+            drop(cache.insert(&4, page_at(1, false)));
+        })
+    };
+    let applied = redo.join().unwrap();
+    installer.join().unwrap();
+    if applied {
+        let meta = cache.peek(&1).expect("page above VDL evicted");
+        assert_eq!(meta.lsn, 5, "page above VDL evicted");
+    }
+}
+
 #[cfg(not(loom_mutant))]
 mod models {
     use super::*;
@@ -275,23 +354,90 @@ mod models {
     fn a_page_above_vdl_is_never_evicted() {
         model(eviction_predicate_keeps_pages_above_vdl);
     }
+
+    #[test]
+    fn a_pinned_page_in_the_main_queue_is_never_evicted() {
+        model(main_queue_eviction_races_a_pin);
+    }
+
+    #[test]
+    fn a_page_above_vdl_in_the_main_queue_is_never_evicted() {
+        model(main_queue_keeps_pages_above_vdl);
+    }
 }
 
-/// Built with `--cfg loom_mutant`: eviction ignores pins. Both models that depend on the
-/// pin check must fail, and these tests pass only if loom finds the failing interleaving.
+/// Built with `--cfg loom_mutant`: each test turns on one mutant, a guard of eviction
+/// dropped, and passes only if loom finds the interleaving where its model fails.
 #[cfg(loom_mutant)]
-mod mutant {
+mod mutants {
     use super::*;
+
+    fn model_with(mutant: Mutant, scenario: fn()) {
+        mutant::set(Some(mutant));
+        model(scenario);
+    }
 
     #[test]
     #[should_panic(expected = "pinned page evicted")]
-    fn mutant_without_pin_check_evicts_a_pinned_page() {
-        model(eviction_races_a_pin);
+    fn mutant_small_queue_ignoring_pins_evicts_a_pinned_page() {
+        model_with(Mutant::SmallQueueIgnoresPins, eviction_races_a_pin);
     }
 
     #[test]
     #[should_panic(expected = "page above VDL evicted")]
-    fn mutant_without_pin_check_evicts_above_vdl() {
-        model(eviction_predicate_keeps_pages_above_vdl);
+    fn mutant_small_queue_ignoring_pins_evicts_above_vdl() {
+        model_with(
+            Mutant::SmallQueueIgnoresPins,
+            eviction_predicate_keeps_pages_above_vdl,
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "page above VDL evicted")]
+    fn mutant_small_queue_ignoring_the_predicate_evicts_above_vdl() {
+        model_with(
+            Mutant::SmallQueueIgnoresPredicate,
+            eviction_predicate_keeps_pages_above_vdl,
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "pinned page evicted")]
+    fn mutant_main_queue_ignoring_pins_evicts_a_pinned_page() {
+        model_with(
+            Mutant::MainQueueIgnoresPins,
+            main_queue_eviction_races_a_pin,
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "page above VDL evicted")]
+    fn mutant_main_queue_ignoring_pins_evicts_above_vdl() {
+        model_with(
+            Mutant::MainQueueIgnoresPins,
+            main_queue_keeps_pages_above_vdl,
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "page above VDL evicted")]
+    fn mutant_main_queue_ignoring_the_predicate_evicts_above_vdl() {
+        model_with(
+            Mutant::MainQueueIgnoresPredicate,
+            main_queue_keeps_pages_above_vdl,
+        );
+    }
+
+    /// The main-queue mutants leave the probationary-queue models alone and the other way
+    /// round: each mutant is caught by the model of its own queue, not by accident.
+    #[test]
+    fn main_queue_mutants_pass_the_probationary_queue_models() {
+        for mutant in [
+            Mutant::MainQueueIgnoresPins,
+            Mutant::MainQueueIgnoresPredicate,
+        ] {
+            model_with(mutant, eviction_races_a_pin);
+            model_with(mutant, eviction_predicate_keeps_pages_above_vdl);
+        }
     }
 }

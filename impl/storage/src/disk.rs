@@ -9,7 +9,13 @@
 use std::fmt::Debug;
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
+
+/// Mode of the files the real disk creates: owner read and write only.
+pub const PRIVATE_FILE_MODE: u32 = 0o600;
+/// Mode of the directories the real disk creates: owner only.
+pub const PRIVATE_DIR_MODE: u32 = 0o700;
 
 /// How to open a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,7 +111,8 @@ impl DiskFile for StdFile {
 impl Disk for StdDisk {
     fn open(&self, path: &Path, mode: OpenMode) -> io::Result<Box<dyn DiskFile>> {
         let mut options = OpenOptions::new();
-        options.read(true).write(true);
+        // Segment files hold the volume's data: the owner's alone (spec/wire.md A6).
+        options.read(true).write(true).mode(PRIVATE_FILE_MODE);
         if mode == OpenMode::CreateNew {
             options.create_new(true);
         }
@@ -115,7 +122,10 @@ impl Disk for StdDisk {
     }
 
     fn create_dir(&self, path: &Path) -> io::Result<()> {
-        match std::fs::create_dir(path) {
+        match std::fs::DirBuilder::new()
+            .mode(PRIVATE_DIR_MODE)
+            .create(path)
+        {
             Err(error) if error.kind() == io::ErrorKind::AlreadyExists => Ok(()),
             other => other,
         }

@@ -39,6 +39,14 @@ pub enum StorageError {
     Malformed { lsn: Lsn, reason: String },
     #[error("{segment}: record {lsn} differs from the stored record with the same LSN (S3)")]
     DuplicateMismatch { segment: SegmentId, lsn: Lsn },
+    #[error(
+        "{segment}: truncation history of epoch {held} is behind epoch {needed}; learning it from peers (S15)"
+    )]
+    HistoryBehind {
+        segment: SegmentId,
+        needed: Epoch,
+        held: Epoch,
+    },
     #[error("{segment}: truncation ({begin}, {end}] is not a range")]
     BadTruncation {
         segment: SegmentId,

@@ -369,18 +369,19 @@ impl StorageNode {
         Ok(())
     }
 
-    /// S8: makes a truncation range durable at `segment`, then voids its records.
+    /// S8, S15, X5: makes a recovery's truncation history (its own range last) durable
+    /// at `segment`, then voids what it covers.
     pub fn truncate(
         &mut self,
         segment: SegmentId,
-        range: TruncationRange,
+        history: &[TruncationRange],
     ) -> Result<(), StorageError> {
         let disk = Arc::clone(&self.disk);
         let segment = self
             .segments
             .get_mut(&segment)
             .ok_or(StorageError::SegmentNotHosted { segment })?;
-        segment.truncate(disk.as_ref(), &self.cache, range)
+        segment.truncate(disk.as_ref(), &self.cache, history)
     }
 
     /// X1: what the segment tells a recovering writer.
@@ -412,8 +413,19 @@ impl StorageNode {
         records: Vec<RedoRecord>,
     ) -> Result<(), StorageError> {
         self.check_queue_room(&records)?;
-        self.segment_mut(segment)?
-            .submit_gossip(peer_epoch, truncations, &records)
+        let disk = Arc::clone(&self.disk);
+        let segment = self
+            .segments
+            .get_mut(&segment)
+            .ok_or(StorageError::SegmentNotHosted { segment })?;
+        segment
+            .submit_gossip(
+                disk.as_ref(),
+                &self.cache,
+                peer_epoch,
+                truncations,
+                &records,
+            )
             .map(|_| ())
     }
 
@@ -444,6 +456,27 @@ impl StorageNode {
             return Err(StorageError::WrongPage { segment, page, pg });
         }
         held.get_page(disk.as_ref(), &self.cache, page, read_lsn, required_lsn)
+    }
+
+    /// S15, R3: a segment serves a writer's reads only once it holds that writer's
+    /// truncation history: before, it may still hold records a recovery it has not heard
+    /// of voided, and build pages on them. `range` is the reading writer's own range (X4).
+    pub fn check_reader_history(
+        &self,
+        segment: SegmentId,
+        range: Option<TruncationRange>,
+    ) -> Result<(), StorageError> {
+        let held = self.segment(segment)?;
+        match range {
+            Some(range) if !held.state.truncations().contains(&range) => {
+                Err(StorageError::HistoryBehind {
+                    segment,
+                    needed: range.epoch,
+                    held: held.history_epoch(),
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// R4: the PG's lowest read point in use; only rises.

@@ -10,7 +10,7 @@ use sixfold_core::codec::{
 use sixfold_core::redo::{apply_body, materialize};
 use sixfold_core::{
     Epoch, GossipRequest, Lsn, PAGE_BYTES, PageId, PageImage, RedoRecord, SegmentId, SegmentReport,
-    SegmentState, TruncationRange, VerifiedRecord,
+    SegmentState, TruncationRange, VerifiedRecord, history_epoch,
 };
 use sixfold_pagecache::Page;
 
@@ -45,12 +45,10 @@ enum Queued {
         ticket: Ticket,
         epoch: Epoch,
         vdl_hint: Lsn,
-        truncation: Option<TruncationRange>,
         records: Vec<VerifiedRecord>,
     },
     Gossip {
         epoch: Epoch,
-        truncations: Vec<TruncationRange>,
         records: Vec<VerifiedRecord>,
     },
 }
@@ -305,37 +303,45 @@ impl Segment {
 
     /// The epoch the segment will hold once the queue is durable.
     fn pending_epoch(&self) -> Epoch {
-        let truncation_epochs = self
-            .pending_truncations()
-            .into_iter()
-            .map(|range| range.epoch);
-        let batch_epochs = self.queue.iter().map(|queued| match queued {
-            Queued::Write { epoch, .. } | Queued::Gossip { epoch, .. } => *epoch,
-        });
-        truncation_epochs
-            .chain(batch_epochs)
+        self.queue
+            .iter()
+            .map(|queued| match queued {
+                Queued::Write { epoch, .. } | Queued::Gossip { epoch, .. } => *epoch,
+            })
             .fold(self.state.epoch(), Epoch::max)
     }
 
-    /// The truncation ranges the segment will hold once the queue is durable, each once:
-    /// every write batch of a recovered writer carries its range (S8), and a range the
-    /// segment holds already must not make each flush rewrite the metadata file.
-    fn pending_truncations(&self) -> Vec<TruncationRange> {
-        let mut ranges = self.state.truncations().to_vec();
-        let queued_ranges = self.queue.iter().flat_map(|queued| match queued {
-            Queued::Write {
-                truncation: Some(range),
-                ..
-            } => std::slice::from_ref(range),
-            Queued::Gossip { truncations, .. } => truncations.as_slice(),
-            Queued::Write { .. } => &[],
-        });
-        for range in queued_ranges {
-            if !ranges.contains(range) {
-                ranges.push(*range);
-            }
+    /// S15: the epoch of the truncation history the segment holds.
+    pub fn history_epoch(&self) -> Epoch {
+        self.state.history_epoch()
+    }
+
+    /// S15: a write batch's range must be one of the history the segment holds. A range of
+    /// a newer epoch means a recovery completed that this segment has not heard of: its
+    /// history (which ranges it left in force) comes from peers by gossip (S6), and until
+    /// then the batch is refused, not guessed at. An older range is already part of, or
+    /// overridden by, the history held.
+    fn check_batch_range(&self, range: &TruncationRange) -> Result<(), StorageError> {
+        if self.state.truncations().contains(range) {
+            return Ok(());
         }
-        ranges
+        let held = self.state.history_epoch();
+        if range.epoch > held {
+            return Err(StorageError::HistoryBehind {
+                segment: self.id,
+                needed: range.epoch,
+                held,
+            });
+        }
+        if range.epoch == held {
+            // One recovery writes one range: another range of the same epoch is not ours.
+            return Err(StorageError::BadTruncation {
+                segment: self.id,
+                begin: range.lsn_begin,
+                end: range.lsn_end,
+            });
+        }
+        Ok(())
     }
 
     fn check_epoch(&self, epoch: Epoch) -> Result<(), StorageError> {
@@ -436,23 +442,20 @@ impl Segment {
         records: &[RedoRecord],
     ) -> Result<u64, StorageError> {
         self.check_epoch(epoch)?;
-        let mut truncations = self.pending_truncations();
         if let Some(range) = truncation {
             if range.epoch != epoch {
                 // The range is written by the batch's writer (X4).
                 self.check_epoch(range.epoch)?;
             }
-            self.check_truncation(&range, truncations.len())?;
-            truncations.push(range);
+            self.check_batch_range(&range)?;
         }
-        let (records, frames) = self.verify_batch(records, &truncations)?;
+        let (records, frames) = self.verify_batch(records, self.state.truncations())?;
         let bytes = frames.len() as u64;
         self.enqueue(
             Queued::Write {
                 ticket,
                 epoch,
                 vdl_hint,
-                truncation,
                 records,
             },
             frames,
@@ -460,37 +463,26 @@ impl Segment {
         Ok(bytes)
     }
 
-    /// S6, S7: queues a peer's gossip answer; merged once durable.
+    /// S6, S7, S15: a peer's gossip answer. A newer truncation history than ours is
+    /// adopted first, durably (as a recovery's would be); the records are queued and merged
+    /// once durable.
     pub fn submit_gossip(
         &mut self,
+        disk: &dyn Disk,
+        cache: &Cache,
         peer_epoch: Epoch,
-        truncations: &[TruncationRange],
+        history: &[TruncationRange],
         records: &[RedoRecord],
     ) -> Result<u64, StorageError> {
         self.check_epoch(peer_epoch)?;
-        let mut known = self.pending_truncations();
-        let mut new_ranges = Vec::new();
-        let epoch_floor = self.pending_epoch();
-        for range in truncations {
-            if known.contains(range) {
-                continue;
-            }
-            if range.epoch < epoch_floor {
-                // S7 refuses a truncation of a lower epoch; a peer's old range we never saw
-                // is left out (docs/storage-node.md, "Gaps").
-                tracing::debug!(segment = %self.id, ?range, "gossiped truncation of an old epoch skipped");
-                continue;
-            }
-            self.check_truncation(range, known.len())?;
-            known.push(*range);
-            new_ranges.push(*range);
+        if history_epoch(history) > self.state.history_epoch() {
+            self.adopt_history(disk, cache, history)?;
         }
-        let (records, frames) = self.verify_batch_lenient(records, &known)?;
+        let (records, frames) = self.verify_batch_lenient(records, self.state.truncations())?;
         let bytes = frames.len() as u64;
         self.enqueue(
             Queued::Gossip {
                 epoch: peer_epoch,
-                truncations: new_ranges,
                 records,
             },
             frames,
@@ -540,19 +532,14 @@ impl Segment {
                     ticket,
                     epoch,
                     vdl_hint,
-                    truncation,
                     records,
                 } => {
                     tickets.push(ticket);
-                    self.apply_write(cache, epoch, vdl_hint, truncation, records);
+                    self.apply_write(cache, epoch, vdl_hint, records);
                 }
-                Queued::Gossip {
-                    epoch,
-                    truncations,
-                    records,
-                } => {
+                Queued::Gossip { epoch, records } => {
                     gossiped = true;
-                    self.apply_gossip(cache, epoch, &truncations, records);
+                    self.apply_gossip(epoch, cache, records);
                 }
             }
         }
@@ -569,12 +556,11 @@ impl Segment {
             .collect())
     }
 
-    /// S7, S8: a higher epoch and new truncation ranges are durable before the records of
-    /// the batch that carries them, and so before any ack.
+    /// S7: a higher epoch is durable before the records of the batch that carries it, and
+    /// so before any ack. (Truncation histories are made durable when adopted, S15.)
     fn persist_meta_for_queue(&mut self, disk: &dyn Disk) -> Result<(), StorageError> {
         let mut meta = self.meta.clone();
         meta.epoch = self.pending_epoch();
-        meta.truncations = self.pending_truncations();
         let hint = self
             .queue
             .iter()
@@ -597,12 +583,8 @@ impl Segment {
         cache: &Cache,
         epoch: Epoch,
         vdl_hint: Lsn,
-        truncation: Option<TruncationRange>,
         records: Vec<VerifiedRecord>,
     ) {
-        if let Some(range) = truncation {
-            self.apply_truncation(cache, range);
-        }
         self.vdl_hint = self.vdl_hint.max(vdl_hint);
         if records.is_empty()
             && let Err(error) = self.state.raise_epoch(epoch)
@@ -619,16 +601,7 @@ impl Segment {
         }
     }
 
-    fn apply_gossip(
-        &mut self,
-        cache: &Cache,
-        epoch: Epoch,
-        truncations: &[TruncationRange],
-        records: Vec<VerifiedRecord>,
-    ) {
-        for &range in truncations {
-            self.apply_truncation(cache, range);
-        }
+    fn apply_gossip(&mut self, epoch: Epoch, cache: &Cache, records: Vec<VerifiedRecord>) {
         if let Err(error) = self.state.raise_epoch(epoch) {
             tracing::warn!(segment = %self.id, %error, "gossip epoch refused at apply");
             return;
@@ -644,30 +617,24 @@ impl Segment {
         }
     }
 
-    /// S8: voids the range in the state, the page chains and the cache.
-    fn apply_truncation(&mut self, cache: &Cache, range: TruncationRange) {
-        if self.state.truncations().contains(&range) {
-            return;
-        }
+    /// S8, S15: adopts a newer truncation history in the state, the page chains and the
+    /// cache. The caller made it durable first.
+    fn apply_history(&mut self, cache: &Cache, history: &[TruncationRange]) {
         let pages: Vec<PageId> = self
             .state
             .records()
-            .filter(|r| range.voids(r.lsn, r.epoch))
+            .filter(|r| history.iter().any(|range| range.voids(r.lsn, r.epoch)))
             .map(|r| r.page)
             .collect();
-        match self.state.handle_truncate(range) {
-            Ok(voided) => {
-                for page in &pages {
-                    if let Some(lsns) = self.page_records.get_mut(page) {
-                        lsns.retain(|lsn| !voided.contains(lsn));
-                    }
-                    // A cached page may include a voided record.
-                    self.uncache(cache, *page);
-                }
-                self.round = None;
+        let voided = self.state.adopt_history(history);
+        for page in &pages {
+            if let Some(lsns) = self.page_records.get_mut(page) {
+                lsns.retain(|lsn| !voided.contains(lsn));
             }
-            Err(error) => tracing::warn!(segment = %self.id, %error, "truncation refused at apply"),
+            // A cached page may include a voided record.
+            self.uncache(cache, *page);
         }
+        self.round = None;
     }
 
     fn uncache(&self, cache: &Cache, page: PageId) {
@@ -730,26 +697,46 @@ impl Segment {
         Ok(())
     }
 
-    /// S8: makes a truncation range durable, then applies it.
+    /// S8, S15, X5: makes a recovery's truncation history durable, then adopts it. A
+    /// history no newer than the one held changes nothing.
     pub fn truncate(
         &mut self,
         disk: &dyn Disk,
         cache: &Cache,
-        range: TruncationRange,
+        history: &[TruncationRange],
     ) -> Result<(), StorageError> {
-        self.check_epoch(range.epoch)?;
-        if self.state.truncations().contains(&range) {
+        self.check_epoch(history_epoch(history))?;
+        if history_epoch(history) <= self.state.history_epoch() {
             return Ok(());
         }
-        let known = self.pending_truncations();
-        self.check_truncation(&range, known.len())?;
+        self.adopt_history(disk, cache, history)
+    }
+
+    /// S15: the history, checked and durable, then applied.
+    fn adopt_history(
+        &mut self,
+        disk: &dyn Disk,
+        cache: &Cache,
+        history: &[TruncationRange],
+    ) -> Result<(), StorageError> {
+        for (count, range) in history.iter().enumerate() {
+            self.check_truncation(range, count)?;
+        }
         let mut meta = self.meta.clone();
-        meta.epoch = meta.epoch.max(range.epoch);
-        meta.truncations.push(range);
+        meta.epoch = meta.epoch.max(history_epoch(history));
+        meta.truncations = Vec::with_capacity(history.len());
+        for range in history {
+            if !meta.truncations.contains(range) {
+                meta.truncations.push(*range);
+            }
+        }
         meta.vdl_hint = self.vdl_hint;
         write_meta(disk, &self.dir, &meta)?;
         self.meta = meta;
-        self.apply_truncation(cache, range);
+        if let Err(error) = self.state.raise_epoch(history_epoch(history)) {
+            tracing::warn!(segment = %self.id, %error, "history epoch refused at apply");
+        }
+        self.apply_history(cache, history);
         Ok(())
     }
 

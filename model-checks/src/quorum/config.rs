@@ -119,6 +119,44 @@ impl Config {
         }
     }
 
+    /// Three epochs over two LSNs, with gossip: the smallest config in which truncation
+    /// histories matter both ways (S15, X9). An interrupted recovery's range covers a record
+    /// a later recovery keeps (mutant truncation-union); a completed recovery's range voids a
+    /// record that a segment which missed it still holds (mutant recovery-sends-own-range).
+    /// Writers run to the LSN cap, so quiescent states are reached and the liveness
+    /// property is decided.
+    pub fn history() -> Self {
+        Config {
+            name: "history",
+            lsn_cap: 2,
+            lal: 1,
+            writer_restarts: 2,
+            gossip: true,
+            ..Self::small()
+        }
+    }
+
+    /// `history` without gossip: a twelfth of its states. Segments learn histories only from
+    /// recovery writes, so the liveness property is not stated; the others are, and the
+    /// recovery-sends-own-range mutant fails serving only the volume.
+    pub fn history_no_gossip() -> Self {
+        Config {
+            name: "history-no-gossip",
+            gossip: false,
+            ..Self::history()
+        }
+    }
+
+    /// `history` with one LSN: an interrupted recovery's range still covers a record a later
+    /// recovery keeps (truncation-union is caught), in well under a second.
+    pub fn history_one_lsn() -> Self {
+        Config {
+            name: "history-one-lsn",
+            lsn_cap: 1,
+            ..Self::history()
+        }
+    }
+
     /// The model an implementation's trace is replayed through (conformance's refinement
     /// check): two PGs, every MTR shape of 1–2 records, the whole 4-bit LSN space, the
     /// implementation's LAL. Never explored exhaustively: its bounds on faults only limit
@@ -139,8 +177,16 @@ impl Config {
         }
     }
 
-    pub const NAMES: &'static [&'static str] =
-        &["small", "reference", "large", "failover", "two-recoveries"];
+    pub const NAMES: &'static [&'static str] = &[
+        "small",
+        "reference",
+        "large",
+        "failover",
+        "two-recoveries",
+        "history",
+        "history-no-gossip",
+        "history-one-lsn",
+    ];
 
     pub fn named(name: &str) -> Result<Self, UnknownName> {
         match name {
@@ -149,6 +195,9 @@ impl Config {
             "large" => Ok(Self::large()),
             "failover" => Ok(Self::failover()),
             "two-recoveries" => Ok(Self::two_recoveries()),
+            "history" => Ok(Self::history()),
+            "history-no-gossip" => Ok(Self::history_no_gossip()),
+            "history-one-lsn" => Ok(Self::history_one_lsn()),
             _ => Err(UnknownName::new("config", name, Self::NAMES)),
         }
     }
@@ -193,6 +242,12 @@ pub enum Bug {
     UnfencedRecoveryReads,
     /// S7, S6 broken: a segment merges gossip of a lower epoch.
     GossipIgnoresEpoch,
+    /// S15 broken: a segment merges truncation ranges one by one (a union) instead of
+    /// replacing its history with a newer one, from recovery writes and gossip alike.
+    TruncationUnion,
+    /// S15, X5 broken: a recovery write gives the segment only the recovery's own range, added
+    /// to what it held, and gossip carries no history.
+    RecoverySendsOwnRange,
 }
 
 impl Bug {
@@ -204,6 +259,8 @@ impl Bug {
         Bug::RecoveryReadQuorum2,
         Bug::UnfencedRecoveryReads,
         Bug::GossipIgnoresEpoch,
+        Bug::TruncationUnion,
+        Bug::RecoverySendsOwnRange,
     ];
 
     pub const NAMES: &'static [&'static str] = &[
@@ -214,6 +271,8 @@ impl Bug {
         "recovery-read-quorum-2",
         "unfenced-recovery-reads",
         "gossip-ignores-epoch",
+        "truncation-union",
+        "recovery-sends-own-range",
     ];
 
     /// The smallest named config in which the mutant is caught (what `--bug` uses when no
@@ -222,6 +281,7 @@ impl Bug {
         match self {
             Bug::NoTruncation => Config::two_recoveries(),
             Bug::UnfencedRecoveryReads => Config::failover(),
+            Bug::TruncationUnion | Bug::RecoverySendsOwnRange => Config::history(),
             _ => Config::small(),
         }
     }

@@ -3,10 +3,10 @@
 use stateright::{Model, Property};
 
 use super::config::{Bug, Config};
-use super::segment;
+use super::segment::{self, HistoryMerge};
 use super::state::{
-    AZ_COUNT, Ghost, LsnSet, Message, Phase, RECORD_SLOTS, Record, SEGMENTS_PER_PG, Segment,
-    SegmentIndex, State, Writer, contains, format_set, members, segment_name, violation,
+    AZ_COUNT, FIRST_EPOCH, Ghost, LsnSet, Message, Phase, RECORD_SLOTS, Record, SEGMENTS_PER_PG,
+    Segment, SegmentIndex, State, Writer, contains, format_set, members, segment_name, violation,
 };
 use super::writer;
 
@@ -57,6 +57,10 @@ pub const READ_AT_POINT: &str = "read returns the committed value";
 pub const COMMIT_ACKED: &str = "a commit is acknowledged";
 pub const RECOVERY_COMPLETES: &str = "a recovery completes";
 pub const READ_AFTER_RECOVERY: &str = "a read after recovery is served";
+pub const SERVES_ONLY_VOLUME: &str = "a segment with the newest history serves only the volume";
+pub const QUIESCENT_SEGMENTS_REACH_VCL: &str =
+    "when only faults are left, every segment reaches vcl";
+pub const QUIESCENCE_REACHED: &str = "a run ends with only faults left";
 
 /// The spec rules each property checks.
 pub fn property_rules(name: &str) -> &'static [&'static str] {
@@ -69,6 +73,9 @@ pub fn property_rules(name: &str) -> &'static [&'static str] {
         COMMIT_ACKED => &["C4"],
         RECOVERY_COMPLETES => &["X1", "X5", "E1"],
         READ_AFTER_RECOVERY => &["R1", "X7"],
+        SERVES_ONLY_VOLUME => &["S15", "S4", "S8", "R1", "R3", "X9"],
+        QUIESCENT_SEGMENTS_REACH_VCL => &["S15", "S6", "S4", "S8", "X5", "X9", "C2"],
+        QUIESCENCE_REACHED => &["W1", "S15"],
         _ => &[],
     }
 }
@@ -86,14 +93,27 @@ impl QuorumModel {
         self.bug != Some(Bug::NoFencing)
     }
 
+    /// How segments take truncation histories (S15); two mutants break it.
+    fn history_merge(&self) -> HistoryMerge {
+        match self.bug {
+            Some(Bug::TruncationUnion) => HistoryMerge::Union,
+            Some(Bug::RecoverySendsOwnRange) => HistoryMerge::OwnRangeOnly,
+            _ => HistoryMerge::Whole,
+        }
+    }
+
     fn write_is_news(&self, state: &State, index: SegmentIndex, lsn: u8) -> bool {
         let segment = &state.segments[index as usize];
         let epoch = state.record(lsn).epoch;
         let fresh = !contains(segment.held | segment.pending | segment.truncated, lsn);
+        if epoch < segment.epoch && self.fencing() {
+            return !state.in_network(&Message::Rejected { epoch });
+        }
+        if segment::lacks_writer_history(segment, epoch) {
+            // S15: refused until gossip brings the history (then it is news again).
+            return false;
+        }
         if epoch < segment.epoch {
-            if self.fencing() {
-                return !state.in_network(&Message::Rejected { epoch });
-            }
             return fresh || !segment.accepted_stale;
         }
         epoch > segment.epoch || fresh
@@ -119,11 +139,73 @@ impl QuorumModel {
     fn gossip_is_news(&self, state: &State, source: usize, target: usize) -> bool {
         let from = &state.segments[source];
         let to = &state.segments[target];
+        let merge = self.history_merge();
+        let newer_history =
+            merge != HistoryMerge::OwnRangeOnly && from.truncation_epoch > to.truncation_epoch;
         let offered: LsnSet = from.held & !to.held & !to.truncated;
-        if offered == 0 {
+        if offered == 0 && !newer_history {
             return false;
         }
-        from.epoch >= to.epoch || self.bug == Some(Bug::GossipIgnoresEpoch)
+        let checked = self.bug != Some(Bug::GossipIgnoresEpoch);
+        segment::gossip_answer(&state.records, from, to, checked, merge) != *to
+    }
+
+    /// Nothing is left to do but reads and faults: the writer is open and has allocated all
+    /// it may, no message is news, no segment has a queue, and no gossip is news.
+    fn quiescent(&self, state: &State) -> bool {
+        let Some(current) = state.writer else {
+            return false;
+        };
+        if current.phase != Phase::Active
+            || state.segments.iter().any(|segment| segment.pending != 0)
+        {
+            return false;
+        }
+        let can_allocate = self
+            .config
+            .mtr_shapes
+            .iter()
+            .any(|shape| writer::can_allocate(&self.config, &current, shape));
+        if can_allocate
+            || state
+                .network
+                .iter()
+                .any(|message| self.message_is_news(state, message))
+        {
+            return false;
+        }
+        let segment_count = self.segment_count();
+        let gossip_left = self.config.gossip
+            && (0..segment_count).any(|target| {
+                let pg = target / SEGMENTS_PER_PG;
+                (pg * SEGMENTS_PER_PG..(pg + 1) * SEGMENTS_PER_PG)
+                    .any(|source| source != target && self.gossip_is_news(state, source, target))
+            });
+        !gossip_left
+    }
+
+    /// Liveness in the bounded form the checker can decide (S6, S15, X5, C2): stateright's
+    /// `eventually` only reports a path that ends in a terminal state, and with faults and
+    /// reads always enabled no state of this model is terminal. So the property is stated at
+    /// the states where only reads and faults are left (`quiescent`): with no fault to come,
+    /// such a state is the end of the run. There every segment's complete chain reaches the
+    /// newest LSN of its PG at or below the writer's VCL that is in the volume: no hole is
+    /// left that nothing will ever fill. (VCL itself may lag what the segments hold: the
+    /// writer learns SCLs only from acks to writes, and a record taken by gossip is acked to
+    /// no one.) Without gossip a segment that missed a write has nothing to fill the hole
+    /// (S6 is how segments heal), so the property is only stated in configs with gossip.
+    fn segments_reach_vcl_when_quiescent(&self, state: &State) -> bool {
+        if !self.config.gossip || !self.quiescent(state) {
+            return true;
+        }
+        let Some(current) = state.writer else {
+            return true;
+        };
+        (0..self.segment_count()).all(|index| {
+            let pg = index / SEGMENTS_PER_PG;
+            let newest = writer::committed_value(state, &current, pg, current.vcl);
+            segment::read_page(state, index as SegmentIndex, current.vcl) == newest
+        })
     }
 
     fn writer_actions(&self, state: &State, actions: &mut Vec<Action>) {
@@ -142,7 +224,11 @@ impl QuorumModel {
                 actions.push(Action::RecoveryDecide);
             }
             for index in 0..self.segment_count() {
-                if writer::recovery_write_is_news(state, index as SegmentIndex) {
+                if writer::recovery_write_is_news(
+                    state,
+                    index as SegmentIndex,
+                    self.history_merge(),
+                ) {
                     actions.push(Action::RecoveryWrite(index as SegmentIndex));
                 }
             }
@@ -320,16 +406,31 @@ impl QuorumModel {
                 segment_name(segment),
                 format_set(state.segments[segment as usize].pending)
             ),
-            Action::Gossip { source, target } => format!(
-                "{} gossips with {} and takes {}",
-                segment_name(target),
-                segment_name(source),
-                format_set(
-                    state.segments[source as usize].held
-                        & !state.segments[target as usize].held
-                        & !state.segments[target as usize].truncated
+            Action::Gossip { source, target } => {
+                let to = state.segments[target as usize];
+                let after = segment::gossip_answer(
+                    &state.records,
+                    &state.segments[source as usize],
+                    &to,
+                    self.bug != Some(Bug::GossipIgnoresEpoch),
+                    self.history_merge(),
+                );
+                let history = if after.truncation_epoch != to.truncation_epoch {
+                    format!(
+                        " and truncation history e{} {}",
+                        after.truncation_epoch,
+                        format_set(after.truncated)
+                    )
+                } else {
+                    String::new()
+                };
+                format!(
+                    "{} gossips with {} and takes {}{history}",
+                    segment_name(target),
+                    segment_name(source),
+                    format_set(after.held & !to.held),
                 )
-            ),
+            }
             Action::CrashSegment(segment) => format!(
                 "{} crashes, losing pending {}",
                 segment_name(segment),
@@ -347,11 +448,12 @@ impl QuorumModel {
             Action::RecoveryRead(index) => {
                 let segment = &state.segments[index as usize];
                 format!(
-                    "recovery e{epoch} reads {}: SCL {}, VDL hint {}, holds {}, truncated {}",
+                    "recovery e{epoch} reads {}: SCL {}, VDL hint {}, holds {}, truncation history e{} {}",
                     segment_name(index),
                     segment.scl,
                     segment.hint,
                     format_set(segment.held),
+                    segment.truncation_epoch,
                     format_set(segment.truncated)
                 )
             }
@@ -455,6 +557,38 @@ fn vdl_holds(state: &State) -> bool {
     each && newest_highest
 }
 
+/// S15, R1, R3, X9: a segment that holds the newest truncation history (the one the current
+/// writer's recovery decided) serves only the volume: every LSN on its complete chain, walked
+/// from its SCL back along `prev_lsn_pg` (S4), is in the volume that recovery left. A segment
+/// with an older history may still hold records a completed recovery voided; S15 has it
+/// refuse that writer's reads until gossip brings the history, and R1 keeps the writer from
+/// reading it (its acked SCL never covers the read point through a void record).
+fn serves_only_volume(state: &State) -> bool {
+    let Some(current) = state.writer else {
+        return true;
+    };
+    let in_volume = |lsn| match current.phase {
+        Phase::Active => writer::in_volume(state, &current, lsn),
+        Phase::Recovering(recovery) => recovery.outcome.is_some_and(|outcome| {
+            state.is_allocated(lsn) && lsn <= outcome.vdl && !contains(outcome.truncated, lsn)
+        }),
+    };
+    state
+        .segments
+        .iter()
+        .filter(|segment| segment.truncation_epoch == current.epoch)
+        .all(|segment| {
+            let mut lsn = segment.scl;
+            while lsn != 0 {
+                if !in_volume(lsn) {
+                    return false;
+                }
+                lsn = state.record(lsn).prev_lsn_pg;
+            }
+            true
+        })
+}
+
 /// S7, E2–E4, C6: no segment took a write or gossip of an epoch below its own, and a fenced
 /// writer acknowledged nothing that was not durable.
 fn fencing_holds(state: &State) -> bool {
@@ -468,7 +602,7 @@ impl Model for QuorumModel {
 
     fn init_states(&self) -> Vec<State> {
         let segment = Segment {
-            epoch: 1,
+            epoch: FIRST_EPOCH,
             ..Segment::default()
         };
         vec![State {
@@ -510,7 +644,7 @@ impl Model for QuorumModel {
             Action::Flush(index) => segment::flush(&mut state, index, self.fencing()),
             Action::Gossip { source, target } => {
                 let checked = self.bug != Some(Bug::GossipIgnoresEpoch);
-                segment::gossip(&mut state, source, target, checked);
+                segment::gossip(&mut state, source, target, checked, self.history_merge());
             }
             Action::CrashSegment(index) => {
                 state.segment_crashes += 1;
@@ -531,7 +665,9 @@ impl Model for QuorumModel {
             }
             Action::RecoveryRead(index) => writer::recovery_read(&mut state, index, self.bug),
             Action::RecoveryDecide => writer::recovery_decide(&mut state, &self.config, self.bug),
-            Action::RecoveryWrite(index) => writer::recovery_write(&mut state, &self.config, index),
+            Action::RecoveryWrite(index) => {
+                writer::recovery_write(&mut state, &self.config, index, self.history_merge())
+            }
             Action::Read(index) => writer::read(&mut state, index),
         }
         if state.segment_crashes >= self.config.segment_crashes {
@@ -564,12 +700,21 @@ impl Model for QuorumModel {
             Property::always(READ_AT_POINT, |_, state: &State| {
                 state.ghost.violations & violation::READ_WRONG_VALUE == 0
             }),
+            Property::always(SERVES_ONLY_VOLUME, |_, state| serves_only_volume(state)),
+            Property::always(
+                QUIESCENT_SEGMENTS_REACH_VCL,
+                |model: &QuorumModel, state| model.segments_reach_vcl_when_quiescent(state),
+            ),
             Property::sometimes(COMMIT_ACKED, |_, state: &State| state.ghost.acked != 0),
             Property::sometimes(RECOVERY_COMPLETES, |_, state: &State| {
                 state.ghost.recovery_completed
             }),
             Property::sometimes(READ_AFTER_RECOVERY, |_, state: &State| {
                 state.ghost.read_after_recovery
+            }),
+            // Guards the liveness property against vacuity: a quiescent state is reached.
+            Property::sometimes(QUIESCENCE_REACHED, |model: &QuorumModel, state| {
+                model.quiescent(state)
             }),
         ]
     }

@@ -1,8 +1,8 @@
 //! Storage-node behaviour of one segment: writes, fsync, gossip, truncation, crash, reads.
 
 use super::state::{
-    Epoch, Lsn, LsnSet, Message, RECORD_SLOTS, Record, Segment, SegmentIndex, State, bit, contains,
-    members,
+    Epoch, FIRST_EPOCH, Lsn, LsnSet, Message, RECORD_SLOTS, Record, Segment, SegmentIndex, State,
+    bit, contains, members,
 };
 
 /// S4: extend the SCL along `prev_lsn_pg` while a held record links to it. When two held
@@ -24,6 +24,22 @@ pub fn scl_rebuild(records: &[Record; RECORD_SLOTS], held: LsnSet) -> Lsn {
     scl_advance(records, held, 0)
 }
 
+/// S15: a writer of `epoch` above the first was opened by its recovery, whose range the
+/// segment holds only once its history is of that epoch or newer. Until then the segment
+/// refuses that writer's writes and reads: it may still hold records that a completed
+/// recovery voided, and would chain the writer's records onto them.
+pub fn lacks_writer_history(segment: &Segment, epoch: Epoch) -> bool {
+    epoch > FIRST_EPOCH && segment.truncation_epoch < epoch
+}
+
+/// S15: the LSNs whose writers' histories a segment with a history of `truncation_epoch`
+/// holds (gossip never brings a record the segment would refuse as a write).
+fn history_admits(records: &[Record; RECORD_SLOTS], truncation_epoch: Epoch) -> LsnSet {
+    (1..RECORD_SLOTS)
+        .filter(|lsn| records[*lsn].epoch <= truncation_epoch.max(FIRST_EPOCH))
+        .fold(0, |set, lsn| set | bit(lsn as Lsn))
+}
+
 /// Deliver `Write { lsn }` (epoch = the record's epoch) to a segment. Returns whether the
 /// state changed.
 pub fn deliver_write(
@@ -36,14 +52,18 @@ pub fn deliver_write(
     let epoch = state.record(lsn).epoch;
     let before = state.segments[index as usize];
     let segment = &mut state.segments[index as usize];
+    if epoch < segment.epoch && fencing {
+        // S7: rejected; E3: the writer learns it is fenced.
+        let rejected = Message::Rejected { epoch };
+        let changed = !state.in_network(&rejected);
+        state.send(rejected);
+        return changed;
+    }
+    if lacks_writer_history(segment, epoch) {
+        // S15: refused (not as stale) until gossip brings the writer's history.
+        return false;
+    }
     if epoch < segment.epoch {
-        if fencing {
-            // S7: rejected; E3: the writer learns it is fenced.
-            let rejected = Message::Rejected { epoch };
-            let changed = !state.in_network(&rejected);
-            state.send(rejected);
-            return changed;
-        }
         // Mutant no-fencing: the stale write is taken.
         segment.accepted_stale = true;
     }
@@ -104,33 +124,96 @@ pub fn flush(state: &mut State, index: SegmentIndex, fencing: bool) {
     }
 }
 
-/// S6: `target` tells `source` its SCL and holes; `source` answers with the records it holds
-/// that `target` lacks. The answer carries `source`'s epoch (E2) and is merged like a write
-/// (S3, S8). Returns whether `target` changed.
+/// How segments take truncation histories (S15, X5, X9). Only mutants use anything but
+/// `Whole`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HistoryMerge {
+    /// S15: a history of a higher epoch replaces the segment's whole, from a recovery write
+    /// or a peer's gossip.
+    Whole,
+    /// Mutant truncation-union: the ranges are merged one by one (a union of sets), so a range
+    /// of a recovery that never completed stays in force after a later recovery kept records
+    /// it covers.
+    Union,
+    /// Mutant recovery-sends-own-range: a recovery write adds only the recovery's own range
+    /// to what the segment held, and gossip carries no history.
+    OwnRangeOnly,
+}
+
+/// S8, S15: the segment takes a truncation history of `epoch`: the ranges in force void what
+/// they cover (held and queued), and the SCL is rebuilt from what remains (S4, S12).
+fn take_history(
+    records: &[Record; RECORD_SLOTS],
+    segment: &mut Segment,
+    epoch: Epoch,
+    truncated: LsnSet,
+) {
+    segment.truncation_epoch = epoch;
+    segment.truncated = truncated;
+    segment.held &= !truncated;
+    segment.pending &= !truncated;
+    segment.scl = scl_rebuild(records, segment.held);
+}
+
+/// S6, S15: `to` as it is after gossiping with `from`. `to` tells `from` its SCL and holes;
+/// `from` answers with its truncation history and the records it holds that `to` lacks. The
+/// answer carries `from`'s epoch (E2) and is refused whole when that epoch is below `to`'s
+/// (S7). A history of a higher epoch than `to`'s is taken first (S15), so records it voids
+/// are neither kept nor offered, and records only an older history voided may be taken
+/// again; the records are then merged like a write (S3, S8).
+pub fn gossip_answer(
+    records: &[Record; RECORD_SLOTS],
+    from: &Segment,
+    to: &Segment,
+    epoch_checked: bool,
+    merge: HistoryMerge,
+) -> Segment {
+    let newer_history =
+        merge != HistoryMerge::OwnRangeOnly && from.truncation_epoch > to.truncation_epoch;
+    let mut after = *to;
+    if newer_history {
+        let truncated = match merge {
+            HistoryMerge::Union => to.truncated | from.truncated,
+            _ => from.truncated,
+        };
+        take_history(records, &mut after, from.truncation_epoch, truncated);
+    }
+    let offered = from.held
+        & !after.held
+        & !after.truncated
+        & history_admits(records, after.truncation_epoch);
+    if !newer_history && offered == 0 {
+        return *to;
+    }
+    if from.epoch < to.epoch {
+        if epoch_checked {
+            // S7: gossip of a lower epoch is rejected.
+            return *to;
+        }
+        // Mutant gossip-ignores-epoch.
+        after.accepted_stale = true;
+    }
+    after.epoch = after.epoch.max(from.epoch);
+    after.held |= offered;
+    after.pending &= !offered;
+    after.scl = scl_advance(records, after.held, after.scl);
+    after
+}
+
+/// S6, S15: `target` gossips with `source` (see `gossip_answer`). Returns whether `target`
+/// changed.
 pub fn gossip(
     state: &mut State,
     source: SegmentIndex,
     target: SegmentIndex,
     epoch_checked: bool,
+    merge: HistoryMerge,
 ) -> bool {
-    let records = state.records;
     let from = state.segments[source as usize];
-    let to = &mut state.segments[target as usize];
-    let before = *to;
-    let offered = from.held & !to.held & !to.truncated;
-    if from.epoch < to.epoch {
-        if epoch_checked || offered == 0 {
-            // S7: gossip of a lower epoch is rejected.
-            return false;
-        }
-        // Mutant gossip-ignores-epoch.
-        to.accepted_stale = true;
-    }
-    to.epoch = to.epoch.max(from.epoch);
-    to.held |= offered;
-    to.pending &= !offered;
-    to.scl = scl_advance(&records, to.held, to.scl);
-    *to != before
+    let to = state.segments[target as usize];
+    let after = gossip_answer(&state.records, &from, &to, epoch_checked, merge);
+    state.segments[target as usize] = after;
+    after != to
 }
 
 /// A crash loses what is volatile and keeps the durable log (S12).
@@ -142,24 +225,33 @@ pub fn crash(state: &mut State, index: SegmentIndex) {
     segment.scl = scl_rebuild(&records, segment.held);
 }
 
-/// S7, S8, X5, E1: recovery's write makes the new epoch, the truncation set and the repaired
-/// records durable at the segment.
+/// S7, S8, S15, X5, E1: recovery's write makes the new epoch, the truncation history the
+/// recovery leaves in force (`truncated`, X9) and the repaired records durable at the
+/// segment. The history replaces the segment's whole (S15); `own_range` is the recovery's own
+/// range, all that the recovery-sends-own-range mutant sends.
 pub fn apply_recovery_write(
     records: &[Record; RECORD_SLOTS],
     segment: &mut Segment,
     epoch: Epoch,
     truncated: LsnSet,
+    own_range: LsnSet,
     repair: LsnSet,
+    merge: HistoryMerge,
 ) {
     debug_assert!(
         segment.epoch <= epoch,
         "E1: recovery's epoch is the highest"
     );
+    let history = match merge {
+        HistoryMerge::Whole => truncated,
+        HistoryMerge::Union => segment.truncated | truncated,
+        HistoryMerge::OwnRangeOnly => segment.truncated | own_range,
+    };
     segment.epoch = epoch;
-    segment.truncation_epoch = epoch;
-    segment.truncated = truncated;
-    segment.held = (segment.held & !truncated) | repair;
-    segment.pending &= !truncated;
+    take_history(records, segment, epoch, history);
+    // S8: a repaired record the segment's own history voids is refused (only under a mutant
+    // does the segment's history differ from the recovery's).
+    segment.held |= repair & !history;
     segment.scl = scl_rebuild(records, segment.held);
 }
 

@@ -10,6 +10,8 @@ pub type Lsn = u8;
 pub type LsnSet = u16;
 /// A volume epoch (E1). Epoch 0 is never used, so 0 can mean "none".
 pub type Epoch = u8;
+/// The epoch of a fresh volume's first writer, the one writer no recovery opened (E1).
+pub const FIRST_EPOCH: Epoch = 1;
 /// Index of a segment in the state: `pg * SEGMENTS_PER_PG + replica`.
 pub type SegmentIndex = u8;
 
@@ -102,9 +104,11 @@ pub struct Segment {
     pub held: LsnSet,
     /// Durable: the highest VDL hint seen with a durable write (W5).
     pub hint: Lsn,
-    /// Durable: epoch of the recovery whose truncation set the segment holds (0 = none).
+    /// Durable: epoch of the truncation history the segment holds: the epoch of the recovery
+    /// that left it in force (S15; 0 = none).
     pub truncation_epoch: Epoch,
-    /// Durable: every LSN voided by truncation ranges (S8).
+    /// Durable: the truncation history, as the LSNs its ranges void (S8, S15). A newer
+    /// history replaces it whole.
     pub truncated: LsnSet,
     /// Derived from `held` along `prev_lsn_pg` (S4); rebuilt from disk after a crash (S12).
     pub scl: Lsn,
@@ -125,7 +129,7 @@ pub struct Recovery {
     pub hint_max: Lsn,
     /// Union of the LSNs the reporters hold above their hint (X1).
     pub held_above_hint: LsnSet,
-    /// The newest truncation set reported: its recovery epoch and LSNs (X1).
+    /// The newest truncation history reported: its recovery epoch and LSNs (X1, X9).
     pub truncation_epoch: Epoch,
     pub truncated: LsnSet,
     /// Set once a read quorum of every PG answered (X2).

@@ -1,16 +1,17 @@
 //! The writer: LSN allocation, quorum tracking, commits, and crash recovery.
 
 use super::config::{Bug, Config, MtrShape};
-use super::segment;
+use super::segment::{self, HistoryMerge};
 use super::state::{
-    Epoch, Lsn, LsnSet, Message, Phase, Record, Recovery, RecoveryOutcome, SEGMENTS_PER_PG,
-    Segment, SegmentIndex, State, WRITE_QUORUM, Writer, bit, contains, members, range, violation,
+    Epoch, FIRST_EPOCH, Lsn, LsnSet, Message, Phase, Record, Recovery, RecoveryOutcome,
+    SEGMENTS_PER_PG, Segment, SegmentIndex, State, WRITE_QUORUM, Writer, bit, contains, members,
+    range, violation,
 };
 
 /// The first writer of a fresh volume: epoch 1, nothing to recover.
 pub fn initial_writer() -> Writer {
     Writer {
-        epoch: 1,
+        epoch: FIRST_EPOCH,
         phase: Phase::Active,
         lsn_next: 1,
         vcl: 0,
@@ -200,6 +201,9 @@ pub fn recovery_read(state: &mut State, index: SegmentIndex, bug: Option<Bug>) {
     recovery.reported |= 1 << index;
     recovery.hint_max = recovery.hint_max.max(segment.hint);
     recovery.held_above_hint |= segment.held & !range(0, segment.hint);
+    // X9: the ranges in force are the history of highest epoch among the reports, never the
+    // union of every reported range (a range that history lacks is of a recovery that never
+    // completed, and a later one may have kept records it covers).
     if segment.truncation_epoch > recovery.truncation_epoch {
         recovery.truncation_epoch = segment.truncation_epoch;
         recovery.truncated = segment.truncated;
@@ -218,7 +222,8 @@ pub fn recovery_can_decide(recovery: &Recovery, pg_count: usize, bug: Option<Bug
         && (0..pg_count).all(|pg| reports_in_pg(recovery.reported, pg) >= quorum)
 }
 
-/// X3, X4: recovered VCL, VDL, and the truncation set.
+/// X3, X4, X9: recovered VCL, VDL, and the truncation history the recovery leaves in force:
+/// the newest reported history plus its own range.
 pub fn recovery_decide(state: &mut State, config: &Config, bug: Option<Bug>) {
     let Some(mut recovery) = recovery(&state.writer) else {
         return;
@@ -279,21 +284,25 @@ fn after_recovery_write(
     writer: &Writer,
     index: SegmentIndex,
     outcome: &RecoveryOutcome,
+    merge: HistoryMerge,
 ) -> Segment {
     let pg_repair = outcome.repair & state.allocated_in_pg(index as usize / SEGMENTS_PER_PG);
+    let own_range = range(outcome.vdl, outcome.lsn_end) & outcome.truncated;
     let mut segment = state.segments[index as usize];
     segment::apply_recovery_write(
         &state.records,
         &mut segment,
         writer.epoch,
         outcome.truncated,
+        own_range,
         pg_repair,
+        merge,
     );
     segment
 }
 
 /// Whether a recovery write to `index` changes anything.
-pub fn recovery_write_is_news(state: &State, index: SegmentIndex) -> bool {
+pub fn recovery_write_is_news(state: &State, index: SegmentIndex, merge: HistoryMerge) -> bool {
     let (Some(writer), Some(recovery)) = (state.writer, recovery(&state.writer)) else {
         return false;
     };
@@ -303,21 +312,26 @@ pub fn recovery_write_is_news(state: &State, index: SegmentIndex) -> bool {
     if recovery.written & (1 << index) != 0 {
         return false;
     }
-    let after = after_recovery_write(state, &writer, index, &outcome);
+    let after = after_recovery_write(state, &writer, index, &outcome, merge);
     after != state.segments[index as usize]
         || segment_complete_to(state, index, after.scl, &outcome)
 }
 
 /// X5, E1: repair, truncation set and new epoch to one segment; when a write quorum of every
 /// PG holds them the writer opens (X7).
-pub fn recovery_write(state: &mut State, config: &Config, index: SegmentIndex) {
+pub fn recovery_write(
+    state: &mut State,
+    config: &Config,
+    index: SegmentIndex,
+    merge: HistoryMerge,
+) {
     let (Some(writer), Some(recovery)) = (state.writer, recovery(&state.writer)) else {
         return;
     };
     let Some(outcome) = recovery.outcome else {
         return;
     };
-    let after = after_recovery_write(state, &writer, index, &outcome);
+    let after = after_recovery_write(state, &writer, index, &outcome, merge);
     state.segments[index as usize] = after;
     recovery_written(state, config, index, after.scl);
 }
@@ -422,13 +436,18 @@ pub fn read(state: &mut State, index: SegmentIndex) {
     }
 }
 
-/// R1: the writer reads from a segment whose acked SCL covers the PG's last LSN ≤ the read
+/// R1, S15: the writer reads from a segment that holds its recovery's history and whose
+/// acked SCL covers the PG's last LSN ≤ the read
 /// point (an SCL is an LSN of its own PG).
 pub fn can_read(state: &State, index: SegmentIndex) -> bool {
     let Some(writer) = state.writer else {
         return false;
     };
     if writer.phase != Phase::Active || writer.vdl == 0 {
+        return false;
+    }
+    if segment::lacks_writer_history(&state.segments[index as usize], writer.epoch) {
+        // S15: refused until gossip brings the history.
         return false;
     }
     let pg = index as usize / SEGMENTS_PER_PG;
