@@ -129,7 +129,7 @@ fn stale_epochs_are_refused_for_writes_gossip_truncations_and_reads() {
         lsn_end: Lsn(9),
         epoch: Epoch(1),
     };
-    assert!(stale(node.truncate(seg(0, 0), range).unwrap_err()));
+    assert!(stale(node.truncate(seg(0, 0), &[range]).unwrap_err()));
     assert!(stale(node.raise_epoch(seg(0, 0), Epoch(1)).unwrap_err()));
     assert!(stale(
         node.get_page(seg(0, 0), Epoch(1), log.all[0].page, Lsn(10), Lsn(10))
@@ -147,7 +147,7 @@ fn records_inside_a_truncated_range_are_refused() {
         lsn_end: Lsn(20),
         epoch: Epoch(2),
     };
-    node.truncate(seg(0, 0), range).unwrap();
+    node.truncate(seg(0, 0), &[range]).unwrap();
     let record = next(
         &log,
         RedoBody::Edits(vec![Edit {
@@ -160,7 +160,18 @@ fn records_inside_a_truncated_range_are_refused() {
         matches!(error, StorageError::Truncated { lsn: Lsn(11), .. }),
         "{error}"
     );
-    // A truncation in the batch voids the batch's own records too.
+    // A batch carrying the held range (S15: its writer's own) is refused for the same record.
+    let error = node
+        .submit(
+            seg(0, 0),
+            Epoch(2),
+            Lsn::ZERO,
+            Some(range),
+            vec![record.clone()],
+        )
+        .unwrap_err();
+    assert!(matches!(error, StorageError::Truncated { .. }), "{error}");
+    // S15: another range of the held epoch is not this writer's: refused, nothing voided.
     let error = node
         .submit(
             seg(0, 0),
@@ -174,15 +185,19 @@ fn records_inside_a_truncated_range_are_refused() {
             vec![record],
         )
         .unwrap_err();
-    assert!(matches!(error, StorageError::Truncated { .. }), "{error}");
+    assert!(
+        matches!(error, StorageError::BadTruncation { .. }),
+        "{error}"
+    );
     let error = node
         .truncate(
             seg(0, 0),
-            TruncationRange {
+            &[TruncationRange {
                 lsn_begin: Lsn(9),
                 lsn_end: Lsn(3),
-                epoch: Epoch(2),
-            },
+                // S15: newer than the held history, else it would be a no-op.
+                epoch: Epoch(3),
+            }],
         )
         .unwrap_err();
     assert!(
