@@ -21,6 +21,9 @@ const ROWS: u32 = 2_000;
 const NODE_START_TIMEOUT_MS: u64 = 20_000;
 /// How long one `sixfold sql` run may take before it counts as hung, in milliseconds.
 const SQL_TIMEOUT_MS: u64 = 120_000;
+/// Clusters started on fresh ports when a port picked by `free_ports` was taken before a
+/// node bound it, at most.
+const PORT_ATTEMPTS_MAX: u32 = 3;
 
 fn free_ports<const N: usize>() -> [u16; N] {
     let listeners: Vec<_> = (0..N)
@@ -167,12 +170,22 @@ impl Cluster {
 
     /// Six nodes of the original config, `ROWS` rows committed (acknowledged by the exit).
     fn with_rows() -> Cluster {
-        let mut cluster = Cluster::new();
-        let started = cluster.start_all(&[1, 2, 3, 4, 5, 6]);
-        assert!(
-            started.values().all(|s| matches!(s, Started::Listening)),
-            "{started:?}"
-        );
+        let mut attempt = 1;
+        let cluster = loop {
+            let mut cluster = Cluster::new();
+            let started = cluster.start_all(&[1, 2, 3, 4, 5, 6]);
+            if started.values().all(|s| matches!(s, Started::Listening)) {
+                break cluster;
+            }
+            // free_ports released its ports before the nodes bound them: another process
+            // may have taken one meanwhile. Only that is retried, on fresh ports.
+            let port_taken = started.values().any(
+                |s| matches!(s, Started::Refused(err) if err.contains("Address already in use")),
+            );
+            assert!(port_taken && attempt < PORT_ATTEMPTS_MAX, "{started:?}");
+            cluster.stop_all();
+            attempt += 1;
+        };
         let insert = format!(
             "CREATE TABLE t(a, b);\nWITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 \
              FROM c WHERE x < {ROWS}) INSERT INTO t SELECT x, randomblob(60) FROM c;\n"
