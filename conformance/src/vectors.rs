@@ -807,6 +807,7 @@ fn wire_error_kind(error: &sixfold_cluster::wire::WireError) -> &'static str {
         UnknownType(_) => "unknown_type",
         Handshake(_) => "handshake",
         FrameAuth(_) => "frame_auth",
+        Identity(_) | IdentityRefused(_) => "identity",
     }
 }
 

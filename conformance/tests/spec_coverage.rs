@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-const AREAS: &str = "QLWCSRXEMVA";
+const AREAS: &str = "QLWCSRXEMVAI";
 const AREAS_NEEDING_TESTS: &str = "QLWCXE";
 
 fn workspace() -> PathBuf {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sixfold_cluster::files::PrivatePath;
+use sixfold_cluster::store::Unrecorded;
 use sixfold_cluster::workload::{LoadOptions, run_load};
 use sixfold_cluster::{ClusterConfig, EmbeddedCluster, NodeHandle, Writer, WriterOptions};
 use sixfold_core::NodeId;
@@ -25,6 +26,11 @@ pub struct StorageNodeArgs {
     /// Which node of the config this process is.
     #[arg(long)]
     pub node_id: u32,
+    /// One-time upgrade of a data folder written before identity checks (I4): record the
+    /// config's cluster id, volume id and pg_pages in it. Check first that the config is
+    /// the one the data was written with; a folder that has a record is never changed.
+    #[arg(long)]
+    pub adopt_identity: bool,
 }
 
 /// Where the cluster's config is: a cluster folder or a config file.
@@ -103,7 +109,12 @@ pub fn storage_node(args: StorageNodeArgs) -> anyhow::Result<ExitCode> {
     sixfold_cluster::files::check_private(&args.config, PrivatePath::Config)?;
     let config = ClusterConfig::load(&args.config)
         .with_context(|| format!("loading {}", args.config.display()))?;
-    let node = NodeHandle::start(&config, NodeId(args.node_id))
+    let unrecorded = if args.adopt_identity {
+        Unrecorded::Adopt
+    } else {
+        Unrecorded::Refuse
+    };
+    let node = NodeHandle::start_with(&config, NodeId(args.node_id), unrecorded)
         .with_context(|| format!("starting storage node {}", args.node_id))?;
     let addr = config
         .node(NodeId(args.node_id))

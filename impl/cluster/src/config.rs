@@ -2,6 +2,7 @@
 //!
 //! ```toml
 //! cluster_id = "demo"
+//! volume_id = "5f0c2a9e7d41b3860c1e2f3a4b5c6d7e"   # 128 random bits, written once (I1)
 //! secret = "change-me"
 //! pg_pages = 1024            # pages per protection group
 //! [[node]]
@@ -16,6 +17,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+use crate::identity::VolumeId;
 use sixfold_core::{
     AzId, Geometry, NodeId, PgId, Placement, QuorumConfig, SEGMENTS_PER_PG, SegmentId,
 };
@@ -51,6 +54,8 @@ struct RawNode {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     cluster_id: String,
+    /// Optional in the file only so its absence gets the explanation below, not serde's.
+    volume_id: Option<String>,
     secret: String,
     pg_pages: u32,
     node: Vec<RawNode>,
@@ -73,6 +78,8 @@ pub struct NodeSpec {
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
     pub cluster_id: String,
+    /// I1: the volume this config describes; every node records it at its first start.
+    pub volume_id: VolumeId,
     pub secret: String,
     pub pg_pages: u32,
     pub nodes: Vec<NodeSpec>,
@@ -120,6 +127,19 @@ impl ClusterConfig {
                 "cluster_id must be 1 to {CLUSTER_ID_BYTES_MAX} bytes"
             ));
         }
+        let volume_id = match &raw.volume_id {
+            Some(text) => VolumeId::parse(text)
+                .map_err(|reason| ConfigError::Invalid(format!("volume_id {text:?}: {reason}")))?,
+            None => {
+                return invalid(format!(
+                    "no volume_id (the config predates identity checks, I1). Add the line \
+                     `volume_id = \"{}\"` (a fresh random id) next to cluster_id, then start \
+                     each existing node once with `sixfold storage-node --adopt-identity` \
+                     (docs/operations.md, \"Identity and geometry\")",
+                    VolumeId::random()
+                ));
+            }
+        };
         if raw.secret.is_empty() {
             return invalid("secret must not be empty".into());
         }
@@ -192,6 +212,7 @@ impl ClusterConfig {
         }
         let config = ClusterConfig {
             cluster_id: raw.cluster_id,
+            volume_id,
             secret: raw.secret,
             pg_pages: raw.pg_pages,
             nodes,
@@ -265,8 +286,8 @@ impl ClusterConfig {
     /// A config file's text for these values (used by the embedded cluster).
     pub fn to_toml(&self, data_names: &[String]) -> String {
         let mut out = format!(
-            "cluster_id = {:?}\nsecret = {:?}\npg_pages = {}\n",
-            self.cluster_id, self.secret, self.pg_pages
+            "cluster_id = {:?}\nvolume_id = \"{}\"\nsecret = {:?}\npg_pages = {}\n",
+            self.cluster_id, self.volume_id, self.secret, self.pg_pages
         );
         for (node, data) in self.nodes.iter().zip(data_names) {
             out.push_str(&format!(
@@ -278,10 +299,13 @@ impl ClusterConfig {
     }
 }
 
-/// Config text for six nodes on loopback: two per AZ in three AZs.
+/// Config text for six nodes on loopback: two per AZ in three AZs, with a fresh random
+/// volume id (I1: a new config is a new volume).
 pub fn six_node_toml(cluster_id: &str, secret: &str, pg_pages: u32, ports: &[u16; 6]) -> String {
-    let mut out =
-        format!("cluster_id = {cluster_id:?}\nsecret = {secret:?}\npg_pages = {pg_pages}\n");
+    let volume_id = VolumeId::random();
+    let mut out = format!(
+        "cluster_id = {cluster_id:?}\nvolume_id = \"{volume_id}\"\nsecret = {secret:?}\npg_pages = {pg_pages}\n"
+    );
     for (index, port) in ports.iter().enumerate() {
         let id = index + 1;
         let az = index / 2 + 1;
@@ -314,7 +338,9 @@ mod tests {
     #[test]
     fn nine_nodes_rotate_and_survive_az_plus_one() {
         // Q4: every placement of a nine-node config holds with AZ+1.
-        let mut text = "cluster_id = \"c\"\nsecret = \"s\"\npg_pages = 4\n".to_string();
+        let mut text = "cluster_id = \"c\"\nvolume_id = \"000102030405060708090a0b0c0d0e0f\"\n\
+                        secret = \"s\"\npg_pages = 4\n"
+            .to_string();
         for id in 1..=9 {
             text.push_str(&format!(
                 "[[node]]\nid = {id}\naz = \"az{}\"\naddr = \"127.0.0.1:{}\"\ndata = \"n{id}\"\n",
@@ -345,6 +371,21 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("duplicate address")
+        );
+        // I1: a config without a volume id is refused with the way out named.
+        let no_volume = good
+            .lines()
+            .filter(|l| !l.starts_with("volume_id"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let error = parse(&no_volume).unwrap_err().to_string();
+        assert!(error.contains("no volume_id") && error.contains("--adopt-identity"));
+        let bad_volume = good.replace("volume_id = \"", "volume_id = \"zz");
+        assert!(
+            parse(&bad_volume)
+                .unwrap_err()
+                .to_string()
+                .contains("volume_id")
         );
         let two_azs = good.replace("az3", "az2");
         assert!(parse(&two_azs).unwrap_err().to_string().contains("2 AZ(s)"));

@@ -3,6 +3,7 @@
 //! - [`wire`]: the versioned wire protocol of spec/wire.md (frames, messages);
 //! - [`session`]: the authenticated handshake and sealed frames of every link (A1–A5);
 //! - [`config`]: the cluster config (TOML) and segment placement (Q3, Q6);
+//! - [`identity`]: what a node records and both ends check after the handshake (I1–I4);
 //! - [`store`]: a node's durable segments; [`server`]: the storage-node server and gossip;
 //! - [`writer`]: the quorum writer ([`link`] per node) with [`recovery`] (W, C, R, X, E);
 //! - [`embedded`]: six nodes in one process on loopback;
@@ -17,6 +18,7 @@
 pub mod config;
 pub mod embedded;
 pub mod files;
+pub mod identity;
 pub mod link;
 pub mod net;
 pub mod recovery;

@@ -11,7 +11,8 @@ use std::time::Duration;
 use sixfold_core::NodeId;
 
 use crate::config::ClusterConfig;
-use crate::net::{self, CLIENT_NODE_ID, POLL_MS};
+use crate::identity::Identity;
+use crate::net::{self, POLL_MS};
 use crate::session::Session;
 use crate::wire::{self, Message, WireError};
 
@@ -54,6 +55,8 @@ pub struct Link {
     connected: AtomicBool,
     pending: Mutex<HashMap<u64, SyncSender<Message>>>,
     next_request_id: AtomicU64,
+    /// I2: why the node's identity was refused at the last dial, if it was.
+    refused: Mutex<Option<String>>,
 }
 
 impl Link {
@@ -66,12 +69,19 @@ impl Link {
             receiver: Mutex::new(Some(receiver)),
             connected: AtomicBool::new(false),
             pending: Mutex::new(HashMap::new()),
-            next_request_id: AtomicU64::new(1),
+            next_request_id: AtomicU64::new(net::IDENTIFY_REQUEST_ID + 1),
+            refused: Mutex::new(None),
         })
     }
 
     pub fn is_connected(&self) -> bool {
         self.connected.load(Ordering::SeqCst)
+    }
+
+    /// I2: why this node's identity disagreed with the config at the last dial; `None` once
+    /// a dial identified.
+    pub fn refusal(&self) -> Option<String> {
+        self.refused.lock().expect("refused").clone()
     }
 
     pub fn request_id(&self) -> u64 {
@@ -146,8 +156,14 @@ impl Link {
         };
         let mut backoff_ms = LINK_BACKOFF_MIN_MS;
         while !stop.load(Ordering::SeqCst) {
-            match net::connect(self.addr, &config, CLIENT_NODE_ID, self.node.0) {
-                Ok((stream, session)) => {
+            match net::connect_identified(
+                self.addr,
+                self.node.0,
+                &config,
+                &Identity::client(&config),
+            ) {
+                Ok((stream, session, _)) => {
+                    *self.refused.lock().expect("refused") = None;
                     backoff_ms = LINK_BACKOFF_MIN_MS;
                     tracing::debug!(node = self.node.0, "link up");
                     self.serve(stream, session, &receiver, events.clone(), &stop);
@@ -159,6 +175,14 @@ impl Link {
                     self.sleep_backoff(&mut backoff_ms, &stop);
                 }
                 Err(error) => {
+                    if matches!(
+                        error,
+                        WireError::Identity(_) | WireError::IdentityRefused(_)
+                    ) {
+                        tracing::warn!(node = self.node.0, %error, "node refused: identity (I2)");
+                        *self.refused.lock().expect("refused") =
+                            Some(format!("node {}: {error}", self.node.0));
+                    }
                     tracing::trace!(node = self.node.0, %error, "dial failed");
                     self.sleep_backoff(&mut backoff_ms, &stop);
                 }

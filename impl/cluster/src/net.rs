@@ -4,8 +4,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use crate::config::ClusterConfig;
-use crate::session::{ClientHandshake, FrameOpener, FrameSealer, Session};
-use crate::wire::{self, Message, WireError};
+use crate::identity::{self, Identity};
+use crate::session::{ClientHandshake, FrameOpener, FrameSealer, HandshakeError, Session};
+use crate::wire::{self, ErrorCode, Message, WireError};
 
 /// How long a TCP connect may take, in milliseconds.
 pub const CONNECT_TIMEOUT_MS: u64 = 1_000;
@@ -44,6 +45,69 @@ pub fn connect(
     Ok((stream, session))
 }
 
+/// Request id of the `Identify` that opens every connection (I2).
+pub const IDENTIFY_REQUEST_ID: u64 = 0;
+
+/// I2: the client's side of the identity exchange, right after the handshake and sealed
+/// with the session's keys like every later frame (A4): sends `local`, checks the node's
+/// answer against `config` (and that it is `server_node`, the node dialled), returns the
+/// node's identity. A refusal either way is an error naming both values; nothing else
+/// was sent on the connection.
+pub fn identify(
+    stream: &mut TcpStream,
+    session: &mut Session,
+    config: &ClusterConfig,
+    local: &Identity,
+    server_node: u32,
+) -> Result<Identity, WireError> {
+    wire::send_sealed(
+        stream,
+        &mut session.sealer,
+        &Message::Identify {
+            request_id: IDENTIFY_REQUEST_ID,
+            identity: local.clone(),
+        },
+    )?;
+    let deadline = Instant::now() + Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
+    match wire::receive_sealed(stream, &mut session.opener, &mut || {
+        Instant::now() < deadline
+    })? {
+        Message::Identified { identity, .. } => {
+            let local_name = if local.node_id == CLIENT_NODE_ID {
+                "this writer".to_string()
+            } else {
+                identity::describe(local.node_id)
+            };
+            identity::check_peer(config, &local_name, &identity, Some(server_node))?;
+            Ok(identity)
+        }
+        Message::Error {
+            code: ErrorCode::IdentityMismatch | ErrorCode::NotIdentified,
+            message,
+            ..
+        } => Err(WireError::IdentityRefused(message)),
+        other => Err(WireError::Handshake(HandshakeError::UnexpectedMessage {
+            node: server_node,
+            expected: "Identified",
+            found: format!("{other:?}"),
+        })),
+    }
+}
+
+/// Connects to `node` at `addr`, runs the handshake (spec/wire.md §3, A1–A5) and
+/// identifies (I2) as `local` over the sealed session; returns the stream, the session
+/// for every later frame, and the node's identity.
+pub fn connect_identified(
+    addr: SocketAddr,
+    node: u32,
+    config: &ClusterConfig,
+    local: &Identity,
+) -> Result<(TcpStream, Session, Identity), WireError> {
+    let (mut stream, mut session) = connect(addr, config, local.node_id, node)?;
+    let peer = identify(&mut stream, &mut session, config, local, node)?;
+    Ok((stream, session, peer))
+}
+
 /// A blocking one-request-at-a-time client (gossip between nodes, the status tool,
 /// tests).
 pub struct SyncClient {
@@ -55,19 +119,20 @@ pub struct SyncClient {
 }
 
 impl SyncClient {
+    /// Connects to `node` at `addr`, authenticates and identifies (I2) as `local`.
     pub fn connect(
         addr: SocketAddr,
+        node: u32,
         config: &ClusterConfig,
-        client_node: u32,
-        server_node: u32,
+        local: &Identity,
     ) -> Result<SyncClient, WireError> {
-        let (stream, session) = connect(addr, config, client_node, server_node)?;
+        let (stream, session, server) = connect_identified(addr, node, config, local)?;
         Ok(SyncClient {
             stream,
             sealer: session.sealer,
             opener: session.opener,
-            next_request_id: 1,
-            server_node: session.peer_node,
+            next_request_id: IDENTIFY_REQUEST_ID + 1,
+            server_node: server.node_id,
         })
     }
 

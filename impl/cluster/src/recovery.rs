@@ -35,6 +35,82 @@ pub enum RecoveryDriverError {
     RepairStalled { pg: u32, have: usize, target: Lsn },
     #[error("node {node}: {reason}")]
     Node { node: u32, reason: String },
+    #[error(
+        "segment {segment} is on node {found_on} but the config places it on {placed_on}: \
+         restore the old [[node]] entries (ids, AZ names, data folders) or move it with a \
+         membership change; recovery stopped without counting it (I3)"
+    )]
+    Misplaced {
+        segment: SegmentId,
+        found_on: u32,
+        placed_on: String,
+    },
+}
+
+/// Each answering node's reports and truncation ranges (X1).
+pub type Answers = BTreeMap<NodeId, (Vec<SegmentReport>, Vec<TruncationRange>)>;
+
+/// I3: every reported segment must be where the config places it. A report the config does
+/// not place on its node — an AZ renamed or added, nodes added, reordered or swapped — would
+/// otherwise be dropped while its placed node, holding nothing of it, counts as an empty
+/// report: a too-low VDL, and recovery truncates acknowledged records on every node.
+pub fn check_reports_placed(
+    config: &ClusterConfig,
+    answered: &Answers,
+) -> Result<(), RecoveryDriverError> {
+    for (&node, (reports, _)) in answered {
+        for report in reports {
+            let placed = config.node_of(report.segment);
+            if placed != Some(node) {
+                return Err(RecoveryDriverError::Misplaced {
+                    segment: report.segment,
+                    found_on: node.0,
+                    placed_on: placed.map_or("no node".into(), |n| format!("node {}", n.0)),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// X1, X2, I3: the report of every placed segment whose node answered, for the PGs in
+/// `pgs`. A placed node that hosts no segment of a PG holds nothing of it (V2: created at
+/// its first write) and gets an empty report — only after [`check_reports_placed`] showed
+/// that no other node holds that segment.
+pub fn placed_reports(
+    config: &ClusterConfig,
+    answered: &Answers,
+    pgs: &BTreeSet<PgId>,
+    epoch: Epoch,
+) -> Result<Vec<SegmentReport>, RecoveryDriverError> {
+    check_reports_placed(config, answered)?;
+    let mut placed = Vec::new();
+    for &pg in pgs {
+        for (replica, node) in config.placement(pg).into_iter().enumerate() {
+            let Some((reports, truncations)) = answered.get(&node) else {
+                continue;
+            };
+            let segment = SegmentId {
+                pg,
+                replica: replica as u8,
+            };
+            let report = reports
+                .iter()
+                .find(|r| r.segment == segment)
+                .cloned()
+                .unwrap_or_else(|| SegmentReport {
+                    segment,
+                    epoch,
+                    scl: Lsn::ZERO,
+                    vdl_hint: Lsn::ZERO,
+                    tip_at_hint: Lsn::ZERO,
+                    held: Vec::new(),
+                    truncations: truncations.clone(),
+                });
+            placed.push(report);
+        }
+    }
+    Ok(placed)
 }
 
 /// What recovery hands to the writer: the plan and the SCLs it last saw.
@@ -80,8 +156,7 @@ impl Driver<'_> {
     pub fn run(&self, proposed: Epoch) -> Result<Recovered, RecoveryDriverError> {
         let quorum = QuorumConfig::AURORA;
         // E1, E4, X1: raise the epoch; the answer is each hosted segment's report.
-        let mut answered: BTreeMap<NodeId, (Vec<SegmentReport>, Vec<TruncationRange>)> =
-            BTreeMap::new();
+        let mut answered = Answers::new();
         for (&node, link) in self.links {
             let reply = link.request(
                 |request_id| Message::RaiseEpoch {
@@ -127,34 +202,13 @@ impl Driver<'_> {
             .values()
             .flat_map(|(reports, _)| reports.iter().map(|r| r.segment.pg))
             .collect();
+        // I3: before anything is counted, every report must be where the config places it.
+        let reports = placed_reports(self.config, &answered, &pgs, proposed)?;
         self.check_write_quorum(&pgs, &answered.keys().copied().collect(), quorum)?;
-        // X1, X2: a report per (PG, answering node); a node that does not host a segment it
-        // is placed for holds nothing of that PG, and says so with an empty report.
+        // X1, X2: a report per (PG, answering node).
         let mut planner = RecoveryPlanner::new(quorum, self.lal, proposed, pgs.clone());
-        for &pg in &pgs {
-            for (replica, node) in self.config.placement(pg).into_iter().enumerate() {
-                let Some((reports, truncations)) = answered.get(&node) else {
-                    continue;
-                };
-                let segment = SegmentId {
-                    pg,
-                    replica: replica as u8,
-                };
-                let report = reports
-                    .iter()
-                    .find(|r| r.segment == segment)
-                    .cloned()
-                    .unwrap_or_else(|| SegmentReport {
-                        segment,
-                        epoch: proposed,
-                        scl: Lsn::ZERO,
-                        vdl_hint: Lsn::ZERO,
-                        tip_at_hint: Lsn::ZERO,
-                        held: Vec::new(),
-                        truncations: truncations.clone(),
-                    });
-                planner.handle_report(report)?;
-            }
+        for report in reports {
+            planner.handle_report(report)?;
         }
         let (plan, _events) = planner.plan()?;
         tracing::info!(
@@ -352,5 +406,107 @@ impl Driver<'_> {
 fn note_scls(scls: &mut BTreeMap<SegmentId, Lsn>, segments: &[SegmentStatus]) {
     for status in segments {
         scls.insert(status.segment, status.scl);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::six_node_toml;
+    use std::path::Path;
+
+    fn parse(text: &str) -> ClusterConfig {
+        ClusterConfig::parse(text, Path::new("/tmp/x")).unwrap()
+    }
+
+    fn report(pg: u32, replica: u8, scl: u64) -> SegmentReport {
+        SegmentReport {
+            segment: SegmentId {
+                pg: PgId(pg),
+                replica,
+            },
+            epoch: Epoch(1),
+            scl: Lsn(scl),
+            vdl_hint: Lsn(scl),
+            tip_at_hint: Lsn(scl),
+            held: Vec::new(),
+            truncations: Vec::new(),
+        }
+    }
+
+    /// What six nodes of `config` report for PGs 0..pgs when every segment holds `scl`.
+    fn answers_of(config: &ClusterConfig, pgs: u32, scl: u64) -> Answers {
+        let mut answered = Answers::new();
+        for pg in 0..pgs {
+            for (replica, node) in config.placement(PgId(pg)).into_iter().enumerate() {
+                let entry = answered.entry(node).or_default();
+                entry.0.push(report(pg, replica as u8, scl));
+            }
+        }
+        answered
+    }
+
+    fn pgs(count: u32) -> BTreeSet<PgId> {
+        (0..count).map(PgId).collect()
+    }
+
+    #[test]
+    fn reports_where_the_config_places_them_are_all_counted() {
+        // I3, X1: the same config finds every report in place.
+        let config = parse(&six_node_toml("c", "s", 4, &[1, 2, 3, 4, 5, 6]));
+        let answered = answers_of(&config, 4, 9);
+        let reports = placed_reports(&config, &answered, &pgs(4), Epoch(2)).unwrap();
+        assert_eq!(reports.len(), 24);
+        assert!(reports.iter().all(|r| r.scl == Lsn(9)));
+    }
+
+    #[test]
+    fn an_added_az_stops_recovery_instead_of_counting_empty_reports() {
+        // I3: #12 scenario 2: az4 with nodes 7 and 8 rotates pg1's placement; the old code
+        // counted node 3 (which holds pg1.2) as an empty pg1.0 and truncated everything.
+        let text = six_node_toml("c", "s", 4, &[1, 2, 3, 4, 5, 6]);
+        let before = parse(&text);
+        let answered = answers_of(&before, 4, 9);
+        let grown = parse(&format!(
+            "{text}\n[[node]]\nid = 7\naz = \"az4\"\naddr = \"127.0.0.1:7\"\ndata = \"n7\"\n\
+             \n[[node]]\nid = 8\naz = \"az4\"\naddr = \"127.0.0.1:8\"\ndata = \"n8\"\n"
+        ));
+        let error = placed_reports(&grown, &answered, &pgs(4), Epoch(2)).unwrap_err();
+        assert_eq!(
+            error.to_string().split(':').next().unwrap(),
+            "segment pg1.0 is on node 1 but the config places it on node 3"
+        );
+    }
+
+    #[test]
+    fn a_missing_nodes_segment_found_elsewhere_stops_recovery() {
+        // I3: node 4 did not answer; its pg0.3 turns up on node 1 (data folders swapped).
+        let config = parse(&six_node_toml("c", "s", 4, &[1, 2, 3, 4, 5, 6]));
+        let mut answered = answers_of(&config, 1, 9);
+        answered.remove(&NodeId(4));
+        answered.get_mut(&NodeId(1)).unwrap().0 = vec![report(0, 3, 9)];
+        let error = placed_reports(&config, &answered, &pgs(1), Epoch(2)).unwrap_err();
+        assert!(matches!(
+            error,
+            RecoveryDriverError::Misplaced { found_on: 1, .. }
+        ));
+        assert!(
+            error
+                .to_string()
+                .starts_with("segment pg0.3 is on node 1 but the config places it on node 4")
+        );
+    }
+
+    #[test]
+    fn a_placed_node_holding_nothing_of_a_pg_reports_empty() {
+        // X1, V2: a node whose segment was never created (or whose folder was replaced by
+        // an empty one) holds nothing: counted as an empty report, as before.
+        let config = parse(&six_node_toml("c", "s", 4, &[1, 2, 3, 4, 5, 6]));
+        let mut answered = answers_of(&config, 1, 9);
+        answered.get_mut(&NodeId(6)).unwrap().0.clear();
+        let reports = placed_reports(&config, &answered, &pgs(1), Epoch(2)).unwrap();
+        let empty: Vec<_> = reports.iter().filter(|r| r.scl == Lsn::ZERO).collect();
+        assert_eq!(empty.len(), 1);
+        assert_eq!(empty[0].segment.replica, 5);
     }
 }

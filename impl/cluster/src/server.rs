@@ -17,9 +17,12 @@ use sixfold_core::{Epoch, Lsn, NodeId, SEGMENTS_PER_PG, SegmentId};
 
 use crate::config::ClusterConfig;
 use crate::files::{self, DataDirLock, FilesError, PrivatePath};
+use crate::identity::{self, Identity};
 use crate::net::{HANDSHAKE_TIMEOUT_MS, POLL_MS, SyncClient, WRITE_TIMEOUT_MS};
-use crate::session::{FrameOpener, SECRET_BYTES_RECOMMENDED_MIN, ServerHandshake, Session};
-use crate::store::{NodeStore, StoreError};
+use crate::session::{
+    FrameOpener, FrameSealer, SECRET_BYTES_RECOMMENDED_MIN, ServerHandshake, Session,
+};
+use crate::store::{NodeStore, StoreError, Unrecorded};
 use crate::wire::{self, ErrorCode, Message, WireError, WriterInfo};
 use sixfold_storage::Ticket;
 
@@ -92,11 +95,21 @@ impl NodeHandle {
     /// Takes the data dir (created 0700, refused if others can read it, A6; locked, A7),
     /// opens the node's store (S12), binds its address and starts serving.
     pub fn start(config: &ClusterConfig, node: NodeId) -> Result<NodeHandle, ServerError> {
+        Self::start_with(config, node, Unrecorded::Refuse)
+    }
+
+    /// As [`NodeHandle::start`]; `unrecorded` says what to do with a data folder that has
+    /// data but no identity record (I4).
+    pub fn start_with(
+        config: &ClusterConfig,
+        node: NodeId,
+        unrecorded: Unrecorded,
+    ) -> Result<NodeHandle, ServerError> {
         let spec = config.node(node).ok_or(ServerError::UnknownNode(node.0))?;
         files::create_private_dir(&spec.data_dir)?;
         files::check_private(&spec.data_dir, PrivatePath::DataDir)?;
         let lock = DataDirLock::acquire(&spec.data_dir)?;
-        let store = NodeStore::open(config, node)?;
+        let store = NodeStore::open_with(config, node, unrecorded)?;
         let listener = TcpListener::bind(spec.addr).map_err(|source| ServerError::Listen {
             addr: spec.addr,
             source,
@@ -246,9 +259,14 @@ fn serve_connection(shared: &Shared, mut stream: TcpStream, peer: std::net::Sock
     let Session {
         peer_node: client,
         mut sealer,
-        opener,
+        mut opener,
     } = session;
     tracing::debug!(node = shared.node.0, %peer, client, "connection authenticated");
+    if let Err(error) = identify(shared, &mut stream, &mut sealer, &mut opener, client) {
+        tracing::warn!(node = shared.node.0, %peer, client, reason = %error, "connection closed: identity refused (I2)");
+        let _ = stream.shutdown(Shutdown::Both);
+        return;
+    }
     let Ok(read_half) = stream.try_clone() else {
         let _ = stream.shutdown(Shutdown::Both);
         return;
@@ -356,6 +374,78 @@ fn handshake(shared: &Shared, stream: &mut TcpStream) -> Result<Session, WireErr
             );
             Err(WireError::Handshake(error))
         }
+    }
+}
+
+/// I2: the node's side of the identity exchange. The first message after the handshake
+/// must be `Identify`, from the node id the client authenticated as, and agree with this
+/// node's config (for a peer node: every segment it holds placed on it); anything else is
+/// refused with a reason naming both values, and the connection closes before any write,
+/// gossip or read is served.
+fn identify(
+    shared: &Shared,
+    stream: &mut TcpStream,
+    sealer: &mut FrameSealer,
+    opener: &mut FrameOpener,
+    client: u32,
+) -> Result<(), WireError> {
+    let deadline = Instant::now() + Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
+    let stop = &shared.stop;
+    let mut idle = || Instant::now() < deadline && !stop.load(Ordering::SeqCst);
+    let refuse = |stream: &mut TcpStream,
+                  sealer: &mut FrameSealer,
+                  request_id: u64,
+                  code: ErrorCode,
+                  reason: String| {
+        let _ = wire::send_sealed(
+            stream,
+            sealer,
+            &Message::Error {
+                request_id,
+                code,
+                epoch: Epoch(0),
+                message: reason.clone(),
+            },
+        );
+        WireError::IdentityRefused(reason)
+    };
+    match wire::receive_sealed(stream, opener, &mut idle)? {
+        Message::Identify {
+            request_id,
+            identity,
+        } => {
+            let local = identity::describe(shared.node.0);
+            if let Err(error) =
+                identity::check_peer(&shared.config, &local, &identity, Some(client))
+            {
+                return Err(refuse(
+                    stream,
+                    sealer,
+                    request_id,
+                    ErrorCode::IdentityMismatch,
+                    error.to_string(),
+                ));
+            }
+            let hosted = shared.store().hosted();
+            wire::send_sealed(
+                stream,
+                sealer,
+                &Message::Identified {
+                    request_id,
+                    identity: Identity::node(&shared.config, shared.node, hosted),
+                },
+            )
+        }
+        other => Err(refuse(
+            stream,
+            sealer,
+            other.request_id(),
+            ErrorCode::NotIdentified,
+            format!(
+                "{} before Identify: a session that has not identified is served nothing (I2)",
+                first_word(&other)
+            ),
+        )),
     }
 }
 
@@ -628,7 +718,8 @@ impl Peers {
                 return None;
             }
             let addr = shared.config.node(node)?.addr;
-            match SyncClient::connect(addr, &shared.config, shared.node.0, node.0) {
+            let local = Identity::node(&shared.config, shared.node, shared.store().hosted());
+            match SyncClient::connect(addr, node.0, &shared.config, &local) {
                 Ok(client) => *entry = Peer::Up(client),
                 Err(error) => {
                     tracing::debug!(node = shared.node.0, peer = node.0, %error, "peer unreachable");

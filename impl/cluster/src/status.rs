@@ -8,7 +8,8 @@ use std::time::Duration;
 use sixfold_core::{Epoch, NodeId, PgId, SegmentId};
 
 use crate::config::ClusterConfig;
-use crate::net::{CLIENT_NODE_ID, SyncClient};
+use crate::identity::Identity;
+use crate::net::SyncClient;
 use crate::wire::{Message, SegmentStatus, WriterInfo};
 
 /// How long the status tool waits for one node, in milliseconds.
@@ -53,8 +54,8 @@ pub fn collect(config: &ClusterConfig) -> ClusterStatus {
 type Reply = (Epoch, Option<WriterInfo>, Vec<SegmentStatus>);
 
 fn ask(config: &ClusterConfig, node: NodeId, addr: std::net::SocketAddr) -> Result<Reply, String> {
-    let mut client =
-        SyncClient::connect(addr, config, CLIENT_NODE_ID, node.0).map_err(|e| e.to_string())?;
+    let mut client = SyncClient::connect(addr, node.0, config, &Identity::client(config))
+        .map_err(|e| e.to_string())?;
     let request_id = client.request_id();
     let reply = client
         .call(

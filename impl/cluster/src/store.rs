@@ -5,6 +5,8 @@
 //!   later — at a PG's first write, V2 — starts at the node's epoch with every range
 //!   applied, and an old writer cannot create a segment behind recovery's back (E4);
 //! - which segments the config's placement puts on this node (S13);
+//! - the volume it belongs to (`identity`, I1): checked against the config at every open,
+//!   with every hosted segment's placement, before anything is served;
 //! - each peer segment's SCL as its gossip requests tell it, to hold PGMRPL (and so the
 //!   engine's garbage collection, S10) below what every replica of the PG holds: a peer
 //!   that was down catches up from records, which the engine cannot ship once collected.
@@ -26,6 +28,7 @@ use sixfold_core::{
 use sixfold_storage::{Ack, StdDisk, StorageConfig, StorageError, StorageNode, Ticket};
 
 use crate::config::ClusterConfig;
+use crate::identity::{self, IdentityRecord, RecordError};
 use crate::wire::SegmentStatus;
 
 const META_MAGIC: u32 = u32::from_le_bytes(*b"SIXN");
@@ -56,6 +59,18 @@ pub enum StoreError {
     NoAck { segment: SegmentId },
     #[error("too many {0}")]
     Limit(&'static str),
+    #[error(transparent)]
+    Identity(#[from] RecordError),
+}
+
+/// What a node does with a data folder that has data but no identity record (I4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Unrecorded {
+    /// Refuse to start (the default: the config may have been edited already).
+    #[default]
+    Refuse,
+    /// Record the config's identity: the operator checked the config (`--adopt-identity`).
+    Adopt,
 }
 
 fn disk(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -83,9 +98,24 @@ pub struct NodeStore {
 impl NodeStore {
     /// Opens (or creates) the node's folder; the engine rebuilds every segment (S12).
     pub fn open(config: &ClusterConfig, node: NodeId) -> Result<NodeStore, StoreError> {
+        Self::open_with(config, node, Unrecorded::Refuse)
+    }
+
+    /// I1, I4: opens the node's folder, first checking its identity record against the
+    /// config (before the engine reads anything with a geometry that may be wrong); a new
+    /// folder records the config's identity. Then every hosted segment must be placed here.
+    pub fn open_with(
+        config: &ClusterConfig,
+        node: NodeId,
+        unrecorded: Unrecorded,
+    ) -> Result<NodeStore, StoreError> {
         let spec = config.node(node).ok_or(StoreError::Limit("unknown node"))?;
         let dir = spec.data_dir.clone();
         std::fs::create_dir_all(&dir).map_err(disk(&dir))?;
+        let recorded = identity::read_record(&dir)?;
+        if let Some(recorded) = &recorded {
+            identity::check_record(&dir, recorded, config, node)?;
+        }
         let (epoch, truncations) = read_meta(&dir)?;
         let storage_config = StorageConfig {
             geometry: Geometry {
@@ -94,6 +124,15 @@ impl NodeStore {
             ..StorageConfig::default()
         };
         let engine = StorageNode::open(Arc::new(StdDisk), &dir, storage_config)?;
+        if recorded.is_none() {
+            let has_data = !engine.segments().is_empty() || dir.join(META_FILE).exists();
+            if has_data && unrecorded == Unrecorded::Refuse {
+                return Err(RecordError::Unrecorded { dir }.into());
+            }
+            identity::write_record(&dir, &IdentityRecord::of(config, node))?;
+            tracing::info!(node = node.0, volume = %config.volume_id, pg_pages = config.pg_pages, "identity recorded (I1)");
+        }
+        identity::check_segments_placed(&dir, config, node, &engine.segments())?;
         Ok(NodeStore {
             node,
             dir,

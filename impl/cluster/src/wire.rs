@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use sixfold_core::codec::{decode_record, encode_record};
 
+use crate::identity::{Identity, VOLUME_ID_BYTES, VolumeId};
 use crate::session::{
     FrameAuthError, FrameOpener, FrameSealer, HandshakeError, SEALED_HEADER_BYTES,
 };
@@ -62,6 +63,12 @@ pub enum WireError {
     Handshake(#[from] HandshakeError),
     #[error(transparent)]
     FrameAuth(#[from] FrameAuthError),
+    /// I2: the peer's identity disagrees with this side's config.
+    #[error("identity refused: {0}")]
+    Identity(#[from] crate::identity::IdentityError),
+    /// I2: the peer refused this side's identity; its reason.
+    #[error("identity refused by the node: {0}")]
+    IdentityRefused(String),
 }
 
 /// Why a node refused a request (spec/wire.md, `Error` message).
@@ -82,6 +89,11 @@ pub enum ErrorCode {
     Internal = 6,
     /// Handshake refused: wrong version, cluster id or secret.
     Auth = 7,
+    /// I2: the client's identity (cluster, volume, pg_pages, segments) disagrees with the
+    /// node's; the message names both values.
+    IdentityMismatch = 8,
+    /// I2: a request other than `Identify` before identification succeeded.
+    NotIdentified = 9,
 }
 
 impl ErrorCode {
@@ -94,6 +106,8 @@ impl ErrorCode {
             5 => ErrorCode::BadRequest,
             6 => ErrorCode::Internal,
             7 => ErrorCode::Auth,
+            8 => ErrorCode::IdentityMismatch,
+            9 => ErrorCode::NotIdentified,
             _ => return None,
         })
     }
@@ -144,6 +158,16 @@ pub enum Message {
         code: ErrorCode,
         epoch: Epoch,
         message: String,
+    },
+    /// I2: the client's identity, its first message after the handshake.
+    Identify {
+        request_id: u64,
+        identity: Identity,
+    },
+    /// I2: the node's identity, answering an `Identify` it accepted.
+    Identified {
+        request_id: u64,
+        identity: Identity,
     },
     WriteBatch {
         request_id: u64,
@@ -226,6 +250,8 @@ pub mod kind {
     pub const AUTH: u8 = 0x02;
     pub const AUTH_OK: u8 = 0x03;
     pub const ERROR: u8 = 0x04;
+    pub const IDENTIFY: u8 = 0x05;
+    pub const IDENTIFIED: u8 = 0x06;
     pub const WRITE_BATCH: u8 = 0x10;
     pub const ACK: u8 = 0x11;
     pub const GET_PAGE: u8 = 0x12;
@@ -246,6 +272,8 @@ impl Message {
         match self {
             Message::Hello { .. } | Message::Auth { .. } | Message::AuthOk { .. } => 0,
             Message::Error { request_id, .. }
+            | Message::Identify { request_id, .. }
+            | Message::Identified { request_id, .. }
             | Message::WriteBatch { request_id, .. }
             | Message::Ack { request_id, .. }
             | Message::GetPage { request_id, .. }
@@ -311,6 +339,16 @@ impl Out {
         self.u32(p.db.0);
         self.u32(p.page_no);
     }
+    fn identity(&mut self, identity: &Identity) {
+        self.string(&identity.cluster_id);
+        self.bytes(&identity.volume_id.0);
+        self.u32(identity.pg_pages);
+        self.u32(identity.node_id);
+        self.u32(identity.segments.len() as u32);
+        for &segment in &identity.segments {
+            self.segment(segment);
+        }
+    }
     fn records(&mut self, records: &[RedoRecord]) {
         self.u32(records.len() as u32);
         for record in records {
@@ -363,6 +401,22 @@ pub fn encode(message: &Message) -> Vec<u8> {
             o.u16(*code as u16);
             o.u64(epoch.0);
             o.string(message);
+        }
+        Message::Identify {
+            request_id,
+            identity,
+        } => {
+            o.u8(kind::IDENTIFY);
+            o.u64(*request_id);
+            o.identity(identity);
+        }
+        Message::Identified {
+            request_id,
+            identity,
+        } => {
+            o.u8(kind::IDENTIFIED);
+            o.u64(*request_id);
+            o.identity(identity);
         }
         Message::WriteBatch {
             request_id,
@@ -645,6 +699,23 @@ impl<'a> In<'a> {
         }
         Ok(range)
     }
+    fn identity(&mut self) -> Result<Identity, WireError> {
+        let cluster_id = self.string()?;
+        let volume_id = VolumeId(self.array::<VOLUME_ID_BYTES>()?);
+        let pg_pages = self.u32()?;
+        let node_id = self.u32()?;
+        let count = self.count(5, LIST_ENTRIES_MAX)?;
+        let segments = (0..count)
+            .map(|_| self.segment())
+            .collect::<Result<_, _>>()?;
+        Ok(Identity {
+            cluster_id,
+            volume_id,
+            pg_pages,
+            node_id,
+            segments,
+        })
+    }
     fn ranges(&mut self) -> Result<Vec<TruncationRange>, WireError> {
         let count = self.count(24, LIST_ENTRIES_MAX)?;
         (0..count).map(|_| self.range()).collect()
@@ -701,6 +772,14 @@ pub fn decode(payload: &[u8]) -> Result<Message, WireError> {
             code: ErrorCode::from_u16(i.u16()?).ok_or_else(|| malformed("unknown error code"))?,
             epoch: i.epoch()?,
             message: i.string()?,
+        },
+        kind::IDENTIFY => Message::Identify {
+            request_id: i.u64()?,
+            identity: i.identity()?,
+        },
+        kind::IDENTIFIED => Message::Identified {
+            request_id: i.u64()?,
+            identity: i.identity()?,
         },
         kind::WRITE_BATCH => Message::WriteBatch {
             request_id: i.u64()?,
@@ -1071,6 +1150,26 @@ mod tests {
                 vdl_hint: Lsn(4),
                 truncation: Some(range),
                 records: vec![record(5), record(6)],
+            },
+            Message::Identify {
+                request_id: 1,
+                identity: Identity {
+                    cluster_id: "demo".into(),
+                    volume_id: VolumeId([7; VOLUME_ID_BYTES]),
+                    pg_pages: 1024,
+                    node_id: 0,
+                    segments: vec![],
+                },
+            },
+            Message::Identified {
+                request_id: 1,
+                identity: Identity {
+                    cluster_id: "demo".into(),
+                    volume_id: VolumeId([8; VOLUME_ID_BYTES]),
+                    pg_pages: 512,
+                    node_id: 3,
+                    segments: vec![segment],
+                },
             },
             Message::Page {
                 request_id: 8,

@@ -69,6 +69,11 @@ pub enum WriterError {
     Backpressure { waited_ms: u64 },
     #[error("recovery failed after {attempts} attempts: {last}")]
     Recovery { attempts: usize, last: String },
+    /// I2, I3: a node is not what this writer's config says (cluster, volume, pg_pages,
+    /// node id or the segments it holds); nothing was written and no epoch was raised for
+    /// an identity refusal.
+    #[error("refused before opening: {0}")]
+    Identity(String),
     #[error(
         "no segment of pg{pg} served {page} at read point {read_point} within {waited_ms} ms (R5)"
     )]
@@ -490,9 +495,17 @@ impl Writer {
         // Give every link a moment to connect so recovery sees all reachable nodes.
         while Instant::now() < deadline
             && started.elapsed() < Duration::from_millis(2_000)
-            && inner.links.values().any(|l| !l.is_connected())
+            && inner
+                .links
+                .values()
+                .any(|l| !l.is_connected() && l.refusal().is_none())
         {
             std::thread::sleep(Duration::from_millis(20));
+        }
+        // I2: a node whose identity disagrees with this config stops the open before any
+        // epoch is raised, so a misconfigured writer neither fences nor writes.
+        if let Some(refusal) = inner.links.values().find_map(|l| l.refusal()) {
+            return Err(WriterError::Identity(refusal));
         }
         let driver = Driver {
             config: &inner.config,
@@ -514,6 +527,10 @@ impl Writer {
                 Ok(recovered) => {
                     self.open_state(recovered);
                     return Ok(());
+                }
+                Err(error @ RecoveryDriverError::Misplaced { .. }) => {
+                    // I3: retrying cannot help; the config must change back.
+                    return Err(WriterError::Identity(error.to_string()));
                 }
                 Err(error) => {
                     if let RecoveryDriverError::EpochTaken { seen, .. } = &error {

@@ -278,6 +278,8 @@ fn truncation_is_durable_before_its_ack_and_voids_its_range() {
         lsn_end: Lsn(100),
         epoch: Epoch(2),
     };
+    // S15: the recovery's Truncate makes the history held; then its batches carry it.
+    node.truncate(segment, &[range]).unwrap();
     node.submit(segment, Epoch(2), Lsn::ZERO, Some(range), vec![])
         .unwrap();
     let acks = node.flush().unwrap();
@@ -438,6 +440,8 @@ fn a_range_every_batch_carries_is_held_once_and_does_not_rewrite_the_metadata() 
         .into_iter()
         .filter(|record| record.lsn > Lsn(20))
         .collect();
+    // S15: the recovery's Truncate makes the history held before any batch carries it.
+    node.truncate(segment, &[range]).unwrap();
     node.submit(
         segment,
         Epoch(2),
