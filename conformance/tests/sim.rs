@@ -479,7 +479,9 @@ fn truncation_union_is_caught() {
         })
     };
     let caught = run(Some(Mutant::TruncationUnion));
-    let failure = caught.failure.expect("truncation-union must fail seed 9000189");
+    let failure = caught
+        .failure
+        .expect("truncation-union must fail seed 9000189");
     assert!(failure.contains("liveness"), "{failure}");
     let correct = run(None);
     assert!(correct.failure.is_none(), "{:?}", correct.failure);

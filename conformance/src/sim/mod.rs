@@ -656,7 +656,12 @@ impl World {
             for node in &self.nodes {
                 let segment = segment(pg, node.index());
                 let scl = node.scl(segment);
-                if scl < Some(needed) {
+                if !node.holds_history_of(segment, writer.truncation()) {
+                    lagging.push(format!(
+                        "{segment} lacks the writer's truncation history (S15; {})",
+                        node.describe(segment)
+                    ));
+                } else if scl < Some(needed) {
                     lagging.push(format!(
                         "{segment} SCL {scl:?} < {needed} ({})",
                         node.describe(segment)
@@ -676,9 +681,11 @@ impl World {
         };
         (0..SIM_PGS).all(|pg| {
             let needed = writer.pg_lsn_at(PgId(pg), vdl);
-            self.nodes
-                .iter()
-                .all(|node| node.scl(segment(pg, node.index())) >= Some(needed))
+            // S15: caught up means the writer's truncation history too.
+            self.nodes.iter().all(|node| {
+                node.scl(segment(pg, node.index())) >= Some(needed)
+                    && node.holds_history_of(segment(pg, node.index()), writer.truncation())
+            })
         })
     }
 

@@ -241,6 +241,18 @@ impl SimNode {
             .map(|s| s.scl)
     }
 
+    /// S15: whether `segment` holds the truncation history `range` (a writer's own) is part
+    /// of; a segment that does not serves that writer nothing until gossip brings it.
+    pub fn holds_history_of(&self, segment: SegmentId, range: Option<TruncationRange>) -> bool {
+        let Some(range) = range else {
+            return true;
+        };
+        self.engine
+            .as_ref()
+            .and_then(|e| e.report(segment).ok())
+            .is_some_and(|report| report.truncations.contains(&range))
+    }
+
     /// S1: whether `segment` has claimed `lsn` durable (an ack it sent covered it).
     pub fn durably_holds(&self, segment: SegmentId, lsn: Lsn) -> bool {
         self.durable_scl

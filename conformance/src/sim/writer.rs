@@ -424,6 +424,9 @@ impl SimWriter {
         let plan = plan.clone();
         let truncated = truncated.clone();
         let mut state = WriterState::new(config(self.lal), plan.writer_start());
+        if self.skip_truncation {
+            state.forget_truncation_for_mutant();
+        }
         for (&segment, &scl) in &truncated {
             state.handle_ack(segment, scl, self.epoch);
         }

@@ -189,6 +189,13 @@ impl WriterState {
         self.truncation
     }
 
+    /// For the simulator's `recovery-without-truncation` mutant only: a writer whose
+    /// recovery wrote no range sends none with its batches and reads (X4 broken on purpose).
+    #[doc(hidden)]
+    pub fn forget_truncation_for_mutant(&mut self) {
+        self.truncation = None;
+    }
+
     /// The highest LSN allocated so far.
     pub fn last_allocated(&self) -> Lsn {
         Lsn(self.next_lsn.0 - 1)
