@@ -524,8 +524,11 @@ fn a_wrong_secret_is_reported_as_authentication_failed_naming_the_node() {
             && line.contains("authentication failed"),
         "{line}"
     );
+    // The node sees the handshake fail: as "authentication failed" when the client's proof
+    // reaches it, or as a closed connection when the client found the node's proof wrong
+    // first and hung up (which side notices first depends on timing).
     assert!(
-        nodes.log(1).contains("authentication failed"),
+        nodes.log(1).contains("handshake failed") || nodes.log(1).contains("authentication failed"),
         "{}",
         nodes.log(1)
     );

@@ -482,7 +482,8 @@ fn error_reply(request_id: u64, error: &StoreError, node_epoch: Epoch) -> Messag
             E::NotCaughtUp { .. }
             | E::BelowPgmrpl { .. }
             | E::RequiredAboveReadPoint { .. }
-            | E::PageUnavailable { .. },
+            | E::PageUnavailable { .. }
+            | E::HistoryBehind { .. },
         ) => (ErrorCode::NotReady, node_epoch),
         StoreError::Limit(_) => (ErrorCode::BadRequest, node_epoch),
         _ => (ErrorCode::Internal, node_epoch),
