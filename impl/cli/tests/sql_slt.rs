@@ -8,11 +8,11 @@ use std::process::{Command, Output};
 fn corpus() -> PathBuf {
     let dir = PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/sqllogictest"
+        "/../../conformance/sqllogictest"
     ));
     assert!(
         dir.join("select1.test").is_file(),
-        "corpus missing at {}",
+        "sqllogictest corpus missing at {} (conformance/sqllogictest in the repository)",
         dir.display()
     );
     dir

@@ -9,11 +9,11 @@ use sixfold_sql::{MemVolume, PageVolume, slt};
 fn corpus_dir() -> PathBuf {
     let dir = PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/sqllogictest"
+        "/../../conformance/sqllogictest"
     ));
     assert!(
         dir.join("select1.test").is_file(),
-        "sqllogictest corpus missing: expected shared/sqllogictest beside the repository at {}",
+        "sqllogictest corpus missing at {} (conformance/sqllogictest in the repository)",
         dir.display()
     );
     dir
