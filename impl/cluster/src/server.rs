@@ -638,14 +638,12 @@ fn handle(
             vcl,
             vdl,
             pgmrpl,
-            truncation,
             ..
         } => {
             // E1, S15: an open writer's epoch is adopted from its heartbeat too, so a node
             // that missed the recovery rejoins gossip even while the writer is idle; the
             // recovery's truncation history then comes by gossip, and until it has, the
             // node serves no read of that epoch and takes no write.
-            let _ = truncation;
             let adopted = if epoch > store.epoch() {
                 store.adopt_epoch(epoch)
             } else {
