@@ -35,6 +35,20 @@ impl BenchOptions {
         &[1, 8, 32]
     }
 
+    /// Commit counts at which the space benchmark measures (cumulative, one run).
+    pub fn space_commits(&self) -> Vec<u64> {
+        if self.quick {
+            vec![2_000, 10_000]
+        } else {
+            vec![10_000, 100_000, 1_000_000]
+        }
+    }
+
+    /// Rows of the space benchmark's own table.
+    pub fn space_rows(&self) -> u64 {
+        if self.quick { 20_000 } else { 100_000 }
+    }
+
     /// Redo backlogs for the recovery benchmark, in bytes.
     pub fn backlogs(&self) -> Vec<u64> {
         if self.quick {
@@ -94,6 +108,21 @@ pub trait SixfoldSystem: Sync {
     ) -> Result<std::time::Duration, BenchError>;
     /// Empties the writer's buffer cache.
     fn drop_writer_cache(&self);
+    /// Space and its costs so far (S16).
+    fn space(&self) -> SpaceCounters;
+}
+
+/// What the space benchmark reads off a running sixfold.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SpaceCounters {
+    /// Bytes of one replica's folder.
+    pub replica_bytes: u64,
+    /// Bytes compaction wrote, per replica.
+    pub compaction_bytes: u64,
+    /// Bytes of redo the writer sent, per replica (what was committed).
+    pub redo_bytes: u64,
+    /// Resident memory of the process (six nodes and the writer).
+    pub resident_bytes: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -272,8 +301,67 @@ pub fn run(
         cache: "warm".into(),
         selects_per_second: workload::run_point_selects(&connection, rows, selects)?,
     });
+    if let Some(system) = sixfold {
+        space(options, system, scratch.path(), &progress, &mut report)?;
+    }
     progress.finish_and_clear();
     Ok(report)
+}
+
+/// Space over time (S16): one replica's bytes on disk against the live page bytes of the
+/// volume's databases, beside stock SQLite's files for the same commits.
+fn space(
+    options: &BenchOptions,
+    system: &dyn SixfoldSystem,
+    scratch: &std::path::Path,
+    progress: &indicatif::ProgressBar,
+    report: &mut report::BenchReport,
+) -> Result<(), BenchError> {
+    let rows = options.space_rows();
+    progress.set_message("space: preparing");
+    workload::setup(&system.connect("space")?, rows)?;
+    let sqlite = sqlite::SqliteDb::create(scratch, sqlite::BASELINES[0], rows)?;
+    let sqlite_connection = sqlite.connect()?;
+    let before = system.space();
+    let (mut done, mut sqlite_done) = (0, 0);
+    for target in options.space_commits() {
+        while done < target {
+            progress.set_message(format!("space: {done} of {target} commits"));
+            done += workload::run_commits(
+                &|| system.connect("space"),
+                8,
+                Duration::from_millis(1_000),
+                rows,
+            )?
+            .commits;
+        }
+        sqlite_done += workload::run_commits_on(&sqlite_connection, rows, done - sqlite_done)?;
+        let now = system.space();
+        let live_bytes = ["bench", "space"]
+            .iter()
+            .map(|db| {
+                let connection = system.connect(db)?;
+                let pages: i64 = connection.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+                let size: i64 = connection.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+                Ok(pages.max(0) as u64 * size.max(0) as u64)
+            })
+            .sum::<Result<u64, BenchError>>()?;
+        let committed = now.redo_bytes.saturating_sub(before.redo_bytes);
+        report.space.push(report::SpacePoint {
+            commits: done,
+            replica_bytes: now.replica_bytes,
+            live_bytes,
+            amplification: now.replica_bytes as f64 / live_bytes.max(1) as f64,
+            sqlite_bytes: sqlite.file_bytes(),
+            compaction_per_committed_byte: now
+                .compaction_bytes
+                .saturating_sub(before.compaction_bytes)
+                as f64
+                / committed.max(1) as f64,
+            resident_mib: now.resident_bytes as f64 / (1 << 20) as f64,
+        });
+    }
+    Ok(())
 }
 
 fn machine_description() -> String {

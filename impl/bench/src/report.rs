@@ -40,6 +40,24 @@ pub struct ReadResult {
     pub selects_per_second: f64,
 }
 
+/// One point of the space benchmark (S16).
+#[derive(Clone, Debug, Serialize)]
+pub struct SpacePoint {
+    pub commits: u64,
+    /// Bytes of one replica's folder.
+    pub replica_bytes: u64,
+    /// Pages in use by the volume's databases, in bytes.
+    pub live_bytes: u64,
+    /// `replica_bytes / live_bytes`.
+    pub amplification: f64,
+    /// Stock SQLite (WAL, synchronous=FULL): its database file and WAL after the same commits.
+    pub sqlite_bytes: u64,
+    /// Bytes compaction wrote per byte of redo committed, per replica.
+    pub compaction_per_committed_byte: f64,
+    /// Resident memory of the whole process (six nodes and the writer).
+    pub resident_mib: f64,
+}
+
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct BenchReport {
     pub machine: String,
@@ -52,6 +70,7 @@ pub struct BenchReport {
     pub bytes: Vec<BytesPerCommit>,
     pub recovery: Vec<RecoveryPoint>,
     pub reads: Vec<ReadResult>,
+    pub space: Vec<SpacePoint>,
     /// Scenarios not run, with the reason.
     pub skipped: Vec<String>,
 }
@@ -165,6 +184,37 @@ impl BenchReport {
                 );
             }
         }
+        if !self.space.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nspace (one replica; target: amplification <= 1.5x, compaction <= 1 byte per committed byte)"
+            );
+            let _ = writeln!(
+                out,
+                "{:>9} {:>12} {:>12} {:>8} {:>12} {:>18} {:>9}",
+                "commits",
+                "replica MiB",
+                "live MiB",
+                "ampl.",
+                "sqlite MiB",
+                "compaction B/B",
+                "RSS MiB"
+            );
+            let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
+            for point in &self.space {
+                let _ = writeln!(
+                    out,
+                    "{:>9} {:>12.1} {:>12.1} {:>7.2}x {:>12.1} {:>18.3} {:>9.0}",
+                    point.commits,
+                    mib(point.replica_bytes),
+                    mib(point.live_bytes),
+                    point.amplification,
+                    mib(point.sqlite_bytes),
+                    point.compaction_per_committed_byte,
+                    point.resident_mib
+                );
+            }
+        }
         for skipped in &self.skipped {
             let _ = writeln!(out, "skipped: {skipped}");
         }
@@ -181,6 +231,9 @@ impl BenchReport {
             self.plot_throughput(&dir.join("throughput.png"))?;
             if !self.recovery.is_empty() {
                 self.plot_recovery(&dir.join("recovery.png"))?;
+            }
+            if !self.space.is_empty() {
+                self.plot_space(&dir.join("space.png"))?;
             }
         }
         Ok(())
@@ -205,6 +258,30 @@ impl BenchReport {
             "concurrent clients",
             "commits per second",
             series,
+        )
+    }
+
+    fn plot_space(&self, path: &Path) -> Result<(), BenchError> {
+        let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
+        let series = |name: &str, value: &dyn Fn(&SpacePoint) -> f64| {
+            let points = self
+                .space
+                .iter()
+                .map(|p| (p.commits as f64, value(p)))
+                .collect();
+            (name.to_string(), points)
+        };
+        plot_lines(
+            path,
+            "space on one replica against commits",
+            "commits",
+            "MiB",
+            vec![
+                series("sixfold replica", &|p| mib(p.replica_bytes)),
+                series("live pages", &|p| mib(p.live_bytes)),
+                series("stock SQLite", &|p| mib(p.sqlite_bytes)),
+                series("process RSS", &|p| p.resident_mib),
+            ],
         )
     }
 

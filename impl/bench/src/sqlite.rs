@@ -67,6 +67,15 @@ impl SqliteDb {
         Ok(connection)
     }
 
+    /// Bytes of the database file and its WAL.
+    pub fn file_bytes(&self) -> u64 {
+        ["", "-wal"]
+            .iter()
+            .filter_map(|suffix| std::fs::metadata(format!("{}{suffix}", self.path.display())).ok())
+            .map(|meta| meta.len())
+            .sum()
+    }
+
     /// WAL bytes per commit of the workload (WAL modes only): autocheckpoint off, N commits,
     /// the WAL's size divided by N.
     pub fn wal_bytes_per_commit(&self, rows: u64, commits: u64) -> Result<f64, BenchError> {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use sixfold_bench::{BenchError, BenchOptions, IoCounters, SixfoldSystem};
+use sixfold_bench::{BenchError, BenchOptions, IoCounters, SixfoldSystem, SpaceCounters};
 use sixfold_cluster::{EmbeddedCluster, WriterOptions};
 use sixfold_sql::{Catalog, ClusterVolume, PageVolume};
 
@@ -72,6 +72,20 @@ fn folder_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
+/// Resident memory of this process (Linux `/proc/self/status`), 0 where unknown.
+fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("VmRSS:"))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
 impl EmbeddedSixfold {
     fn start(data: &Path) -> anyhow::Result<EmbeddedSixfold> {
         let cluster = EmbeddedCluster::start(data).context("starting the embedded cluster")?;
@@ -106,6 +120,17 @@ impl SixfoldSystem for EmbeddedSixfold {
             disk_bytes_per_replica: folder_bytes(&self.replica_dir),
             network_bytes: sixfold_cluster::wire::FRAME_BYTES_SENT
                 .load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    fn space(&self) -> SpaceCounters {
+        let nodes = self.cluster.config().nodes.len().max(1) as u64;
+        let relaxed = std::sync::atomic::Ordering::Relaxed;
+        SpaceCounters {
+            replica_bytes: folder_bytes(&self.replica_dir),
+            compaction_bytes: sixfold_storage::COMPACTION_BYTES_WRITTEN.load(relaxed) / nodes,
+            redo_bytes: sixfold_cluster::wire::FRAME_BYTES_SENT.load(relaxed) / nodes,
+            resident_bytes: resident_bytes(),
         }
     }
 

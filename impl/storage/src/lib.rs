@@ -25,4 +25,5 @@ pub use node::{
     Ack, BackgroundWork, CacheKey, PG_PAGES_DEFAULT, ScrubWork, SegmentStatus, StorageConfig,
     StorageNode, Ticket,
 };
+pub use pages::COMPACTION_BYTES_WRITTEN;
 pub use segment::Damage;

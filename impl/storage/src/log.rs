@@ -243,6 +243,11 @@ impl LogSet {
         self.active = None;
     }
 
+    /// Bytes of log files on disk, as far as the engine knows.
+    pub fn bytes(&self) -> u64 {
+        self.files.values().map(|info| info.bytes).sum()
+    }
+
     pub fn active_seq(&self) -> Option<u64> {
         self.active.as_ref().map(|active| active.seq)
     }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use sixfold_core::codec::{RECORD_FRAME_BYTES_MAX, record_frame_bytes};
+use sixfold_core::codec::{PAGE_FRAME_BYTES, RECORD_FRAME_BYTES_MAX, record_frame_bytes};
 use sixfold_core::{
     Epoch, Geometry, GossipRequest, Lsn, PAGE_BYTES, PageId, PageImage, PgId, RedoRecord,
     SegmentId, SegmentReport, TruncationRange,
@@ -89,6 +89,27 @@ impl StorageConfig {
         2 * self.log_file_bytes_max + self.queue_bytes_max
     }
 
+    /// S16: a page file rolls over at a quarter of the PG's page bytes, at least 16 frames
+    /// and at most `page_file_bytes_max`, so a small PG never keeps a large file.
+    pub fn page_file_bytes_for_pg(&self) -> u64 {
+        let quarter = self.pg_bytes() / 4;
+        quarter
+            .max(16 * PAGE_FRAME_BYTES as u64)
+            .min(self.page_file_bytes_max)
+    }
+
+    /// S16: a log file rolls over at a quarter of the PG's page bytes, at least 64 KiB and
+    /// at most `log_file_bytes_max`: log GC (S10) frees whole files, so a file the size of
+    /// the PG's data would keep that much redo after every record in it is collected.
+    pub fn log_file_bytes_for_pg(&self) -> u64 {
+        let quarter = self.pg_bytes() / 4;
+        quarter.max(64 << 10).min(self.log_file_bytes_max)
+    }
+
+    fn pg_bytes(&self) -> u64 {
+        u64::from(self.geometry.pg_pages) * PAGE_BYTES as u64
+    }
+
     fn validate(&self) -> Result<(), StorageError> {
         let bad = |field: &'static str, value: u64| StorageError::BadConfig { field, value };
         if self.cache_shards == 0 || self.cache_shards > sixfold_pagecache::SHARDS_MAX {
@@ -150,6 +171,15 @@ pub struct SegmentStatus {
     pub page_versions: usize,
     pub log_files: usize,
     pub page_files: usize,
+    /// Bytes of page frames on disk, and of live versions among them (S16).
+    pub page_bytes: u64,
+    pub page_live_bytes: u64,
+    /// Sealed page files with no live version left: zero after a restart (S16).
+    pub page_files_dead: usize,
+    /// Bytes of log files on disk.
+    pub log_bytes: u64,
+    /// Bytes compaction wrote since the node opened (S16).
+    pub compaction_bytes: u64,
     pub checkpoint_error: Option<String>,
     /// Torn log tails cut at the last restart (S12).
     pub tail_cuts: usize,
@@ -162,6 +192,8 @@ pub struct BackgroundWork {
     pub pages_flushed: usize,
     /// Pages materialized by checkpoints.
     pub pages_materialized: usize,
+    /// Page files compaction removed (S16).
+    pub files_compacted: usize,
 }
 
 /// What one `scrub_step` did.
@@ -513,6 +545,15 @@ impl StorageNode {
                 }
             }
         }
+        for segment in self.segments.values_mut() {
+            match segment.pages.compact(self.disk.as_ref()) {
+                Ok(done) => work.files_compacted += done.files_removed,
+                Err(error) => {
+                    tracing::warn!(segment = %segment.id, %error, "S16: compaction failed");
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
         match first_error {
             Some(error) => Err(error),
             None => Ok(work),
@@ -623,6 +664,11 @@ impl StorageNode {
                 page_versions: segment.pages.version_count(),
                 log_files: segment.logs.files.len(),
                 page_files: segment.pages.files.len(),
+                page_bytes: segment.pages.bytes().0,
+                page_live_bytes: segment.pages.bytes().1,
+                page_files_dead: segment.pages.dead_files(),
+                log_bytes: segment.logs.bytes(),
+                compaction_bytes: segment.pages.compaction_bytes,
                 checkpoint_error: segment.checkpoint_error.clone(),
                 tail_cuts: segment.tail_cuts,
             })

@@ -134,8 +134,8 @@ impl Segment {
             vdl_hint: meta.vdl_hint,
             pgmrpl: meta.pgmrpl,
             meta,
-            logs: LogSet::new(dir, config.log_file_bytes_max),
-            pages: PageStore::new(dir, config.page_file_bytes_max),
+            logs: LogSet::new(dir, config.log_file_bytes_for_pg()),
+            pages: PageStore::new(dir, config.page_file_bytes_for_pg()),
             page_records: BTreeMap::new(),
             queue: Vec::new(),
             queued_frames: Vec::new(),
@@ -205,6 +205,14 @@ impl Segment {
         for (page, lsn) in missing {
             segment.rebuild_or_mark(disk, &scratch, page, lsn)?;
         }
+        // S16: versions collected before the crash come back from files not yet removed,
+        // and a compaction's old files come back beside their copy: collecting again
+        // against the durable PGMRPL (as the checkpoint did) removes every file left dead;
+        // likewise log files whose records are all at or below the durable GC point.
+        segment.pages.collect(disk, segment.meta.pgmrpl)?;
+        segment
+            .logs
+            .collect(disk, segment.state.forgotten_through())?;
         Ok(Some(segment))
     }
 
