@@ -282,6 +282,7 @@ fn segment_error_kind(error: &SegmentError) -> &'static str {
         SegmentError::Malformed { .. } => "malformed",
         SegmentError::BacklinkConflict { .. } => "backlink_conflict",
         SegmentError::DuplicateMismatch { .. } => "duplicate_mismatch",
+        SegmentError::TooManyTruncations { .. } => "too_many_truncations",
     }
 }
 

@@ -424,6 +424,8 @@ impl SimWriter {
         let plan = plan.clone();
         let truncated = truncated.clone();
         let mut state = WriterState::new(config(self.lal), plan.writer_start());
+        // Every seed checks the writer's invariants after every input, in release too.
+        state.set_strict_invariants(true);
         if self.skip_truncation {
             state.forget_truncation_for_mutant();
         }

@@ -35,8 +35,8 @@ const META_MAGIC: u32 = u32::from_le_bytes(*b"SIXN");
 const META_FILE: &str = "node.meta";
 /// Background steps between two scrub steps (S11): scrubbing reads a whole file.
 pub const SCRUB_EVERY_STEPS: u64 = 25;
-/// Truncation ranges a node keeps, at most (one per recovery).
-pub const TRUNCATIONS_MAX: usize = 65_536;
+/// Truncation ranges a node keeps, at most: the one limit of the core (S15).
+pub use sixfold_core::types::TRUNCATIONS_MAX;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -45,6 +45,11 @@ pub enum SegmentError {
     },
     #[error("{segment}: record {lsn} differs from the stored record with the same LSN (S3)")]
     DuplicateMismatch { segment: SegmentId, lsn: Lsn },
+    #[error(
+        "{segment}: a truncation history of {ranges} ranges is over the limit of {} (S15)",
+        crate::types::TRUNCATIONS_MAX
+    )]
+    TooManyTruncations { segment: SegmentId, ranges: usize },
 }
 
 /// Missing records of the PG: some LSN in `(after, before)` is not held (S5).
@@ -424,6 +429,7 @@ impl SegmentState {
                 seen: self.epoch,
             });
         }
+        self.check_history_size(peer_truncations)?;
         // S15: a peer's newer truncation history replaces ours; an older one says nothing
         // we lack.
         self.adopt_history(peer_truncations);
@@ -444,8 +450,20 @@ impl SegmentState {
         &mut self,
         history: &[TruncationRange],
     ) -> Result<Vec<Lsn>, SegmentError> {
+        self.check_history_size(history)?;
         self.check_epoch(crate::types::history_epoch(history))?;
         Ok(self.adopt_history(history))
+    }
+
+    /// S15: one limit on a history's length everywhere; a longer one is refused whole.
+    fn check_history_size(&self, history: &[TruncationRange]) -> Result<(), SegmentError> {
+        if history.len() > crate::types::TRUNCATIONS_MAX {
+            return Err(SegmentError::TooManyTruncations {
+                segment: self.id,
+                ranges: history.len(),
+            });
+        }
+        Ok(())
     }
 
     /// S15: the epoch of the history this segment holds.

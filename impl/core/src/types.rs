@@ -8,6 +8,11 @@ pub const PAGE_BYTES: usize = 4096;
 /// Segments of one protection group (Q1).
 pub const SEGMENTS_PER_PG: usize = 6;
 
+/// Truncation ranges a truncation history may hold, everywhere: a segment's metadata, a
+/// node's store, a recovery's plan, a gossip message (S15). Each recovery adds one range;
+/// a longer history is refused with a typed error, never cut.
+pub const TRUNCATIONS_MAX: usize = 4096;
+
 macro_rules! id_type {
     ($(#[$meta:meta])* $name:ident($inner:ty)) => {
         $(#[$meta])*

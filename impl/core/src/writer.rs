@@ -112,6 +112,19 @@ pub struct WriterState {
     /// from its end until VDL passes it.
     lal_floor: Lsn,
     events: VecDeque<ProtocolEvent>,
+    /// The watermarks at the last invariant check: none may fall within an epoch.
+    checked: Watermarks,
+    /// Check invariants after every input even in release builds (the simulator sets it).
+    strict: bool,
+}
+
+/// What must never fall: the epoch, and within it VCL, VDL and every PGCL.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Watermarks {
+    epoch: Epoch,
+    vcl: Lsn,
+    vdl: Lsn,
+    pgcl: BTreeMap<PgId, Lsn>,
 }
 
 impl WriterState {
@@ -160,6 +173,137 @@ impl WriterState {
             truncation,
             lal_floor: Lsn(start.next_lsn.0 - 1),
             events,
+            checked: Watermarks::default(),
+            strict: false,
+        }
+    }
+
+    /// Checks the invariants after every input in release builds too (debug builds always
+    /// do): the simulator runs this way, so every seed checks them.
+    pub fn set_strict_invariants(&mut self, strict: bool) {
+        self.strict = strict;
+    }
+
+    fn after_input(&mut self) {
+        if cfg!(debug_assertions) || self.strict {
+            self.assert_invariants();
+        }
+    }
+
+    /// The writer's invariants (C1–C5, W1, R4), each in O(log n) so it can run after every
+    /// input: VDL ≤ VCL < the next LSN; CPLs, waiting commits and in-flight records above
+    /// VDL; outstanding LSNs above VCL and above their PG's PGCL; read points at or below
+    /// VDL; allocation within LAL; and, within an epoch, VCL, VDL and every PGCL never fall.
+    /// A violation is a bug in this machine: it panics with the rule it breaks.
+    pub fn assert_invariants(&mut self) {
+        assert!(
+            self.vdl <= self.vcl,
+            "C3: VDL {} > VCL {}",
+            self.vdl,
+            self.vcl
+        );
+        assert!(
+            self.vcl < self.next_lsn,
+            "C2: VCL {} not below the next LSN {}",
+            self.vcl,
+            self.next_lsn
+        );
+        let above_vdl = |first: Option<&Lsn>| first.is_none_or(|&lsn| lsn > self.vdl);
+        assert!(
+            above_vdl(self.cpls.first()),
+            "C3: a CPL at or below VDL {} is still pending",
+            self.vdl
+        );
+        assert!(
+            above_vdl(self.waiting_commits.first()),
+            "C5: a commit at or below VDL {} still waits",
+            self.vdl
+        );
+        assert!(
+            above_vdl(self.in_flight.keys().next()),
+            "W7: a record at or below VDL {} is still kept",
+            self.vdl
+        );
+        assert!(
+            self.outstanding
+                .keys()
+                .next()
+                .is_none_or(|&lsn| lsn > self.vcl),
+            "C2: an outstanding LSN at or below VCL {}",
+            self.vcl
+        );
+        assert!(
+            self.read_points
+                .keys()
+                .next_back()
+                .is_none_or(|&lsn| lsn <= self.vdl),
+            "R2: a read point above VDL {}",
+            self.vdl
+        );
+        let base = self.vdl.max(self.lal_floor);
+        assert!(
+            self.last_allocated().0 <= base.0 + self.config.lal,
+            "W1: LSN {} allocated beyond {base} + LAL {}",
+            self.last_allocated(),
+            self.config.lal
+        );
+        let mut outstanding = 0;
+        for (pg, track) in &self.pgs {
+            assert!(
+                track.pgcl <= track.last_lsn,
+                "C1: PGCL of {pg} above its last LSN"
+            );
+            assert!(
+                track
+                    .outstanding
+                    .first()
+                    .is_none_or(|&lsn| lsn > track.pgcl),
+                "C1: {pg} has an outstanding LSN at or below its PGCL {}",
+                track.pgcl
+            );
+            outstanding += track.outstanding.len();
+        }
+        assert_eq!(
+            outstanding,
+            self.outstanding.len(),
+            "C2: outstanding LSNs by PG and in all differ"
+        );
+        let now = Watermarks {
+            epoch: self.epoch,
+            vcl: self.vcl,
+            vdl: self.vdl,
+            pgcl: self
+                .pgs
+                .iter()
+                .map(|(&pg, track)| (pg, track.pgcl))
+                .collect(),
+        };
+        let before = std::mem::replace(&mut self.checked, now);
+        assert!(
+            before.epoch <= self.epoch,
+            "E1: the epoch fell from {}",
+            before.epoch
+        );
+        if before.epoch == self.epoch {
+            assert!(
+                before.vcl <= self.vcl,
+                "C2: VCL fell from {} to {}",
+                before.vcl,
+                self.vcl
+            );
+            assert!(
+                before.vdl <= self.vdl,
+                "C3: VDL fell from {} to {}",
+                before.vdl,
+                self.vdl
+            );
+            for (pg, pgcl) in &before.pgcl {
+                assert!(
+                    self.pgcl(*pg) >= *pgcl,
+                    "C1: PGCL of {pg} fell from {pgcl} to {}",
+                    self.pgcl(*pg)
+                );
+            }
         }
     }
 
@@ -276,6 +420,7 @@ impl WriterState {
         debug_assert_eq!(records.last().map(|r| r.lsn), Some(commit_lsn));
         self.cpls.insert(commit_lsn);
         self.waiting_commits.insert(commit_lsn);
+        self.after_input();
         Ok(SubmittedMtr {
             records,
             commit_lsn,
@@ -337,6 +482,7 @@ impl WriterState {
             epoch,
         });
         self.advance_pgcl(segment.pg);
+        self.after_input();
     }
 
     /// C1: PGCL is the Vw-th highest SCL of the PG, capped at what was allocated.
@@ -407,6 +553,7 @@ impl WriterState {
         for lsn in std::mem::take(&mut self.waiting_commits) {
             self.events.push_back(ProtocolEvent::CommitFailed { lsn });
         }
+        self.after_input();
     }
 
     /// W7: records `segment` has not confirmed, for re-sending.
@@ -445,6 +592,7 @@ impl WriterState {
     /// R2, R4: start a read at the current VDL and register its read point.
     pub fn begin_read(&mut self) -> Lsn {
         *self.read_points.entry(self.vdl).or_default() += 1;
+        self.after_input();
         self.vdl
     }
 
@@ -457,6 +605,7 @@ impl WriterState {
             }
         }
         self.prune_history();
+        self.after_input();
     }
 
     /// Keeps each PG's history from its newest LSN ≤ PGMRPL on: no read needs older ones.
@@ -479,5 +628,68 @@ impl WriterState {
     /// Commits not yet acknowledged.
     pub fn waiting_commits(&self) -> usize {
         self.waiting_commits.len()
+    }
+}
+
+#[cfg(test)]
+mod invariant_tests {
+    //! `assert_invariants` must catch a broken machine, not only pass a sound one.
+    use super::*;
+    use crate::record::{Edit, RedoBody};
+
+    fn writer_with_commits(commits: u32) -> WriterState {
+        let mut writer = WriterState::new(
+            WriterConfig {
+                geometry: Geometry { pg_pages: 16 },
+                quorum: QuorumConfig::AURORA,
+                lal: 1_000,
+            },
+            WriterStart::empty(Epoch(1)),
+        );
+        for page_no in 0..commits {
+            let mut mtr = Mtr::new();
+            mtr.push(
+                PageId::new(1, page_no),
+                RedoBody::Edits(vec![Edit {
+                    offset: 0,
+                    bytes: vec![1],
+                }]),
+            );
+            let submitted = writer.submit_mtr(mtr).expect("room under LAL");
+            for segment in WriterState::segments_of(PgId(0)) {
+                writer.handle_ack(segment, submitted.commit_lsn, Epoch(1));
+            }
+        }
+        writer
+    }
+
+    #[test]
+    fn a_sound_writer_passes() {
+        writer_with_commits(3).assert_invariants();
+    }
+
+    #[test]
+    #[should_panic(expected = "C3: VDL")]
+    fn vdl_above_vcl_is_caught() {
+        let mut writer = writer_with_commits(2);
+        writer.vdl = writer.vcl.next();
+        writer.assert_invariants();
+    }
+
+    #[test]
+    #[should_panic(expected = "C2: VCL fell")]
+    fn a_falling_vcl_is_caught() {
+        let mut writer = writer_with_commits(3);
+        writer.vcl = Lsn(1);
+        writer.vdl = Lsn(1);
+        writer.assert_invariants();
+    }
+
+    #[test]
+    #[should_panic(expected = "C5: a commit at or below VDL")]
+    fn a_commit_left_waiting_below_vdl_is_caught() {
+        let mut writer = writer_with_commits(2);
+        writer.waiting_commits.insert(Lsn(1));
+        writer.assert_invariants();
     }
 }

@@ -367,3 +367,39 @@ fn a_newer_history_from_gossip_voids_what_a_missed_recovery_truncated() {
         .unwrap();
     assert_eq!(segment.truncations(), &history);
 }
+
+#[test]
+fn a_history_over_the_one_limit_is_refused_whole() {
+    // S15: TRUNCATIONS_MAX bounds a history everywhere; a longer one, from a recovery or a
+    // peer's gossip, is a typed error and changes nothing.
+    let mut segment = SegmentState::new(SEGMENT);
+    segment
+        .handle_write(Epoch(1), Lsn(0), chain(&[1])[0].clone())
+        .unwrap();
+    let history: Vec<TruncationRange> = (0..=sixfold_core::types::TRUNCATIONS_MAX as u64)
+        .map(|i| TruncationRange {
+            lsn_begin: Lsn(10 + 2 * i),
+            lsn_end: Lsn(11 + 2 * i),
+            epoch: Epoch(2 + i),
+        })
+        .collect();
+    assert!(matches!(
+        segment.handle_truncate(&history),
+        Err(SegmentError::TooManyTruncations { ranges, .. })
+            if ranges == sixfold_core::types::TRUNCATIONS_MAX + 1
+    ));
+    assert!(matches!(
+        segment.handle_gossip(Epoch(5000), &history, Vec::new()),
+        Err(SegmentError::TooManyTruncations { .. })
+    ));
+    assert_eq!(segment.epoch(), Epoch(1));
+    assert!(segment.truncations().is_empty());
+    // At the limit it is taken.
+    segment
+        .handle_truncate(&history[..sixfold_core::types::TRUNCATIONS_MAX])
+        .unwrap();
+    assert_eq!(
+        segment.truncations().len(),
+        sixfold_core::types::TRUNCATIONS_MAX
+    );
+}

@@ -160,6 +160,11 @@ impl From<SegmentError> for StorageError {
             SegmentError::DuplicateMismatch { segment, lsn } => {
                 StorageError::DuplicateMismatch { segment, lsn }
             }
+            SegmentError::TooManyTruncations { segment, ranges } => StorageError::LimitReached {
+                segment,
+                limit: "TRUNCATIONS_MAX",
+                value: ranges as u64,
+            },
         }
     }
 }

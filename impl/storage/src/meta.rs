@@ -20,8 +20,8 @@ const META_MAGIC: u32 = u32::from_le_bytes(*b"SIXM");
 const META_VERSION: u8 = 1;
 const META_FIXED_BYTES: usize = 4 + 4 + 4 + 4 + 5 * 8 + 4;
 const TRUNCATION_BYTES: usize = 24;
-/// Truncation ranges one segment keeps; each writer recovery adds one (X4).
-pub const TRUNCATIONS_MAX: usize = 4096;
+/// Truncation ranges one segment keeps: the one limit of the core (S15).
+pub use sixfold_core::types::TRUNCATIONS_MAX;
 const META_BYTES_MAX: u64 = (META_FIXED_BYTES + TRUNCATIONS_MAX * TRUNCATION_BYTES + 4) as u64;
 
 /// What a segment must remember across a crash besides its records and pages.
