@@ -43,7 +43,7 @@ enum Phase {
         truncated: BTreeMap<SegmentId, Lsn>,
     },
     Open {
-        state: WriterState,
+        state: Box<WriterState>,
         /// Pages whose LSN a read is fetching (X7).
         reading: BTreeSet<PageId>,
     },
@@ -439,7 +439,7 @@ impl SimWriter {
         });
         drain_events(&mut state, output);
         self.phase = Phase::Open {
-            state,
+            state: Box::new(state),
             reading: BTreeSet::new(),
         };
     }

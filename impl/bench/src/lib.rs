@@ -121,6 +121,8 @@ pub struct SpaceCounters {
     pub compaction_bytes: u64,
     /// Bytes of redo the writer sent, per replica (what was committed).
     pub redo_bytes: u64,
+    /// Bytes one replica wrote to disk, everything included (logs, versions, compaction).
+    pub written_bytes: u64,
     /// Resident memory of the process (six nodes and the writer).
     pub resident_bytes: u64,
 }
@@ -347,17 +349,20 @@ fn space(
             })
             .sum::<Result<u64, BenchError>>()?;
         let committed = now.redo_bytes.saturating_sub(before.redo_bytes);
+        let compacted = now.compaction_bytes.saturating_sub(before.compaction_bytes);
         report.space.push(report::SpacePoint {
             commits: done,
             replica_bytes: now.replica_bytes,
             live_bytes,
             amplification: now.replica_bytes as f64 / live_bytes.max(1) as f64,
             sqlite_bytes: sqlite.file_bytes(),
-            compaction_per_committed_byte: now
-                .compaction_bytes
-                .saturating_sub(before.compaction_bytes)
-                as f64
-                / committed.max(1) as f64,
+            compaction_per_committed_byte: compacted as f64 / committed.max(1) as f64,
+            compaction_per_other_written_byte: compacted as f64
+                / now
+                    .written_bytes
+                    .saturating_sub(before.written_bytes)
+                    .saturating_sub(compacted)
+                    .max(1) as f64,
             resident_mib: now.resident_bytes as f64 / (1 << 20) as f64,
         });
     }

@@ -54,6 +54,8 @@ pub struct SpacePoint {
     pub sqlite_bytes: u64,
     /// Bytes compaction wrote per byte of redo committed, per replica.
     pub compaction_per_committed_byte: f64,
+    /// Bytes compaction wrote per byte the replica wrote otherwise (logs, page versions).
+    pub compaction_per_other_written_byte: f64,
     /// Resident memory of the whole process (six nodes and the writer).
     pub resident_mib: f64,
 }
@@ -204,13 +206,14 @@ impl BenchReport {
             for point in &self.space {
                 let _ = writeln!(
                     out,
-                    "{:>9} {:>12.1} {:>12.1} {:>7.2}x {:>12.1} {:>18.3} {:>9.0}",
+                    "{:>9} {:>12.1} {:>12.1} {:>7.2}x {:>12.1} {:>16.3} {:>18.3} {:>9.0}",
                     point.commits,
                     mib(point.replica_bytes),
                     mib(point.live_bytes),
                     point.amplification,
                     mib(point.sqlite_bytes),
                     point.compaction_per_committed_byte,
+                    point.compaction_per_other_written_byte,
                     point.resident_mib
                 );
             }

@@ -130,6 +130,7 @@ impl SixfoldSystem for EmbeddedSixfold {
             replica_bytes: folder_bytes(&self.replica_dir),
             compaction_bytes: sixfold_storage::COMPACTION_BYTES_WRITTEN.load(relaxed) / nodes,
             redo_bytes: sixfold_cluster::wire::FRAME_BYTES_SENT.load(relaxed) / nodes,
+            written_bytes: sixfold_storage::STD_DISK_BYTES_WRITTEN.load(relaxed) / nodes,
             resident_bytes: resident_bytes(),
         }
     }

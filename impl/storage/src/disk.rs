@@ -70,6 +70,10 @@ pub fn read_all(file: &dyn DiskFile, max_bytes: u64) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// Bytes the real disk wrote in this process, over every file (for `sixfold bench`).
+pub static STD_DISK_BYTES_WRITTEN: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(0);
+
 /// The real disk.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct StdDisk;
@@ -91,7 +95,9 @@ impl DiskFile for StdFile {
     }
 
     fn write_at(&mut self, offset: u64, bytes: &[u8]) -> io::Result<()> {
-        std::os::unix::fs::FileExt::write_all_at(&self.file, bytes, offset)
+        std::os::unix::fs::FileExt::write_all_at(&self.file, bytes, offset)?;
+        STD_DISK_BYTES_WRITTEN.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {

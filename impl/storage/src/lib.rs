@@ -18,7 +18,7 @@ mod node;
 mod pages;
 mod segment;
 
-pub use disk::{Disk, DiskFile, OpenMode, StdDisk};
+pub use disk::{Disk, DiskFile, OpenMode, STD_DISK_BYTES_WRITTEN, StdDisk};
 pub use error::StorageError;
 pub use faulty::{CrashMode, DiskOp, DiskStats, FaultKind, FaultyDisk, OpFilter};
 pub use node::{
