@@ -5,6 +5,7 @@ mod cluster_cmds;
 mod conformance_cmds;
 mod demo;
 mod model_cmds;
+mod shell;
 mod sim_cmds;
 mod slt_cmds;
 mod sql_cmds;
@@ -58,7 +59,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(sql_cmds::sqlite3_style_arguments(std::env::args_os().collect()));
     // The simulator injects faults on purpose: the storage engine's warnings about them,
     // and the panics it catches per seed, are its results, not noise for the terminal.
     let quiet = matches!(cli.command, Command::Sim(_));
