@@ -50,46 +50,14 @@ pub fn c_string(bytes: &[u8]) -> &[u8] {
     }
 }
 
-/// SQLite's `%!.<digits>g`: `digits` significant digits, trailing zeros dropped but a
-/// `.0` kept, an exponent of at least two digits, `Inf`/`-Inf` for infinities.
+/// SQLite 3.40's `%!.<digits>g`: `digits` significant digits (computed as 3.40 computes
+/// them, in `long double`), trailing zeros dropped but a `.0` kept, an exponent of at
+/// least two digits, `Inf`/`-Inf` for infinities.
 pub fn real_g(number: f64, digits: usize) -> String {
     if number.is_nan() {
         return "NaN".to_string();
     }
-    // SQLite tests `value < 0`, so -0.0 prints without a sign.
-    let sign = if number < 0.0 { "-" } else { "" };
-    if number.is_infinite() {
-        return format!("{sign}Inf");
-    }
-    let scientific = format!("{:.*e}", digits - 1, number.abs());
-    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
-    let exponent: i32 = exponent.parse().unwrap_or(0);
-    let significant: String = mantissa.chars().filter(char::is_ascii_digit).collect();
-    let body = if exponent < -4 || exponent > digits as i32 - 1 {
-        let fraction = trim_fraction(&significant[1..]);
-        let exp_sign = if exponent < 0 { '-' } else { '+' };
-        format!(
-            "{}.{fraction}e{exp_sign}{:02}",
-            &significant[..1],
-            exponent.unsigned_abs()
-        )
-    } else if exponent >= 0 {
-        let split = exponent as usize + 1;
-        format!(
-            "{}.{}",
-            &significant[..split],
-            trim_fraction(&significant[split..])
-        )
-    } else {
-        let zeros = "0".repeat((-exponent - 1) as usize);
-        format!("0.{}", trim_fraction(&format!("{zeros}{significant}")))
-    };
-    format!("{sign}{body}")
-}
-
-fn trim_fraction(fraction: &str) -> &str {
-    let trimmed = fraction.trim_end_matches('0');
-    if trimmed.is_empty() { "0" } else { trimmed }
+    super::long_double::sqlite_g(number, digits)
 }
 
 /// A REAL in quote and JSON modes: `%!.20g`.

@@ -11,6 +11,7 @@ mod dot_commands;
 mod dump;
 mod format;
 mod import;
+mod long_double;
 mod output_modes;
 
 use std::io::{self, BufRead, Write};
@@ -205,7 +206,7 @@ impl<'c> Shell<'c> {
 
     fn apply(&mut self, options: &Options) {
         if let Some(mode) = options.mode {
-            self.set_mode(mode);
+            self.set_flag_mode(mode);
         }
         if let Some(header) = options.header {
             self.style.show_header = header;
@@ -459,6 +460,19 @@ impl<'c> Shell<'c> {
         }
         if mode == Mode::Insert {
             self.style.insert_table = "\"table\"".to_string();
+        }
+    }
+
+    /// A mode given on the command line (`-csv`, ...): as sqlite3's flags, which reset
+    /// fewer settings than `.mode` does (`-csv` keeps "\n" rows, `-column` no header).
+    fn set_flag_mode(&mut self, mode: Mode) {
+        self.style.mode = mode;
+        match mode {
+            Mode::Csv => self.style.column_separator = b",".to_vec(),
+            Mode::Tabs => self.set_separators("\t", "\n"),
+            Mode::Quote => self.set_separators(",", "\n"),
+            Mode::Ascii => self.set_separators("\x1f", "\x1e"),
+            _ => {}
         }
     }
 

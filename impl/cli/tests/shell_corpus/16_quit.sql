@@ -1,0 +1,3 @@
+SELECT 'before quit';
+.quit
+SELECT 'after quit';
