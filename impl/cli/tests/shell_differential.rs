@@ -1,6 +1,6 @@
 //! `sixfold sql` against the stock sqlite3 shell (Debian 12's 3.40): every script of
 //! tests/shell_corpus/*.sql runs through both, and standard output and the exit code
-//! must match byte for byte (docs/sql.md, "The shell", lists what may differ and why).
+//! must match byte for byte, and so must standard error (docs/sql.md, "The shell", lists what may differ and why).
 //!
 //! A script's first line may be `-- args: FLAGS` (whitespace-separated sqlite3 flags,
 //! given to both). Other files of the corpus folder (CSV, included scripts) are copied
@@ -144,7 +144,10 @@ fn corpus_matches_the_stock_sqlite3_shell() {
         let flags = script_flags(&show(&script));
         let expected = stock(&work, &work.join(format!("{name}.db")), &flags, &script);
         let actual = ours(&work, &data, &format!("corpus{index}"), &flags, &script);
-        if expected.stdout != actual.stdout || expected.code != actual.code {
+        let same = expected.stdout == actual.stdout
+            && expected.code == actual.code
+            && expected.stderr == actual.stderr;
+        if !same {
             failures.push(format!(
                 "== {name}: exit {:?} (sqlite3) vs {:?} (sixfold)\n--- sqlite3 stdout\n{}\n--- sixfold stdout\n{}\n--- sqlite3 stderr\n{}--- sixfold stderr\n{}",
                 expected.code,
