@@ -58,6 +58,14 @@ enum Command {
     Slt(slt_cmds::SltArgs),
 }
 
+/// Colour in log lines only on a terminal, and never when `NO_COLOR` is set (to anything
+/// but the empty string, as no-color.org asks): a log redirected to a file stays plain text.
+fn log_colour() -> bool {
+    use std::io::IsTerminal;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty());
+    std::io::stderr().is_terminal() && !no_color
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse_from(sql_cmds::sqlite3_style_arguments(std::env::args_os().collect()));
     // The simulator injects faults on purpose: the storage engine's warnings about them,
@@ -73,6 +81,7 @@ fn main() -> ExitCode {
             }),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(log_colour())
         .init();
     let result = match cli.command {
         Command::Check(args) => model_cmds::check(args),
