@@ -13,7 +13,9 @@ use sixfold_cluster::{EmbeddedCluster, WriterOptions};
 use sixfold_sql::{Catalog, ClusterVolume, PageVolume};
 
 #[derive(clap::Args)]
-#[command(after_help = "Examples:\n  sixfold bench --quick\n  sixfold bench --out /tmp/bench --keep   (keeps /tmp/bench/sixfold-data)")]
+#[command(
+    after_help = "Examples:\n  sixfold bench --quick\n  sixfold bench --out /tmp/bench --keep   (keeps /tmp/bench/sixfold-data)"
+)]
 pub struct BenchArgs {
     /// A short run (under three minutes) with a smaller table.
     #[arg(long)]

@@ -67,7 +67,9 @@ fn log_colour() -> bool {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse_from(sql_cmds::sqlite3_style_arguments(std::env::args_os().collect()));
+    let cli = Cli::parse_from(sql_cmds::sqlite3_style_arguments(
+        std::env::args_os().collect(),
+    ));
     // The simulator injects faults on purpose: the storage engine's warnings about them,
     // and the panics it catches per seed, are its results, not noise for the terminal.
     let quiet = matches!(cli.command, Command::Sim(_));

@@ -147,14 +147,18 @@ fn parse_mode(name: &str) -> Result<Mode, String> {
 }
 
 const SQLITE3_MODE_FLAGS: &[&str] = &[
-    "list", "csv", "tabs", "json", "line", "column", "box", "table", "markdown", "quote",
-    "insert", "html", "ascii",
+    "list", "csv", "tabs", "json", "line", "column", "box", "table", "markdown", "quote", "insert",
+    "html", "ascii",
 ];
 
 /// sqlite3's single-dash options after `sql`, rewritten to this CLI's flags
 /// (`-json` → `--mode=json`, `-header` → `--header`, ...); other arguments pass unchanged.
 pub fn sqlite3_style_arguments(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    let Some(sql_at) = args.iter().skip(1).position(|arg| !arg.to_string_lossy().starts_with('-')) else {
+    let Some(sql_at) = args
+        .iter()
+        .skip(1)
+        .position(|arg| !arg.to_string_lossy().starts_with('-'))
+    else {
         return args;
     };
     if args[sql_at + 1] != "sql" {

@@ -58,7 +58,10 @@ fn log_lines_to_a_file_have_no_colour() {
         let output = command.output().unwrap();
         assert!(output.status.success());
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(!stderr.is_empty(), "debug logging should have printed something");
+        assert!(
+            !stderr.is_empty(),
+            "debug logging should have printed something"
+        );
         assert!(!stderr.contains('\u{1b}'), "ANSI codes in: {stderr}");
     }
 }

@@ -191,7 +191,12 @@ fn dump_round_trips_through_the_stock_sqlite3() {
     assert!(show(&dump.stdout).ends_with("COMMIT;\n"));
     let copy = work.join("copy.db");
     let loaded = stock(&work, &copy, &[], &dump.stdout);
-    assert_eq!(loaded.code, Some(0), "sqlite3 refused the dump: {}", loaded.stderr);
+    assert_eq!(
+        loaded.code,
+        Some(0),
+        "sqlite3 refused the dump: {}",
+        loaded.stderr
+    );
     let redumped = stock(&work, &copy, &[], b".dump\n");
     assert_eq!(show(&redumped.stdout), show(&dump.stdout));
     let reloaded = ours(&work, &data, "reloaded", &[], &dump.stdout);
@@ -213,17 +218,40 @@ fn sql_arguments_and_their_exit_codes_match_sqlite3() {
     // (database, arguments): a case may use the database an earlier case made.
     let cases: &[(usize, &[&str])] = &[
         (0, &["SELECT 1", "SELECT 2"]),
-        (1, &["CREATE TABLE u(a UNIQUE); INSERT INTO u VALUES (1), (1)", "SELECT 3"]),
+        (
+            1,
+            &[
+                "CREATE TABLE u(a UNIQUE); INSERT INTO u VALUES (1), (1)",
+                "SELECT 3",
+            ],
+        ),
         (2, &["SELECT * FROM missing"]),
         (3, &[".nosuch"]),
-        (4, &["-cmd", ".mode csv", "-cmd", "SELECT 1, 2", "SELECT 3, 'a b'"]),
+        (
+            4,
+            &[
+                "-cmd",
+                ".mode csv",
+                "-cmd",
+                "SELECT 1, 2",
+                "SELECT 3, 'a b'",
+            ],
+        ),
         (5, &["-header", "-box", "SELECT 1 AS a, 'x' AS b"]),
         (5, &["-column", "SELECT 1 AS a, 'x' AS b"]),
         (5, &["-csv", "-noheader", "SELECT 'a b', 2"]),
         (1, &["-readonly", "INSERT INTO u VALUES (5)"]),
         (1, &["-readonly", "SELECT count(*) FROM u"]),
         (6, &["SELECT 1; SELECT 2", ".mode json", "SELECT 3 AS c"]),
-        (6, &["-bail", "-cmd", "SELECT * FROM nope", "SELECT 'not reached'"]),
+        (
+            6,
+            &[
+                "-bail",
+                "-cmd",
+                "SELECT * FROM nope",
+                "SELECT 'not reached'",
+            ],
+        ),
         (6, &["-cmd", "SELECT * FROM nope", "SELECT 'reached'"]),
         (6, &[".quit", "SELECT 'not reached'"]),
     ];

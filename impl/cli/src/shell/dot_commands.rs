@@ -517,7 +517,10 @@ mod tests {
             parse_arguments("mode insert 'my table'"),
             ["mode", "insert", "my table"]
         );
-        assert_eq!(parse_arguments("separator \\t \"\\n\""), ["separator", "\t", "\n"]);
+        assert_eq!(
+            parse_arguments("separator \\t \"\\n\""),
+            ["separator", "\t", "\n"]
+        );
         assert_eq!(lookup("h"), None);
         assert_eq!(lookup("he"), Some("headers"));
         assert_eq!(lookup("q"), Some("quit"));
@@ -529,6 +532,9 @@ mod tests {
             schema_line("CREATE TABLE \"a b\"(x)", ";"),
             "CREATE TABLE IF NOT EXISTS \"a b\"(x);"
         );
-        assert_eq!(schema_line("CREATE TABLE t(x -- c", ";"), "CREATE TABLE t(x -- c\n;");
+        assert_eq!(
+            schema_line("CREATE TABLE t(x -- c", ";"),
+            "CREATE TABLE t(x -- c\n;"
+        );
     }
 }

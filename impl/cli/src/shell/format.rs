@@ -155,7 +155,9 @@ fn unused_marker(text: &[u8], first: &str, second: &str) -> String {
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|window| window == needle)
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
 }
 
 /// A JSON string: `"`, `\` and control characters escaped, other bytes as they are.
@@ -307,7 +309,10 @@ mod tests {
             String::from_utf8(quoted_escaped(b"a\nb\rc")).unwrap(),
             "replace(replace('a\\nb\\rc','\\r',char(13)),'\\n',char(10))"
         );
-        assert_eq!(String::from_utf8(quoted_escaped(b"it's")).unwrap(), "'it''s'");
+        assert_eq!(
+            String::from_utf8(quoted_escaped(b"it's")).unwrap(),
+            "'it''s'"
+        );
         assert_eq!(
             String::from_utf8(quoted_escaped(b"x\\n\n")).unwrap(),
             "replace('x\\n\\012','\\012',char(10))"

@@ -60,7 +60,12 @@ impl Extended {
         let quotient = numerator / divisor;
         let remainder = numerator % divisor;
         // quotient · 2^(e1 − e2 − 64); a non-zero remainder is below the last bit.
-        normalise_with_remainder(quotient, self.exponent - other.exponent - 64 + 63, remainder, divisor)
+        normalise_with_remainder(
+            quotient,
+            self.exponent - other.exponent - 64 + 63,
+            remainder,
+            divisor,
+        )
     }
 
     /// Sum of two non-negative values.
@@ -82,7 +87,10 @@ impl Extended {
         let (aligned, sticky) = if shift >= 126 {
             (0, true)
         } else {
-            (wide_small >> shift, wide_small & ((1u128 << shift) - 1) != 0)
+            (
+                wide_small >> shift,
+                wide_small & ((1u128 << shift) - 1) != 0,
+            )
         };
         // (wide_big + aligned) · 2^(big.exponent − 63 − 62)
         normalise(wide_big + aligned, big.exponent - 62, sticky)
@@ -153,7 +161,12 @@ fn normalise(wide: u128, exponent: i32, sticky: bool) -> Extended {
     finish_rounding(kept, round_up, new_exponent)
 }
 
-fn normalise_with_remainder(quotient: u128, exponent: i32, remainder: u128, divisor: u128) -> Extended {
+fn normalise_with_remainder(
+    quotient: u128,
+    exponent: i32,
+    remainder: u128,
+    divisor: u128,
+) -> Extended {
     let top = 127 - quotient.leading_zeros() as i32;
     let new_exponent = exponent + top - 63;
     if top <= 63 {
@@ -306,9 +319,21 @@ mod tests {
         let three = Extended::from_f64(3.0);
         assert_eq!(three.to_u64(), 3);
         assert_eq!(three.mul(Extended::from_f64(10.0)).to_u64(), 30);
-        assert_eq!(Extended::from_f64(7.5).sub_whole(7).mul(Extended::from_f64(10.0)).to_u64(), 5);
-        assert_eq!(Extended::from_f64(1.0).div(Extended::from_f64(4.0)), Extended::from_f64(0.25));
-        assert_eq!(Extended::from_f64(0.5).add(Extended::from_f64(0.25)), Extended::from_f64(0.75));
+        assert_eq!(
+            Extended::from_f64(7.5)
+                .sub_whole(7)
+                .mul(Extended::from_f64(10.0))
+                .to_u64(),
+            5
+        );
+        assert_eq!(
+            Extended::from_f64(1.0).div(Extended::from_f64(4.0)),
+            Extended::from_f64(0.25)
+        );
+        assert_eq!(
+            Extended::from_f64(0.5).add(Extended::from_f64(0.25)),
+            Extended::from_f64(0.75)
+        );
     }
 
     /// Outputs of the stock sqlite3 3.40.1 shell (`.mode quote` is `%!.20g`).

@@ -251,7 +251,8 @@ impl<'c> Shell<'c> {
                 return Ok(LineFlow::Quit);
             }
         }
-        if !state.pending.trim().is_empty() && !(state.errors > 0 && self.bail) {
+        let stopped = state.errors > 0 && self.bail;
+        if !state.pending.trim().is_empty() && !stopped {
             let sql = std::mem::take(&mut state.pending);
             self.echo_text(&sql)?;
             self.run_sql(&sql, state)?;
@@ -379,11 +380,7 @@ impl<'c> Shell<'c> {
     }
 
     fn run_statement(&mut self, mut statement: rusqlite::Statement<'_>) -> Result<(), ExecError> {
-        let columns: Vec<String> = statement
-            .column_names()
-            .into_iter()
-            .map(str::to_string)
-            .collect();
+        let columns: Vec<String> = statement.column_names().map(str::to_string).collect();
         let mut renderer = Renderer::new(self.style.clone(), columns.clone());
         let mut rows = statement.raw_query();
         loop {

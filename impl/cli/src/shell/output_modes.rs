@@ -76,7 +76,10 @@ impl Mode {
 
     /// Modes that read every row before printing, to size the columns.
     pub fn is_columnar(self) -> bool {
-        matches!(self, Mode::Column | Mode::Box | Mode::Table | Mode::Markdown)
+        matches!(
+            self,
+            Mode::Column | Mode::Box | Mode::Table | Mode::Markdown
+        )
     }
 }
 
@@ -211,7 +214,13 @@ impl Renderer {
         if !first {
             out.write_all(&style.row_separator)?;
         }
-        let width = self.columns.iter().map(|c| c.len()).max().unwrap_or(0).max(5);
+        let width = self
+            .columns
+            .iter()
+            .map(|c| c.len())
+            .max()
+            .unwrap_or(0)
+            .max(5);
         for (name, value) in self.columns.iter().zip(row) {
             write!(out, "{name:>width$} = ")?;
             out.write_all(&self.text_or_null(value))?;
@@ -352,7 +361,11 @@ fn one_display_line(text: &[u8], width: usize) -> (Vec<u8>, usize) {
             }
             index += 1;
         } else {
-            let skip = if text[index..].starts_with(b"\r\n") { 2 } else { 1 };
+            let skip = if text[index..].starts_with(b"\r\n") {
+                2
+            } else {
+                1
+            };
             return (line, index + skip);
         }
     }
@@ -385,9 +398,7 @@ fn columnar(
             .iter()
             .enumerate()
             .map(|(i, value)| {
-                let text = value
-                    .text()
-                    .unwrap_or_else(|| style.null_value.clone());
+                let text = value.text().unwrap_or_else(|| style.null_value.clone());
                 display_lines(&text, wrap_at(i))
             })
             .collect();
