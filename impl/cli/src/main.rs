@@ -2,6 +2,7 @@
 
 mod bench_cmds;
 mod cluster_cmds;
+mod cluster_init;
 mod conformance_cmds;
 mod demo;
 mod model_cmds;
