@@ -33,6 +33,9 @@ pub enum ClusterAction {
 }
 
 #[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  sixfold storage-node --config cluster.toml --node-id 1 > node1.log 2>&1 &"
+)]
 pub struct StorageNodeArgs {
     /// The cluster config file (TOML).
     #[arg(long)]
@@ -75,12 +78,16 @@ impl ClusterLocation {
 }
 
 #[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  sixfold status --data ./cluster\n  sixfold status --cluster cluster.toml"
+)]
 pub struct StatusArgs {
     #[command(flatten)]
     pub location: ClusterLocation,
 }
 
 #[derive(clap::Args)]
+#[command(after_help = "Examples:\n  sixfold load --cluster cluster.toml --txns 2000 --clients 4")]
 pub struct LoadArgs {
     #[command(flatten)]
     pub location: ClusterLocation,

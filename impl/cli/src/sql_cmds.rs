@@ -135,12 +135,11 @@ pub struct SqlArgs {
     pub sql: Vec<String>,
 }
 
-const SQL_EXAMPLES: &str = "\
-Examples:
-  echo 'SELECT 0.1+0.2;' | sixfold sql --data d --db app
+const SQL_EXAMPLES: &str = "Examples:
   sixfold sql --data d --db app -json 'SELECT * FROM t'
+  echo 'SELECT 0.1+0.2;' | sixfold sql --data d --db app
   sixfold sql --data d --db app .dump > app.sql && sqlite3 copy.db < app.sql
-  sixfold sql --cluster cluster.toml --db app -header -box   (a terminal: interactive)";
+  sixfold sql --cluster cluster.toml --db app -header -box   (on a terminal: interactive)";
 
 fn parse_mode(name: &str) -> Result<Mode, String> {
     Mode::parse(name).ok_or_else(|| format!("mode should be one of: {}", crate::shell::MODE_LIST))
@@ -203,6 +202,9 @@ pub fn sqlite3_style_arguments(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::O
 }
 
 #[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  sixfold db list --data d\n  sixfold db create --data d orders\n  sixfold db drop --cluster cluster.toml orders"
+)]
 pub struct DbArgs {
     #[command(subcommand)]
     pub action: DbAction,

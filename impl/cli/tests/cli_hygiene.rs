@@ -65,3 +65,30 @@ fn log_lines_to_a_file_have_no_colour() {
         assert!(!stderr.contains('\u{1b}'), "ANSI codes in: {stderr}");
     }
 }
+
+/// Every subcommand's help ends with at least one example.
+#[test]
+fn every_subcommand_help_has_an_example() {
+    let help = Command::new(sixfold()).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    let commands: Vec<&str> = help
+        .lines()
+        .skip_while(|line| !line.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|line| line.starts_with("  "))
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .collect();
+    assert!(commands.len() >= 12, "{help}");
+    for command in commands {
+        let output = Command::new(sixfold())
+            .args([command, "--help"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            text.contains("Examples:\n  sixfold "),
+            "`sixfold {command} --help` has no example:\n{text}"
+        );
+    }
+}
