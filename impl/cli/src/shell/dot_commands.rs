@@ -4,7 +4,7 @@ use std::io::{self, Write};
 
 use super::format::{c_escaped, needs_quotes, quote_identifier, sql_literal};
 use super::output_modes::{MODE_NAMES, Mode};
-use super::{DotOutcome, Input, LineFlow, Output, Shell};
+use super::{DotOutcome, Input, Output, Shell};
 
 /// The commands and the shortest prefix each accepts (sqlite3 takes abbreviations).
 const COMMANDS: &[(&str, usize)] = &[
@@ -342,10 +342,12 @@ impl Shell<'_> {
         let mut state = Input::new();
         let flow = self.process(io::BufReader::new(file), &mut state);
         self.interactive = interactive;
-        Ok(match flow? {
-            LineFlow::Quit => DotOutcome::Quit,
-            LineFlow::Continue if state.errors > 0 => DotOutcome::Failed,
-            LineFlow::Continue => DotOutcome::Done,
+        // `.quit` in a read file ends that file only, as in sqlite3 3.40.
+        flow?;
+        Ok(if state.errors > 0 {
+            DotOutcome::Failed
+        } else {
+            DotOutcome::Done
         })
     }
 
