@@ -525,11 +525,15 @@ impl<'c> Shell<'c> {
                 Err(ReadlineError::Eof) => break,
                 Err(error) => return Err(error).context("reading a line"),
             };
-            let was_empty = state.pending.is_empty();
+            // History keeps whole statements, however many lines they took.
+            let statement = if state.pending.is_empty() {
+                line.clone()
+            } else {
+                format!("{}\n{line}", state.pending)
+            };
             let flow = self.line(&line, &mut state)?;
-            if state.pending.is_empty() && !is_blank(&line) {
-                let entry = if was_empty { line.clone() } else { line };
-                let _ = editor.add_history_entry(entry.as_str());
+            if state.pending.is_empty() && !is_blank(&statement) {
+                let _ = editor.add_history_entry(statement.as_str());
             }
             if let LineFlow::Quit = flow {
                 break;
