@@ -15,7 +15,6 @@ impl Shell<'_> {
         for arg in args {
             match arg.trim_start_matches('-') {
                 "data-only" if arg.starts_with('-') => data_only = true,
-                "preserve-rowids" | "newlines" | "nosys" if arg.starts_with('-') => {}
                 _ if arg.starts_with('-') => {
                     eprintln!("Unknown option \"{arg}\" on \".dump\"");
                     return Ok(DotOutcome::Failed);

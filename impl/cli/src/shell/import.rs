@@ -108,11 +108,14 @@ impl Shell<'_> {
         while index < args.len() {
             match args[index].as_str() {
                 "--csv" => csv = true,
-                "--ascii" => {}
-                "-v" => {}
                 "--skip" => {
                     index += 1;
                     skip = args.get(index).and_then(|n| n.parse().ok()).unwrap_or(0);
+                }
+                other if other.starts_with('-') => {
+                    eprintln!("ERROR: unknown option: \"{other}\".  Usage:");
+                    eprintln!(".import FILE TABLE (options: --csv, --skip N)");
+                    return Ok(DotOutcome::Failed);
                 }
                 other => positional.push(other.to_string()),
             }

@@ -383,6 +383,7 @@ impl<'c> Shell<'c> {
         let columns: Vec<String> = statement.column_names().map(str::to_string).collect();
         let mut renderer = Renderer::new(self.style.clone(), columns.clone());
         let mut rows = statement.raw_query();
+        let mut printed = 0usize;
         loop {
             let row = match rows.next() {
                 Ok(Some(row)) => row,
@@ -397,8 +398,13 @@ impl<'c> Shell<'c> {
                 .collect::<Result<_, _>>()
                 .map_err(|error| self.sql_error("stepping", error))?;
             renderer.row(values, &mut self.output.writer)?;
+            printed += 1;
         }
         renderer.finish(&mut self.output.writer)?;
+        // sqlite3 grows its width list to the columns of each columnar result (`.show`).
+        if self.style.mode.is_columnar() && printed > 0 && self.style.widths.len() < columns.len() {
+            self.style.widths.resize(columns.len(), 0);
+        }
         Ok(())
     }
 
