@@ -142,7 +142,8 @@ const SQL_EXAMPLES: &str = "Examples:
   sixfold sql --cluster cluster.toml --db app -header -box   (on a terminal: interactive)";
 
 fn parse_mode(name: &str) -> Result<Mode, String> {
-    Mode::parse(name).ok_or_else(|| format!("mode should be one of: {}", crate::shell::MODE_LIST))
+    Mode::parse(name)
+        .ok_or_else(|| format!("mode should be one of: {}", SQLITE3_MODE_FLAGS.join(" ")))
 }
 
 const SQLITE3_MODE_FLAGS: &[&str] = &[
@@ -344,5 +345,60 @@ fn run_shell(
         // A reader that went away (`| head`) is not an error worth a word.
         Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
         Err(error) => Err(error).context("reading SQL or writing rows"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewrite(args: &[&str]) -> Vec<String> {
+        sqlite3_style_arguments(args.iter().map(|a| a.into()).collect())
+            .into_iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn sqlite3_flags_become_this_cli_s_flags() {
+        assert_eq!(
+            rewrite(&[
+                "sixfold",
+                "sql",
+                "-json",
+                "--data",
+                "-csv",
+                "--db",
+                "x",
+                "-cmd",
+                "-header",
+                "-header",
+                "-readonly",
+                "SELECT 1"
+            ]),
+            [
+                "sixfold",
+                "sql",
+                "--mode=json",
+                "--data",
+                "-csv",
+                "--db",
+                "x",
+                "--cmd",
+                "-header",
+                "--header",
+                "--readonly",
+                "SELECT 1"
+            ]
+        );
+        assert_eq!(
+            rewrite(&["sixfold", "sql", "--db", "x", "--", "-json"]),
+            ["sixfold", "sql", "--db", "x", "--", "-json"]
+        );
+        assert_eq!(
+            rewrite(&["sixfold", "status", "-json"]),
+            ["sixfold", "status", "-json"],
+            "other commands keep their arguments"
+        );
     }
 }

@@ -21,7 +21,7 @@ use std::time::Instant;
 use rusqlite::Connection;
 use rusqlite::fallible_iterator::FallibleIterator;
 
-pub use output_modes::{MODE_NAMES as MODE_LIST, Mode};
+pub use output_modes::Mode;
 use output_modes::{Renderer, Style};
 
 use format::Value;
