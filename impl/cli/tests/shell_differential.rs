@@ -254,6 +254,17 @@ fn sql_arguments_and_their_exit_codes_match_sqlite3() {
         ),
         (6, &["-cmd", "SELECT * FROM nope", "SELECT 'reached'"]),
         (6, &[".quit", "SELECT 'not reached'"]),
+        (
+            1,
+            &[
+                "-bail",
+                "-cmd",
+                "INSERT INTO u VALUES (1)",
+                "SELECT 'not reached'",
+            ],
+        ),
+        (6, &["-bail", "-cmd", ".quit", "SELECT 'not reached'"]),
+        (6, &["-cmd", ".quit", "SELECT 'reached'"]),
     ];
     let mut failures = Vec::new();
     for (index, args) in cases {

@@ -162,17 +162,21 @@ impl<'c> Shell<'c> {
     /// Runs the shell as `sqlite3 [options] FILE [SQL...]` does; the exit code is sqlite3's.
     pub fn run(mut self, options: Options, input: impl BufRead) -> io::Result<ExitCode> {
         self.apply(&options);
+        // `-cmd`: a failure (or `.quit`) ends the run only under `-bail`, as in sqlite3.
         for command in &options.commands {
-            let failed = if command.starts_with('.') {
+            let failure = if command.starts_with('.') {
                 match self.dot_command(command)? {
-                    DotOutcome::Quit if self.bail => return Ok(ExitCode::SUCCESS),
-                    outcome => outcome != DotOutcome::Done,
+                    DotOutcome::Done => None,
+                    DotOutcome::Quit => Some(0),
+                    DotOutcome::Failed => Some(1),
                 }
             } else {
-                self.argument_sql(command)?.is_some()
+                self.argument_sql(command)?
             };
-            if failed && self.bail {
-                return self.finish(ExitCode::FAILURE);
+            if let Some(code) = failure
+                && self.bail
+            {
+                return self.finish(ExitCode::from(code));
             }
         }
         if !options.sql.is_empty() {
