@@ -13,6 +13,9 @@ use sixfold_cluster::{EmbeddedCluster, WriterOptions};
 use sixfold_sql::{Catalog, ClusterVolume, PageVolume};
 
 #[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  sixfold bench --quick\n  sixfold bench --out /tmp/bench --keep   (keeps /tmp/bench/sixfold-data)"
+)]
 pub struct BenchArgs {
     /// A short run (under three minutes) with a smaller table.
     #[arg(long)]
@@ -20,6 +23,30 @@ pub struct BenchArgs {
     /// Where the JSON report, the plots and the scratch databases go.
     #[arg(long, default_value = "bench-out")]
     pub out: PathBuf,
+    /// Keep sixfold's data folder (OUT/sixfold-data, hundreds of MB) after the run;
+    /// without it the folder is deleted, even when the run fails.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// Deletes the embedded cluster's data folder when the bench ends, however it ends,
+/// unless `--keep` asked to keep it. Declared before the cluster, so it runs after the
+/// cluster has stopped.
+struct DataCleanup {
+    dir: PathBuf,
+    keep: bool,
+}
+
+impl Drop for DataCleanup {
+    fn drop(&mut self) {
+        if self.keep {
+            eprintln!("kept the data folder {} (--keep)", self.dir.display());
+        } else if let Err(error) = std::fs::remove_dir_all(&self.dir)
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
+            eprintln!("warning: could not delete {}: {error}", self.dir.display());
+        }
+    }
 }
 
 pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -29,6 +56,10 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<ExitCode> {
     };
     let data = args.out.join("sixfold-data");
     let _ = std::fs::remove_dir_all(&data);
+    let _cleanup = DataCleanup {
+        dir: data.clone(),
+        keep: args.keep,
+    };
     let system = EmbeddedSixfold::start(&data)?;
     let report = sixfold_bench::run(&options, Some(&system)).context("running the benchmarks")?;
     system.stop();
@@ -163,5 +194,25 @@ impl SixfoldSystem for EmbeddedSixfold {
     fn drop_writer_cache(&self) {
         // A new writer starts with an empty buffer cache.
         let _ = self.volume.recover();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_data_folder_goes_unless_kept() {
+        let out = tempfile::tempdir().unwrap();
+        for keep in [false, true] {
+            let dir = out.path().join(format!("data-{keep}"));
+            std::fs::create_dir_all(dir.join("node1")).unwrap();
+            std::fs::write(dir.join("node1/log"), b"pages").unwrap();
+            drop(DataCleanup {
+                dir: dir.clone(),
+                keep,
+            });
+            assert_eq!(dir.exists(), keep);
+        }
     }
 }

@@ -12,13 +12,30 @@ use sixfold_cluster::{ClusterConfig, EmbeddedCluster, NodeHandle, Writer, Writer
 use sixfold_core::NodeId;
 
 #[derive(clap::Args)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    after_help = "Examples:\n  sixfold cluster --data ./cluster   (six nodes in this process)\n  \
+                  sixfold cluster init --nodes 9 --az 3 --base-port 7100 --out cluster.toml"
+)]
 pub struct ClusterArgs {
+    #[command(subcommand)]
+    pub action: Option<ClusterAction>,
     /// Folder of the cluster: config (cluster.toml, written if absent) and node data.
-    #[arg(long)]
-    pub data: PathBuf,
+    #[arg(long, required = true)]
+    pub data: Option<PathBuf>,
+}
+
+#[derive(clap::Subcommand)]
+pub enum ClusterAction {
+    /// Write a config file for a cluster of separate `storage-node` processes.
+    Init(crate::cluster_init::InitArgs),
 }
 
 #[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  sixfold storage-node --config cluster.toml --node-id 1 > node1.log 2>&1 &"
+)]
 pub struct StorageNodeArgs {
     /// The cluster config file (TOML).
     #[arg(long)]
@@ -61,12 +78,16 @@ impl ClusterLocation {
 }
 
 #[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  sixfold status --data ./cluster\n  sixfold status --cluster cluster.toml"
+)]
 pub struct StatusArgs {
     #[command(flatten)]
     pub location: ClusterLocation,
 }
 
 #[derive(clap::Args)]
+#[command(after_help = "Examples:\n  sixfold load --cluster cluster.toml --txns 2000 --clients 4")]
 pub struct LoadArgs {
     #[command(flatten)]
     pub location: ClusterLocation,
@@ -92,8 +113,13 @@ pub struct LoadArgs {
 }
 
 pub fn cluster(args: ClusterArgs) -> anyhow::Result<ExitCode> {
-    let cluster = EmbeddedCluster::start(&args.data)
-        .with_context(|| format!("starting the embedded cluster in {}", args.data.display()))?;
+    let data = match (args.action, args.data) {
+        (Some(ClusterAction::Init(init)), _) => return crate::cluster_init::init(init),
+        (None, Some(data)) => data,
+        (None, None) => anyhow::bail!("give --data DIR (or `cluster init`)"),
+    };
+    let cluster = EmbeddedCluster::start(&data)
+        .with_context(|| format!("starting the embedded cluster in {}", data.display()))?;
     println!("config: {}", cluster.config_path().display());
     for node in &cluster.config().nodes {
         println!("node {} ({}) listening on {}", node.id, node.az, node.addr);

@@ -18,6 +18,7 @@ const EMBEDDED_VECTORS: [&str; 5] = [
 ];
 
 #[derive(clap::Args)]
+#[command(after_help = "Examples:\n  sixfold conformance --target 'sixfold conformance-target'")]
 pub struct ConformanceArgs {
     /// The program to test, run through `sh -c`; it answers JSON lines (docs/conformance.md).
     #[arg(long)]

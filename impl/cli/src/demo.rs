@@ -19,6 +19,9 @@ use sixfold_sql::{Catalog, ClusterVolume, PageVolume, open_connection};
 use crate::sql_cmds::writer_options;
 
 #[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  sixfold demo --quick\n  sixfold demo --data ./demo-data --seed 3"
+)]
 pub struct DemoArgs {
     /// Folder for the cluster (must not hold one yet); default: a temporary folder,
     /// removed at the end.

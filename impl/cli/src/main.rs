@@ -2,9 +2,11 @@
 
 mod bench_cmds;
 mod cluster_cmds;
+mod cluster_init;
 mod conformance_cmds;
 mod demo;
 mod model_cmds;
+mod shell;
 mod sim_cmds;
 mod slt_cmds;
 mod sql_cmds;
@@ -57,8 +59,18 @@ enum Command {
     Slt(slt_cmds::SltArgs),
 }
 
+/// Colour in log lines only on a terminal, and never when `NO_COLOR` is set (to anything
+/// but the empty string, as no-color.org asks): a log redirected to a file stays plain text.
+fn log_colour() -> bool {
+    use std::io::IsTerminal;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty());
+    std::io::stderr().is_terminal() && !no_color
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(sql_cmds::sqlite3_style_arguments(
+        std::env::args_os().collect(),
+    ));
     // The simulator injects faults on purpose: the storage engine's warnings about them,
     // and the panics it catches per seed, are its results, not noise for the terminal.
     let quiet = matches!(cli.command, Command::Sim(_));
@@ -72,6 +84,7 @@ fn main() -> ExitCode {
             }),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(log_colour())
         .init();
     let result = match cli.command {
         Command::Check(args) => model_cmds::check(args),

@@ -10,6 +10,9 @@ use sixfold_model_checks::{
 };
 
 #[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  sixfold check quorum\n  sixfold check quorum --config reference --threads 2\n  sixfold check quorum --bug write-quorum-3   (the check must fail)"
+)]
 pub struct CheckArgs {
     /// The model to check (quorum).
     pub model: String,
@@ -33,6 +36,7 @@ pub struct CheckArgs {
 }
 
 #[derive(clap::Args)]
+#[command(after_help = "Examples:\n  sixfold explore quorum   (then open http://127.0.0.1:3000)")]
 pub struct ExploreArgs {
     /// The model to explore (quorum).
     pub model: String,

@@ -9,6 +9,9 @@ use anyhow::Context;
 use sixfold_conformance::sim::{self, FaultSet, Mutant, Scope, SimOptions, SimOutcome, Workload};
 
 #[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  sixfold sim --seeds 200\n  sixfold sim --seed 42 --faults loss,partitions --mtrs 500\n  sixfold sim --workload sql --seeds 100\n  sixfold sim --hours 0.5"
+)]
 pub struct SimArgs {
     /// How many seeds to run, starting at --seed (default 0).
     #[arg(long)]

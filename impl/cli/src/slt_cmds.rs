@@ -14,6 +14,9 @@ use sixfold_sql::{ClusterVolume, PageVolume, slt};
 use crate::sql_cmds::writer_options;
 
 #[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  sixfold slt conformance/sqllogictest\n  sixfold slt conformance/sqllogictest/select1.test --faults --fault-every 50"
+)]
 pub struct SltArgs {
     /// sqllogictest files, or folders searched for `*.test` files.
     #[arg(required = true)]

@@ -7,15 +7,16 @@
 //! is durable on 4 of 6 segments before SQLite hears "done", so killing the process at
 //! any point loses nothing acknowledged.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+
+use crate::shell::{self, Mode, Shell};
 use sixfold_cluster::{ClusterConfig, EmbeddedCluster, WriterOptions};
-use sixfold_sql::shell::{ShellError, is_complete, run_shell};
 use sixfold_sql::{Catalog, CatalogError, ClusterVolume, PageVolume, open_connection};
 
 /// Where the volume is: an embedded cluster's folder or a running cluster's config.
@@ -91,6 +92,7 @@ impl Session {
 }
 
 #[derive(clap::Args)]
+#[command(after_help = SQL_EXAMPLES)]
 pub struct SqlArgs {
     #[command(flatten)]
     pub location: VolumeLocation,
@@ -98,9 +100,112 @@ pub struct SqlArgs {
     /// creates a missing file).
     #[arg(long)]
     pub db: String,
+    /// Output mode: list, csv, tabs, json, line, column, box, table, markdown, quote,
+    /// insert, html, ascii (also as sqlite3's -json, -csv, -box, ...).
+    #[arg(long, value_name = "MODE", overrides_with = "mode", value_parser = parse_mode)]
+    pub mode: Option<Mode>,
+    /// Print column names (sqlite3's -header).
+    #[arg(long, overrides_with = "noheader")]
+    pub header: bool,
+    /// Do not print column names (sqlite3's -noheader).
+    #[arg(long, overrides_with = "header")]
+    pub noheader: bool,
+    /// Run COMMAND (SQL or a dot command) before reading the input; repeatable
+    /// (sqlite3's -cmd).
+    #[arg(long, value_name = "COMMAND")]
+    pub cmd: Vec<String>,
+    /// Stop at the first error (sqlite3's -bail).
+    #[arg(long)]
+    pub bail: bool,
+    /// Print each input before running it (sqlite3's -echo).
+    #[arg(long)]
+    pub echo: bool,
+    /// Refuse writes to the database (sqlite3's -readonly).
+    #[arg(long)]
+    pub readonly: bool,
+    /// Text printed for NULL (sqlite3's -nullvalue).
+    #[arg(long, value_name = "TEXT")]
+    pub nullvalue: Option<String>,
+    /// Column separator (sqlite3's -separator).
+    #[arg(long, value_name = "SEP")]
+    pub separator: Option<String>,
+    /// SQL or dot commands to run instead of reading standard input (as sqlite3 takes
+    /// them after the file name); the first error ends the run with SQLite's code.
+    #[arg(value_name = "SQL")]
+    pub sql: Vec<String>,
+}
+
+const SQL_EXAMPLES: &str = "Examples:
+  sixfold sql --data d --db app -json 'SELECT * FROM t'
+  echo 'SELECT 0.1+0.2;' | sixfold sql --data d --db app
+  sixfold sql --data d --db app .dump > app.sql && sqlite3 copy.db < app.sql
+  sixfold sql --cluster cluster.toml --db app -header -box   (on a terminal: interactive)";
+
+fn parse_mode(name: &str) -> Result<Mode, String> {
+    Mode::parse(name)
+        .ok_or_else(|| format!("mode should be one of: {}", SQLITE3_MODE_FLAGS.join(" ")))
+}
+
+const SQLITE3_MODE_FLAGS: &[&str] = &[
+    "list", "csv", "tabs", "json", "line", "column", "box", "table", "markdown", "quote", "insert",
+    "html", "ascii",
+];
+
+/// sqlite3's single-dash options after `sql`, rewritten to this CLI's flags
+/// (`-json` → `--mode=json`, `-header` → `--header`, ...); other arguments pass unchanged.
+pub fn sqlite3_style_arguments(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let Some(sql_at) = args
+        .iter()
+        .skip(1)
+        .position(|arg| !arg.to_string_lossy().starts_with('-'))
+    else {
+        return args;
+    };
+    if args[sql_at + 1] != "sql" {
+        return args;
+    }
+    let mut out: Vec<std::ffi::OsString> = args[..=sql_at + 1].to_vec();
+    let mut takes_value = false;
+    let mut rest = args[sql_at + 2..].iter();
+    for arg in rest.by_ref() {
+        let text = arg.to_string_lossy().into_owned();
+        if takes_value {
+            takes_value = false;
+            out.push(arg.clone());
+            continue;
+        }
+        if text == "--" {
+            out.push(arg.clone());
+            break;
+        }
+        let bare = text.strip_prefix("--").or_else(|| text.strip_prefix('-'));
+        let rewritten = match bare {
+            Some(name) if SQLITE3_MODE_FLAGS.contains(&name) => {
+                format!("--mode={name}")
+            }
+            Some("header" | "headers") => "--header".to_string(),
+            Some("noheader" | "noheaders") => "--noheader".to_string(),
+            Some(name @ ("bail" | "echo" | "readonly")) => format!("--{name}"),
+            Some(name @ ("cmd" | "nullvalue" | "separator")) => {
+                takes_value = true;
+                format!("--{name}")
+            }
+            Some("data" | "cluster" | "db" | "mode") => {
+                takes_value = true;
+                text.clone()
+            }
+            _ => text.clone(),
+        };
+        out.push(rewritten.into());
+    }
+    out.extend(rest.cloned());
+    out
 }
 
 #[derive(clap::Args)]
+#[command(
+    after_help = "Examples:\n  sixfold db list --data d\n  sixfold db create --data d orders\n  sixfold db drop --cluster cluster.toml orders"
+)]
 pub struct DbArgs {
     #[command(subcommand)]
     pub action: DbAction,
@@ -182,7 +287,7 @@ pub fn sql(args: SqlArgs) -> anyhow::Result<ExitCode> {
     }
     let session = Session::open(&args.location)?;
     let catalog = session.catalog();
-    let interactive = std::io::stdin().is_terminal();
+    let interactive = std::io::stdin().is_terminal() && args.sql.is_empty();
     let found = catalog
         .lookup(&args.db)
         .with_context(|| format!("looking up database {:?}", args.db))?;
@@ -196,126 +301,104 @@ pub fn sql(args: SqlArgs) -> anyhow::Result<ExitCode> {
     }
     let conn = open_connection(session.page_volume(), &args.db)
         .with_context(|| format!("opening database {:?}", args.db))?;
-    let code = if interactive {
-        interactive_shell(&conn, &args.db)?
-    } else {
-        piped_shell(&conn)?
-    };
+    if args.readonly {
+        conn.pragma_update(None, "query_only", true)
+            .context("making the connection read-only")?;
+    }
+    let code = run_shell(&conn, &args, interactive)?;
     drop(conn);
     drop(catalog);
     session.close();
     Ok(code)
 }
 
-/// Piped input: run it all, rows to stdout, the first error to stderr and exit 1.
-fn piped_shell(conn: &rusqlite::Connection) -> anyhow::Result<ExitCode> {
-    let stdin = std::io::stdin();
-    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr());
-    match run_shell(conn, stdin.lock(), &mut out, &mut err) {
-        Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(ShellError::Sql { .. }) => Ok(ExitCode::FAILURE),
-        Err(ShellError::Incomplete(text)) => {
-            eprintln!("error: incomplete SQL: {text}");
-            Ok(ExitCode::FAILURE)
-        }
-        Err(ShellError::Io(error)) => Err(error).context("reading SQL or writing rows"),
+fn run_shell(
+    conn: &rusqlite::Connection,
+    args: &SqlArgs,
+    interactive: bool,
+) -> anyhow::Result<ExitCode> {
+    let options = shell::Options {
+        mode: args.mode,
+        header: match (args.header, args.noheader) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        },
+        bail: args.bail,
+        echo: args.echo,
+        null_value: args.nullvalue.clone(),
+        separator: args.separator.clone(),
+        commands: args.cmd.clone(),
+        sql: args.sql.clone(),
+    };
+    let label = conn.path().unwrap_or(&args.db).to_string();
+    let shell = Shell::new(conn, label, interactive);
+    if interactive {
+        let banner = format!(
+            "sixfold sql on database {}; statements end with ';', .help for more",
+            args.db
+        );
+        return shell.run_interactive(options, &banner);
+    }
+    match shell.run(options, std::io::stdin().lock()) {
+        Ok(code) => Ok(code),
+        // A reader that went away (`| head`) is not an error worth a word.
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        Err(error) => Err(error).context("reading SQL or writing rows"),
     }
 }
 
-/// Most lines the interactive history keeps.
-const HISTORY_LINES_MAX: usize = 1_000;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn history_path() -> Option<PathBuf> {
-    std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".sixfold_history"))
-}
+    fn rewrite(args: &[&str]) -> Vec<String> {
+        sqlite3_style_arguments(args.iter().map(|a| a.into()).collect())
+            .into_iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect()
+    }
 
-/// A terminal: a prompt, line editing and history (rustyline); an error is printed and
-/// the shell goes on.
-fn interactive_shell(conn: &rusqlite::Connection, db: &str) -> anyhow::Result<ExitCode> {
-    use rustyline::error::ReadlineError;
-    let config = rustyline::Config::builder()
-        .max_history_size(HISTORY_LINES_MAX)
-        .context("history size")?
-        .auto_add_history(false)
-        .build();
-    let mut editor =
-        rustyline::DefaultEditor::with_config(config).context("starting the line editor")?;
-    let history = history_path();
-    if let Some(path) = &history {
-        let _ = editor.load_history(path); // absent on first use
+    #[test]
+    fn sqlite3_flags_become_this_cli_s_flags() {
+        assert_eq!(
+            rewrite(&[
+                "sixfold",
+                "sql",
+                "-json",
+                "--data",
+                "-csv",
+                "--db",
+                "x",
+                "-cmd",
+                "-header",
+                "-header",
+                "-readonly",
+                "SELECT 1"
+            ]),
+            [
+                "sixfold",
+                "sql",
+                "--mode=json",
+                "--data",
+                "-csv",
+                "--db",
+                "x",
+                "--cmd",
+                "-header",
+                "--header",
+                "--readonly",
+                "SELECT 1"
+            ]
+        );
+        assert_eq!(
+            rewrite(&["sixfold", "sql", "--db", "x", "--", "-json"]),
+            ["sixfold", "sql", "--db", "x", "--", "-json"]
+        );
+        assert_eq!(
+            rewrite(&["sixfold", "status", "-json"]),
+            ["sixfold", "status", "-json"],
+            "other commands keep their arguments"
+        );
     }
-    println!("sixfold sql on database {db}; statements end with ';', .help for more");
-    let mut pending = String::new();
-    loop {
-        let prompt = if pending.is_empty() {
-            "sixfold> "
-        } else {
-            "   ...> "
-        };
-        let line = match editor.readline(prompt) {
-            Ok(line) => line,
-            Err(ReadlineError::Interrupted) => {
-                pending.clear();
-                continue;
-            }
-            Err(ReadlineError::Eof) => break,
-            Err(error) => return Err(error).context("reading a line"),
-        };
-        if pending.is_empty() && line.trim_start().starts_with('.') {
-            let _ = editor.add_history_entry(line.as_str());
-            match dot_command(conn, line.trim()) {
-                DotOutcome::Quit => break,
-                DotOutcome::Done => continue,
-            }
-        }
-        pending.push_str(&line);
-        pending.push('\n');
-        if !is_complete(&pending) {
-            continue;
-        }
-        let _ = editor.add_history_entry(pending.trim_end());
-        let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr());
-        // The error was printed by the shell; an interactive session goes on.
-        let _ = run_shell(conn, pending.as_bytes(), &mut out, &mut err);
-        pending.clear();
-    }
-    if let Some(path) = &history
-        && let Err(error) = editor.save_history(path)
-    {
-        eprintln!("warning: history not saved to {}: {error}", path.display());
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-enum DotOutcome {
-    Quit,
-    Done,
-}
-
-fn dot_command(conn: &rusqlite::Connection, line: &str) -> DotOutcome {
-    let mut out = std::io::stdout().lock();
-    let mut err = std::io::stderr();
-    match line.split_whitespace().next().unwrap_or("") {
-        ".quit" | ".exit" => return DotOutcome::Quit,
-        ".tables" => {
-            let sql = "SELECT name FROM sqlite_schema WHERE type IN ('table','view') \
-                       AND name NOT LIKE 'sqlite_%' ORDER BY 1;";
-            let _ = run_shell(conn, sql.as_bytes(), &mut out, &mut err);
-        }
-        ".schema" => {
-            let sql = "SELECT sql || ';' FROM sqlite_schema WHERE sql IS NOT NULL ORDER BY 1;";
-            let _ = run_shell(conn, sql.as_bytes(), &mut out, &mut err);
-        }
-        ".help" => {
-            let _ = writeln!(
-                out,
-                ".tables      list tables and views\n.schema      show the CREATE statements\n\
-                 .quit/.exit  leave (so does Ctrl-D)"
-            );
-        }
-        other => {
-            let _ = writeln!(err, "unknown command {other:?}; .help lists the commands");
-        }
-    }
-    DotOutcome::Done
 }

@@ -82,7 +82,7 @@ fn piped_sql_prints_rows_like_sqlite3_and_an_acknowledged_commit_survives_sigkil
 }
 
 #[test]
-fn the_first_sql_error_goes_to_stderr_and_exits_1() {
+fn sql_errors_are_reported_with_their_line_the_shell_goes_on_and_exits_1() {
     let dir = tempfile::tempdir().unwrap();
     let output = sql(
         dir.path(),
@@ -90,7 +90,7 @@ fn the_first_sql_error_goes_to_stderr_and_exits_1() {
         "SELECT 1, 'a', NULL, 2.5;\nSELECT * FROM missing;\nSELECT 2;\n",
     );
     assert_eq!(output.status.code(), Some(1));
-    assert_eq!(text(&output.stdout), "1|a||2.5\n");
+    assert_eq!(text(&output.stdout), "1|a||2.5\n2\n");
     assert_eq!(
         text(&output.stderr),
         "Parse error near line 2: no such table: missing\n"

@@ -1,4 +1,5 @@
-//! The statement runner behind `sixfold sql`: reads SQL, prints rows as the sqlite3
+//! A minimal statement runner for this crate's tests (`sixfold sql` has the full shell,
+//! impl/cli/src/shell): reads SQL, prints rows as the sqlite3
 //! shell does by default (list mode: columns joined by `|`, one row per line, NULL as
 //! empty, no header), reports the first error on stderr and stops.
 

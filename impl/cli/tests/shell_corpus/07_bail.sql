@@ -1,0 +1,4 @@
+-- args: -bail
+SELECT 'before';
+SELECT * FROM missing;
+SELECT 'never printed';

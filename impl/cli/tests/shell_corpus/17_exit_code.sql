@@ -1,0 +1,3 @@
+SELECT 'before exit';
+.exit 3
+SELECT 'after exit';
