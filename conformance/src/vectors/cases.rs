@@ -221,8 +221,8 @@ fn segment_inputs() -> Vec<Input> {
                 write(1, record(2, 0, true)), write(1, record(5, 2, true))]),
         ),
         case(
-            "stale epochs are refused (S7)",
-            &["S7", "E2", "E5"],
+            "stale epochs are refused: after a recovery's raise, the old writer's writes are (S7, E4)",
+            &["S7", "E2", "E4", "E5"],
             seg(vec![json!({"op": "raise_epoch", "epoch": 3}), write(2, record(1, 0, true)),
                 json!({"op": "raise_epoch", "epoch": 2}), write(3, record(1, 0, true))]),
         ),
@@ -377,13 +377,19 @@ fn recovery_inputs() -> Vec<Input> {
                 report(1, 0, 0, &[(2, true), (5, true)]), report(1, 1, 0, &[]), report(1, 2, 0, &[])]),
         ),
         case(
+            "recovery run again at a higher epoch over the same reports reaches the same VDL (X8)",
+            &["X8"],
+            json!({"lal": 100, "epoch": 3, "pgs": [0], "reports": [
+                report(0, 0, 0, &[(1, true), (2, false)]), report(0, 1, 0, &[]), report(0, 2, 0, &[])]}),
+        ),
+        case(
             "a partial MTR is dropped (X4)",
             &["X4", "C3"],
             input(&[0], vec![report(0, 0, 0, &[(1, true), (2, false)]), report(0, 1, 0, &[]), report(0, 2, 0, &[])]),
         ),
         case(
             "a report of a higher epoch than the proposed one is refused (E1)",
-            &["E1", "X8"],
+            &["E1"],
             input(&[0], vec![with(report(0, 0, 0, &[]), &|r| r.epoch = 3)]),
         ),
         case(
@@ -423,6 +429,14 @@ fn recovery_inputs() -> Vec<Input> {
                 with(report(0, 0, 0, &[(1, true), (6, true)]), &|r| { r.epoch = 5; r.truncations = vec![(1, 20, 2)]; }),
                 with(report(0, 1, 0, &[(1, true), (2, false), (3, true)]), &|r| { r.epoch = 5; r.truncations = vec![(1, 30, 3), (3, 4, 4)]; r.held[1].2 = 3; r.held[2].2 = 3; }),
                 with(report(0, 2, 0, &[]), &|r| r.epoch = 5)]),
+        ),
+        case(
+            "two histories of one epoch: the last report's, in (pg, replica) order, is in force (X9)",
+            &["X9"],
+            at(5, &[0], vec![
+                with(report(0, 0, 0, &[(1, true)]), &|r| { r.epoch = 5; r.truncations = vec![(1, 20, 4)]; }),
+                with(report(0, 1, 0, &[(1, true)]), &|r| { r.epoch = 5; r.truncations = vec![(2, 6, 3), (1, 3, 4)]; }),
+                with(report(0, 2, 0, &[(1, true), (4, true)]), &|r| r.epoch = 5)]),
         ),
         case(
             "two reports of one LSN: the higher epoch counts (X10)",
