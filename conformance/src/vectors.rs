@@ -323,13 +323,9 @@ enum SegmentStep {
         epoch: u64,
     },
     /// A recovery's RaiseEpoch: strictly above the segment's epoch (E1, E4).
-    RaiseEpoch {
-        epoch: u64,
-    },
+    RaiseEpoch { epoch: u64 },
     /// An open writer's epoch (heartbeat): at or above the segment's (S7).
-    AdoptEpoch {
-        epoch: u64,
-    },
+    AdoptEpoch { epoch: u64 },
     /// The segment's recovery report (X1).
     Report,
     /// A peer's gossip request; the answer's LSNs (S6).
@@ -340,9 +336,7 @@ enum SegmentStep {
         holes: Vec<(u64, u64)>,
     },
     /// S10: collect records at or below `lsn` (capped at SCL).
-    Forget {
-        lsn: u64,
-    },
+    Forget { lsn: u64 },
 }
 
 fn segment_error_kind(error: &SegmentError) -> &'static str {
@@ -382,7 +376,13 @@ fn segment_step(segment: &mut SegmentState, step: SegmentStep) -> Result<Value, 
             record,
         } => segment
             .handle_write(Epoch(epoch), Lsn(vdl_hint), record.to_record())
-            .map(|accepted| json!(if accepted.inserted { "stored" } else { "duplicate" })),
+            .map(|accepted| {
+                json!(if accepted.inserted {
+                    "stored"
+                } else {
+                    "duplicate"
+                })
+            }),
         SegmentStep::Truncate {
             lsn_begin,
             lsn_end,
@@ -601,11 +601,15 @@ pub(crate) fn evaluate_codec(input: CodecInput) -> Value {
             records.sort_by_key(|r| r.lsn);
             let zero = vec![0u8; sixfold_core::PAGE_BYTES];
             match sixfold_core::redo::materialize(&zero, Lsn::ZERO, &records, Lsn(read_lsn)) {
-                Ok((page, page_lsn)) => json!({ "page_lsn": page_lsn.0, "runs": nonzero_runs(&page) }),
+                Ok((page, page_lsn)) => {
+                    json!({ "page_lsn": page_lsn.0, "runs": nonzero_runs(&page) })
+                }
                 Err(sixfold_core::redo::RedoError::BrokenChain { .. }) => {
                     json!({ "error": "broken_chain" })
                 }
-                Err(sixfold_core::redo::RedoError::Malformed { .. }) => json!({ "error": "malformed" }),
+                Err(sixfold_core::redo::RedoError::Malformed { .. }) => {
+                    json!({ "error": "malformed" })
+                }
             }
         }
     }
@@ -733,4 +737,3 @@ pub(crate) fn evaluate_wire(input: WireInput) -> Value {
         Err(error) => json!({ "error": wire_error_kind(&error) }),
     }
 }
-

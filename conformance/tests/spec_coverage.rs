@@ -140,7 +140,10 @@ fn every_rule_is_cited_and_every_citation_is_defined() {
 
 /// Rule IDs cited by the `rules` of every vector file under conformance/vectors.
 fn vector_citations(dir: &Path, out: &mut BTreeSet<String>) {
-    for entry in std::fs::read_dir(dir).expect("conformance/vectors exists").flatten() {
+    for entry in std::fs::read_dir(dir)
+        .expect("conformance/vectors exists")
+        .flatten()
+    {
         let path = entry.path();
         if path.is_dir() {
             vector_citations(&path, out);
@@ -178,11 +181,20 @@ fn every_vector_area_rule_is_pinned_by_a_vector() {
     let mut cited = BTreeSet::new();
     vector_citations(&root.join("conformance").join("vectors"), &mut cited);
     let undefined: Vec<&String> = cited.iter().filter(|id| !rules.contains_key(*id)).collect();
-    assert!(undefined.is_empty(), "vectors cite undefined rules: {undefined:?}");
+    assert!(
+        undefined.is_empty(),
+        "vectors cite undefined rules: {undefined:?}"
+    );
     let exempt = rules_outside_the_suites(&root);
     for id in &exempt {
-        assert!(rules.contains_key(id), "spec/conformance.md exempts undefined rule {id}");
-        assert!(!cited.contains(id), "{id} is exempted but a vector pins it: drop the exemption");
+        assert!(
+            rules.contains_key(id),
+            "spec/conformance.md exempts undefined rule {id}"
+        );
+        assert!(
+            !cited.contains(id),
+            "{id} is exempted but a vector pins it: drop the exemption"
+        );
     }
     let unpinned: Vec<&String> = rules
         .iter()

@@ -57,7 +57,10 @@ fn committed_vectors_are_the_reference_outputs() {
     for file in generate() {
         insta::assert_json_snapshot!(file.suite.clone(), file);
         let path = vectors_dir().join(format!("{}.json", file.suite));
-        check_committed(&path, &(serde_json::to_string_pretty(&file).unwrap() + "\n"));
+        check_committed(
+            &path,
+            &(serde_json::to_string_pretty(&file).unwrap() + "\n"),
+        );
     }
 }
 

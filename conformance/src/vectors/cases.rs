@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use sixfold_core::codec::encode_record_to_vec;
 use sixfold_core::{Epoch, Lsn, PageId, PgId, RedoRecord, SegmentId, TruncationRange};
 
-use super::{RecordSpec, ReportSpec, Rng, hex, unhex};
+use super::{RecordSpec, ReportSpec, Rng, hex};
 
 pub(crate) type Input = (String, Vec<&'static str>, Value);
 
@@ -64,43 +64,80 @@ fn writer_inputs() -> Vec<Input> {
         case(
             "write quorum releases the commit (C1, C4)",
             &["C1", "C4", "Q1", "W4"],
-            w(100, steps(vec![submit(&[(1, 0)]), vec![ack(0, 0, 1), ack(0, 1, 1), ack(0, 2, 1), ack(0, 5, 1)]])),
+            w(
+                100,
+                steps(vec![
+                    submit(&[(1, 0)]),
+                    vec![ack(0, 0, 1), ack(0, 1, 1), ack(0, 2, 1), ack(0, 5, 1)],
+                ]),
+            ),
         ),
         case(
             "an MTR across PGs waits for its CPL (C2, C3, C4)",
             &["C2", "C3", "C4", "C5", "L2", "W2"],
-            w(100, steps(vec![submit(&[(1, 0), (1, 4)]), quorum_acks(0, 1), quorum_acks(1, 2)])),
+            w(
+                100,
+                steps(vec![
+                    submit(&[(1, 0), (1, 4)]),
+                    quorum_acks(0, 1),
+                    quorum_acks(1, 2),
+                ]),
+            ),
         ),
         case(
             "LAL back-pressure (W1)",
             &["W1"],
-            w(2, steps(vec![submit(&[(1, 0), (1, 1)]), submit(&[(1, 2)]), quorum_acks(0, 2), submit(&[(1, 2)])])),
+            w(
+                2,
+                steps(vec![
+                    submit(&[(1, 0), (1, 1)]),
+                    submit(&[(1, 2)]),
+                    quorum_acks(0, 2),
+                    submit(&[(1, 2)]),
+                ]),
+            ),
         ),
         case(
             "LAL at its exact limit: next LSN = VDL + LAL is allowed (W1)",
             &["W1", "L1"],
-            w(3, steps(vec![submit(&[(1, 0), (1, 1), (1, 2)]), submit(&[(1, 3)])])),
+            w(
+                3,
+                steps(vec![submit(&[(1, 0), (1, 1), (1, 2)]), submit(&[(1, 3)])]),
+            ),
         ),
         case(
             "a newer epoch's ack fences the writer (W6, E3, C6)",
             &["W6", "E3", "C6", "E5"],
-            w(100, vec![
-                json!({"op": "submit", "pages": [[1, 0]]}),
-                json!({"op": "ack", "pg": 0, "replica": 0, "scl": 1, "epoch": 0}),
-                json!({"op": "ack", "pg": 0, "replica": 1, "scl": 1, "epoch": 2}),
-                ack(0, 2, 1),
-                json!({"op": "submit", "pages": [[1, 1]]})]),
+            w(
+                100,
+                vec![
+                    json!({"op": "submit", "pages": [[1, 0]]}),
+                    json!({"op": "ack", "pg": 0, "replica": 0, "scl": 1, "epoch": 0}),
+                    json!({"op": "ack", "pg": 0, "replica": 1, "scl": 1, "epoch": 2}),
+                    ack(0, 2, 1),
+                    json!({"op": "submit", "pages": [[1, 1]]}),
+                ],
+            ),
         ),
         case(
             "acks of a lower epoch, of an unknown PG and below the known SCL change nothing (W6)",
             &["W6"],
-            w(100, vec![
-                json!({"op": "submit", "pages": [[1, 0], [1, 1]]}),
-                json!({"op": "ack", "pg": 0, "replica": 0, "scl": 2, "epoch": 0}),
-                json!({"op": "ack", "pg": 0, "replica": 1, "scl": 2, "epoch": 0}),
-                json!({"op": "ack", "pg": 0, "replica": 2, "scl": 2, "epoch": 0}),
-                json!({"op": "ack", "pg": 0, "replica": 3, "scl": 2, "epoch": 0}),
-                ack(7, 0, 2), ack(0, 0, 2), ack(0, 0, 1), ack(0, 1, 2), ack(0, 2, 2), ack(0, 3, 2)]),
+            w(
+                100,
+                vec![
+                    json!({"op": "submit", "pages": [[1, 0], [1, 1]]}),
+                    json!({"op": "ack", "pg": 0, "replica": 0, "scl": 2, "epoch": 0}),
+                    json!({"op": "ack", "pg": 0, "replica": 1, "scl": 2, "epoch": 0}),
+                    json!({"op": "ack", "pg": 0, "replica": 2, "scl": 2, "epoch": 0}),
+                    json!({"op": "ack", "pg": 0, "replica": 3, "scl": 2, "epoch": 0}),
+                    ack(7, 0, 2),
+                    ack(0, 0, 2),
+                    ack(0, 0, 1),
+                    ack(0, 1, 2),
+                    ack(0, 2, 2),
+                    ack(0, 3, 2),
+                ],
+            ),
         ),
         case(
             "an ack's SCL counts only up to the PG's last allocated LSN (W6, C1)",
@@ -110,53 +147,81 @@ fn writer_inputs() -> Vec<Input> {
         case(
             "an empty MTR is refused and changes nothing (W1)",
             &["L2"],
-            w(100, vec![json!({"op": "submit", "pages": []}), json!({"op": "submit", "pages": [[1, 0]]})]),
+            w(
+                100,
+                vec![
+                    json!({"op": "submit", "pages": []}),
+                    json!({"op": "submit", "pages": [[1, 0]]}),
+                ],
+            ),
         ),
         case(
             "backlinks: PG and page (W3, L3)",
             &["W3", "L3", "W2", "L1"],
-            w(100, steps(vec![submit(&[(1, 0), (1, 5)]), submit(&[(1, 1), (1, 0)]), submit(&[(2, 0), (1, 4)])])),
+            w(
+                100,
+                steps(vec![
+                    submit(&[(1, 0), (1, 5)]),
+                    submit(&[(1, 1), (1, 0)]),
+                    submit(&[(2, 0), (1, 4)]),
+                ]),
+            ),
         ),
         case(
             "a fenced writer refuses submissions and fails every waiter (C6, E3)",
             &["C6", "E3"],
-            w(100, vec![
-                json!({"op": "submit", "pages": [[1, 0]]}),
-                json!({"op": "submit", "pages": [[1, 1]]}),
-                json!({"op": "ack", "pg": 0, "replica": 4, "scl": 0, "epoch": 5}),
-                json!({"op": "submit", "pages": [[1, 2]]}),
-                ack(0, 0, 2)]),
+            w(
+                100,
+                vec![
+                    json!({"op": "submit", "pages": [[1, 0]]}),
+                    json!({"op": "submit", "pages": [[1, 1]]}),
+                    json!({"op": "ack", "pg": 0, "replica": 4, "scl": 0, "epoch": 5}),
+                    json!({"op": "submit", "pages": [[1, 2]]}),
+                    ack(0, 0, 2),
+                ],
+            ),
         ),
         case(
             "reads: read point at VDL, PGMRPL the lowest open read, candidates cover the PG's LSN (R1-R5)",
             &["R1", "R2", "R3", "R4", "R5"],
-            w(100, steps(vec![
-                submit(&[(1, 0)]),
-                quorum_acks(0, 1),
-                vec![json!({"op": "begin_read"})],
-                submit(&[(1, 1)]),
-                vec![ack(0, 0, 2), ack(0, 1, 2), ack(0, 4, 2), ack(0, 5, 2)],
-                vec![json!({"op": "read_candidates", "pg": 0, "read_point": 1}),
-                     json!({"op": "read_candidates", "pg": 0, "read_point": 2}),
-                     json!({"op": "begin_read"}),
-                     json!({"op": "end_read", "read_point": 1}),
-                     json!({"op": "read_candidates", "pg": 1, "read_point": 2}),
-                     json!({"op": "end_read", "read_point": 2})],
-            ])),
+            w(
+                100,
+                steps(vec![
+                    submit(&[(1, 0)]),
+                    quorum_acks(0, 1),
+                    vec![json!({"op": "begin_read"})],
+                    submit(&[(1, 1)]),
+                    vec![ack(0, 0, 2), ack(0, 1, 2), ack(0, 4, 2), ack(0, 5, 2)],
+                    vec![
+                        json!({"op": "read_candidates", "pg": 0, "read_point": 1}),
+                        json!({"op": "read_candidates", "pg": 0, "read_point": 2}),
+                        json!({"op": "begin_read"}),
+                        json!({"op": "end_read", "read_point": 1}),
+                        json!({"op": "read_candidates", "pg": 1, "read_point": 2}),
+                        json!({"op": "end_read", "read_point": 2}),
+                    ],
+                ]),
+            ),
         ),
         case(
             "re-send: records above the segment's SCL and above VDL (W7)",
             &["W7"],
-            w(100, steps(vec![
-                submit(&[(1, 0), (1, 1)]),
-                submit(&[(1, 2), (1, 4)]),
-                vec![ack(0, 0, 1), json!({"op": "resend", "pg": 0, "replica": 0}),
-                     json!({"op": "resend", "pg": 0, "replica": 5}),
-                     json!({"op": "resend", "pg": 1, "replica": 0})],
-                quorum_acks(0, 3),
-                quorum_acks(1, 4),
-                vec![json!({"op": "resend", "pg": 0, "replica": 5})],
-            ])),
+            w(
+                100,
+                steps(vec![
+                    submit(&[(1, 0), (1, 1)]),
+                    submit(&[(1, 2), (1, 4)]),
+                    vec![
+                        ack(0, 0, 1),
+                        json!({"op": "resend", "pg": 0, "replica": 0}),
+                        json!({"op": "resend", "pg": 0, "replica": 5}),
+                        json!({"op": "resend", "pg": 1, "replica": 0}),
+                    ],
+                    quorum_acks(0, 3),
+                    quorum_acks(1, 4),
+                    vec![json!({"op": "resend", "pg": 0, "replica": 5})],
+                ]),
+            ),
         ),
     ];
     let mut rng = Rng(0x5158_F01D);
@@ -208,7 +273,11 @@ fn truncate(lsn_begin: u64, lsn_end: u64, epoch: u64) -> Value {
 /// Edits of `count` × 2048 bytes: 2 + count × 2052 body bytes.
 fn big_edits(count: u16) -> Value {
     let bytes = "ab".repeat(2048);
-    json!((0..count).map(|i| json!([(i % 2) * 2048, bytes])).collect::<Vec<_>>())
+    json!(
+        (0..count)
+            .map(|i| json!([(i % 2) * 2048, bytes]))
+            .collect::<Vec<_>>()
+    )
 }
 
 fn segment_inputs() -> Vec<Input> {
@@ -217,52 +286,97 @@ fn segment_inputs() -> Vec<Input> {
         case(
             "SCL follows backlinks in any order, duplicates change nothing (S3, S4, S5)",
             &["S3", "S4", "S5"],
-            seg(vec![write(1, record(9, 5, true)), write(1, record(2, 0, true)),
-                write(1, record(2, 0, true)), write(1, record(5, 2, true))]),
+            seg(vec![
+                write(1, record(9, 5, true)),
+                write(1, record(2, 0, true)),
+                write(1, record(2, 0, true)),
+                write(1, record(5, 2, true)),
+            ]),
         ),
         case(
             "stale epochs are refused: after a recovery's raise, the old writer's writes are (S7, E4)",
             &["S7", "E2", "E4", "E5"],
-            seg(vec![json!({"op": "raise_epoch", "epoch": 3}), write(2, record(1, 0, true)),
-                json!({"op": "raise_epoch", "epoch": 2}), write(3, record(1, 0, true))]),
+            seg(vec![
+                json!({"op": "raise_epoch", "epoch": 3}),
+                write(2, record(1, 0, true)),
+                json!({"op": "raise_epoch", "epoch": 2}),
+                write(3, record(1, 0, true)),
+            ]),
         ),
         case(
             "a recovery's RaiseEpoch must be above the segment's epoch; an equal one is stale (E1, E4)",
             &["E1", "E4", "S7"],
-            seg(vec![json!({"op": "raise_epoch", "epoch": 2}), json!({"op": "raise_epoch", "epoch": 2}),
-                json!({"op": "adopt_epoch", "epoch": 2}), json!({"op": "adopt_epoch", "epoch": 1}),
-                json!({"op": "adopt_epoch", "epoch": 4}), json!({"op": "raise_epoch", "epoch": 5})]),
+            seg(vec![
+                json!({"op": "raise_epoch", "epoch": 2}),
+                json!({"op": "raise_epoch", "epoch": 2}),
+                json!({"op": "adopt_epoch", "epoch": 2}),
+                json!({"op": "adopt_epoch", "epoch": 1}),
+                json!({"op": "adopt_epoch", "epoch": 4}),
+                json!({"op": "raise_epoch", "epoch": 5}),
+            ]),
         ),
         case(
             "truncation voids and refuses (S8)",
             &["S8", "S13"],
-            seg(vec![write(1, record(1, 0, true)), write(1, record(2, 1, false)),
-                write(1, record(3, 2, true)), truncate(1, 10, 2), write(2, record(2, 1, false)),
-                write(2, record_of(2, 11, 1))]),
+            seg(vec![
+                write(1, record(1, 0, true)),
+                write(1, record(2, 1, false)),
+                write(1, record(3, 2, true)),
+                truncate(1, 10, 2),
+                write(2, record(2, 1, false)),
+                write(2, record_of(2, 11, 1)),
+            ]),
         ),
         case(
             "a range never voids a record of a later epoch (S8)",
             &["S8"],
-            seg(vec![truncate(2, 8, 2), write(3, record_of(3, 5, 0)), write(3, record_of(3, 6, 5)),
-                write(3, record_of(2, 4, 0))]),
+            seg(vec![
+                truncate(2, 8, 2),
+                write(3, record_of(3, 5, 0)),
+                write(3, record_of(3, 6, 5)),
+                write(3, record_of(2, 4, 0)),
+            ]),
         ),
         case(
             "bad records are refused (S13)",
             &["S13", "L4"],
             seg(vec![
-                write(1, json!({"lsn": 1, "pg": 7, "prev_lsn_pg": 0, "page": [1, 0]})),
-                write(1, json!({"lsn": 3, "pg": 0, "prev_lsn_pg": 5, "page": [1, 0]})),
-                write(1, json!({"lsn": 4, "pg": 0, "prev_lsn_pg": 0, "page": [1, 0], "edits": [[4095, "0102"]]})),
+                write(
+                    1,
+                    json!({"lsn": 1, "pg": 7, "prev_lsn_pg": 0, "page": [1, 0]}),
+                ),
+                write(
+                    1,
+                    json!({"lsn": 3, "pg": 0, "prev_lsn_pg": 5, "page": [1, 0]}),
+                ),
+                write(
+                    1,
+                    json!({"lsn": 4, "pg": 0, "prev_lsn_pg": 0, "page": [1, 0], "edits": [[4095, "0102"]]}),
+                ),
                 write(1, record(1, 0, true)),
-                write(1, json!({"lsn": 1, "pg": 0, "prev_lsn_pg": 0, "page": [1, 0], "cpl": true, "edits": [[1, "ff"]]}))]),
+                write(
+                    1,
+                    json!({"lsn": 1, "pg": 0, "prev_lsn_pg": 0, "page": [1, 0], "cpl": true, "edits": [[1, "ff"]]}),
+                ),
+            ]),
         ),
         case(
             "an oversize body is refused as malformed; one at the bound is stored (S13, L4)",
             &["S13", "L4"],
             seg(vec![
-                write(1, json!({"lsn": 1, "pg": 0, "prev_lsn_pg": 0, "page": [1, 0], "edits": big_edits(4)})),
-                write(1, json!({"lsn": 1, "pg": 0, "prev_lsn_pg": 0, "page": [1, 0], "edits": big_edits(3)})),
-                write(1, json!({"lsn": 2, "pg": 0, "prev_lsn_pg": 1, "page": [1, 0], "full_image_byte": 7}))]),
+                write(
+                    1,
+                    json!({"lsn": 1, "pg": 0, "prev_lsn_pg": 0, "page": [1, 0], "edits": big_edits(4)}),
+                ),
+                write(
+                    1,
+                    json!({"lsn": 1, "pg": 0, "prev_lsn_pg": 0, "page": [1, 0], "edits": big_edits(3)}),
+                ),
+                write(
+                    1,
+                    json!({"lsn": 2, "pg": 0, "prev_lsn_pg": 1, "page": [1, 0], "full_image_byte": 7}),
+                ),
+            ]),
         ),
         case(
             "refusals before the epoch check change nothing; later ones keep the raised epoch and hint (S7, S13)",
@@ -271,19 +385,32 @@ fn segment_inputs() -> Vec<Input> {
                 write(1, record(1, 0, true)),
                 json!({"op": "write", "epoch": 3, "vdl_hint": 1, "record": {"lsn": 2, "pg": 9, "prev_lsn_pg": 1, "page": [1, 0]}}),
                 json!({"op": "write", "epoch": 3, "vdl_hint": 1, "record": {"lsn": 1, "pg": 0, "prev_lsn_pg": 0, "page": [1, 0], "edits": [[0, "ee"]]}}),
-                json!({"op": "write", "epoch": 4, "vdl_hint": 1, "record": {"lsn": 3, "pg": 0, "prev_lsn_pg": 0, "page": [1, 0]}})]),
+                json!({"op": "write", "epoch": 4, "vdl_hint": 1, "record": {"lsn": 3, "pg": 0, "prev_lsn_pg": 0, "page": [1, 0]}}),
+            ]),
         ),
         case(
             "a later epoch's backlink drops skipped records; a skipped one arriving later is a duplicate (S14)",
             &["S14"],
-            seg(vec![write(1, record(1, 0, true)), write(1, record_of(1, 2, 1)), write(1, record_of(1, 3, 2)),
-                write(2, record_of(2, 20, 1)), write(2, record_of(1, 3, 2)), write(2, record_of(2, 21, 20))]),
+            seg(vec![
+                write(1, record(1, 0, true)),
+                write(1, record_of(1, 2, 1)),
+                write(1, record_of(1, 3, 2)),
+                write(2, record_of(2, 20, 1)),
+                write(2, record_of(1, 3, 2)),
+                write(2, record_of(2, 21, 20)),
+            ]),
         ),
         case(
             "a newer truncation history replaces the old one whole; an older or equal one changes nothing (S15)",
             &["S15", "X9"],
-            seg(vec![write(1, record(1, 0, true)), truncate(1, 50, 2), truncate(1, 40, 2),
-                truncate(5, 30, 1), write(3, record_of(3, 51, 1)), truncate(51, 80, 4)]),
+            seg(vec![
+                write(1, record(1, 0, true)),
+                truncate(1, 50, 2),
+                truncate(1, 40, 2),
+                truncate(5, 30, 1),
+                write(3, record_of(3, 51, 1)),
+                truncate(51, 80, 4),
+            ]),
         ),
         case(
             "the recovery report: hint, tip at the hint, held above it, ranges (X1, tip_at_hint)",
@@ -296,23 +423,34 @@ fn segment_inputs() -> Vec<Input> {
                 json!({"op": "report"}),
                 json!({"op": "raise_epoch", "epoch": 2}),
                 truncate(5, 60, 2),
-                json!({"op": "report"})]),
+                json!({"op": "report"}),
+            ]),
         ),
         case(
             "gossip answers the asker's holes and everything above its highest LSN (S6)",
             &["S6", "S5"],
-            seg(vec![write(1, record(1, 0, true)), write(1, record(3, 1, true)), write(1, record(4, 3, true)),
+            seg(vec![
+                write(1, record(1, 0, true)),
+                write(1, record(3, 1, true)),
+                write(1, record(4, 3, true)),
                 write(1, record(8, 4, true)),
                 json!({"op": "gossip_answer", "epoch": 1, "scl": 1, "max_held": 5, "holes": [[1, 5]]}),
                 json!({"op": "gossip_answer", "epoch": 0, "scl": 0, "max_held": 0, "holes": []}),
-                json!({"op": "gossip_answer", "epoch": 2, "scl": 0, "max_held": 3, "holes": []})]),
+                json!({"op": "gossip_answer", "epoch": 2, "scl": 0, "max_held": 3, "holes": []}),
+            ]),
         ),
         case(
             "collection drops chained records up to SCL only (S10)",
             &["S10"],
-            seg(vec![write(1, record(1, 0, true)), write(1, record(2, 1, true)), write(1, record(4, 3, true)),
-                json!({"op": "forget", "lsn": 9}), json!({"op": "report"}),
-                write(1, record(1, 0, true)), write(1, record(3, 2, true))]),
+            seg(vec![
+                write(1, record(1, 0, true)),
+                write(1, record(2, 1, true)),
+                write(1, record(4, 3, true)),
+                json!({"op": "forget", "lsn": 9}),
+                json!({"op": "report"}),
+                write(1, record(1, 0, true)),
+                write(1, record(3, 2, true)),
+            ]),
         ),
     ];
     let mut rng = Rng(0xC0FF_EE11);
@@ -362,7 +500,11 @@ fn recovery_inputs() -> Vec<Input> {
         f(&mut r);
         r
     };
-    let empty3 = |pg: u32| (0..3).map(|replica| report(pg, replica, 0, &[])).collect::<Vec<_>>();
+    let empty3 = |pg: u32| {
+        (0..3)
+            .map(|replica| report(pg, replica, 0, &[]))
+            .collect::<Vec<_>>()
+    };
     let mut cases = vec![
         case(
             "fewer than a read quorum is refused (X2)",
@@ -372,9 +514,17 @@ fn recovery_inputs() -> Vec<Input> {
         case(
             "VCL stops at the first LSN nobody holds (X3, X4)",
             &["X3", "X4", "X7"],
-            input(&[0, 1], vec![
-                report(0, 0, 0, &[(1, false), (3, true)]), report(0, 1, 0, &[]), report(0, 2, 0, &[]),
-                report(1, 0, 0, &[(2, true), (5, true)]), report(1, 1, 0, &[]), report(1, 2, 0, &[])]),
+            input(
+                &[0, 1],
+                vec![
+                    report(0, 0, 0, &[(1, false), (3, true)]),
+                    report(0, 1, 0, &[]),
+                    report(0, 2, 0, &[]),
+                    report(1, 0, 0, &[(2, true), (5, true)]),
+                    report(1, 1, 0, &[]),
+                    report(1, 2, 0, &[]),
+                ],
+            ),
         ),
         case(
             "recovery run again at a higher epoch over the same reports reaches the same VDL (X8)",
@@ -385,7 +535,14 @@ fn recovery_inputs() -> Vec<Input> {
         case(
             "a partial MTR is dropped (X4)",
             &["X4", "C3"],
-            input(&[0], vec![report(0, 0, 0, &[(1, true), (2, false)]), report(0, 1, 0, &[]), report(0, 2, 0, &[])]),
+            input(
+                &[0],
+                vec![
+                    report(0, 0, 0, &[(1, true), (2, false)]),
+                    report(0, 1, 0, &[]),
+                    report(0, 2, 0, &[]),
+                ],
+            ),
         ),
         case(
             "a report of a higher epoch than the proposed one is refused (E1)",
@@ -400,64 +557,134 @@ fn recovery_inputs() -> Vec<Input> {
         case(
             "VCL starts at the highest VDL hint; below it nothing is counted again (X3, tip_at_hint)",
             &["X3", "X7", "W5"],
-            input(&[0], vec![
-                with(report(0, 0, 6, &[(7, false), (8, true)]), &|r| r.tip_at_hint = 6),
-                with(report(0, 1, 2, &[(5, true), (6, true)]), &|r| r.tip_at_hint = 2),
-                report(0, 2, 0, &[(1, true)])]),
+            input(
+                &[0],
+                vec![
+                    with(report(0, 0, 6, &[(7, false), (8, true)]), &|r| {
+                        r.tip_at_hint = 6
+                    }),
+                    with(report(0, 1, 2, &[(5, true), (6, true)]), &|r| {
+                        r.tip_at_hint = 2
+                    }),
+                    report(0, 2, 0, &[(1, true)]),
+                ],
+            ),
         ),
         case(
             "tip at the hint gives the PG's last LSN when no record at or below VDL is held (X7)",
             &["X7", "X6"],
-            input(&[0, 1], vec![
-                with(report(0, 0, 9, &[]), &|r| r.tip_at_hint = 4),
-                report(0, 1, 0, &[]), report(0, 2, 0, &[]),
-                with(report(1, 0, 9, &[]), &|r| r.tip_at_hint = 9),
-                report(1, 1, 0, &[]), report(1, 2, 0, &[])]),
+            input(
+                &[0, 1],
+                vec![
+                    with(report(0, 0, 9, &[]), &|r| r.tip_at_hint = 4),
+                    report(0, 1, 0, &[]),
+                    report(0, 2, 0, &[]),
+                    with(report(1, 0, 9, &[]), &|r| r.tip_at_hint = 9),
+                    report(1, 1, 0, &[]),
+                    report(1, 2, 0, &[]),
+                ],
+            ),
         ),
         case(
             "a range in force counts as complete and raises the allocation base (X3, X4, X9)",
             &["X3", "X4", "X9", "W1"],
-            at(3, &[0], vec![
-                with(report(0, 0, 0, &[(1, true), (14, true)]), &|r| { r.epoch = 3; r.truncations = vec![(1, 12, 2)]; r.held[1].2 = 2; }),
-                with(report(0, 1, 0, &[(1, true), (3, true)]), &|r| r.epoch = 3),
-                with(report(0, 2, 0, &[]), &|r| r.epoch = 3)]),
+            at(
+                3,
+                &[0],
+                vec![
+                    with(report(0, 0, 0, &[(1, true), (14, true)]), &|r| {
+                        r.epoch = 3;
+                        r.truncations = vec![(1, 12, 2)];
+                        r.held[1].2 = 2;
+                    }),
+                    with(report(0, 1, 0, &[(1, true), (3, true)]), &|r| r.epoch = 3),
+                    with(report(0, 2, 0, &[]), &|r| r.epoch = 3),
+                ],
+            ),
         ),
         case(
             "only the newest history is in force; an older range outside it still bounds the base (X9, S15)",
             &["X9", "S15", "X4"],
-            at(5, &[0], vec![
-                with(report(0, 0, 0, &[(1, true), (6, true)]), &|r| { r.epoch = 5; r.truncations = vec![(1, 20, 2)]; }),
-                with(report(0, 1, 0, &[(1, true), (2, false), (3, true)]), &|r| { r.epoch = 5; r.truncations = vec![(1, 30, 3), (3, 4, 4)]; r.held[1].2 = 3; r.held[2].2 = 3; }),
-                with(report(0, 2, 0, &[]), &|r| r.epoch = 5)]),
+            at(
+                5,
+                &[0],
+                vec![
+                    with(report(0, 0, 0, &[(1, true), (6, true)]), &|r| {
+                        r.epoch = 5;
+                        r.truncations = vec![(1, 20, 2)];
+                    }),
+                    with(report(0, 1, 0, &[(1, true), (2, false), (3, true)]), &|r| {
+                        r.epoch = 5;
+                        r.truncations = vec![(1, 30, 3), (3, 4, 4)];
+                        r.held[1].2 = 3;
+                        r.held[2].2 = 3;
+                    }),
+                    with(report(0, 2, 0, &[]), &|r| r.epoch = 5),
+                ],
+            ),
         ),
         case(
             "two histories of one epoch: the last report's, in (pg, replica) order, is in force (X9)",
             &["X9"],
-            at(5, &[0], vec![
-                with(report(0, 0, 0, &[(1, true)]), &|r| { r.epoch = 5; r.truncations = vec![(1, 20, 4)]; }),
-                with(report(0, 1, 0, &[(1, true)]), &|r| { r.epoch = 5; r.truncations = vec![(2, 6, 3), (1, 3, 4)]; }),
-                with(report(0, 2, 0, &[(1, true), (4, true)]), &|r| r.epoch = 5)]),
+            at(
+                5,
+                &[0],
+                vec![
+                    with(report(0, 0, 0, &[(1, true)]), &|r| {
+                        r.epoch = 5;
+                        r.truncations = vec![(1, 20, 4)];
+                    }),
+                    with(report(0, 1, 0, &[(1, true)]), &|r| {
+                        r.epoch = 5;
+                        r.truncations = vec![(2, 6, 3), (1, 3, 4)];
+                    }),
+                    with(report(0, 2, 0, &[(1, true), (4, true)]), &|r| r.epoch = 5),
+                ],
+            ),
         ),
         case(
             "two reports of one LSN: the higher epoch counts (X10)",
             &["X10"],
-            at(4, &[0], vec![
-                with(report(0, 0, 0, &[(1, true), (2, true)]), &|r| r.epoch = 4),
-                with(report(0, 1, 0, &[(1, true), (2, false)]), &|r| { r.epoch = 4; r.held[1].2 = 3; }),
-                with(report(0, 2, 0, &[]), &|r| r.epoch = 4)]),
+            at(
+                4,
+                &[0],
+                vec![
+                    with(report(0, 0, 0, &[(1, true), (2, true)]), &|r| r.epoch = 4),
+                    with(report(0, 1, 0, &[(1, true), (2, false)]), &|r| {
+                        r.epoch = 4;
+                        r.held[1].2 = 3;
+                    }),
+                    with(report(0, 2, 0, &[]), &|r| r.epoch = 4),
+                ],
+            ),
         ),
         case(
             "two reports of one LSN and epoch: a CPL if either says so (X10)",
             &["X10", "L2"],
-            input(&[0], vec![report(0, 0, 0, &[(1, false)]), report(0, 1, 0, &[(1, true)]), report(0, 2, 0, &[])]),
+            input(
+                &[0],
+                vec![
+                    report(0, 0, 0, &[(1, false)]),
+                    report(0, 1, 0, &[(1, true)]),
+                    report(0, 2, 0, &[]),
+                ],
+            ),
         ),
         case(
             "a record in a range of its own or a later epoch is void, not held (X3, S8)",
             &["X3", "S8", "X5"],
-            at(4, &[0], vec![
-                with(report(0, 0, 0, &[(1, true), (2, true), (3, true)]), &|r| { r.epoch = 4; r.truncations = vec![(1, 2, 3)]; }),
-                with(report(0, 1, 0, &[(1, true)]), &|r| r.epoch = 4),
-                with(report(0, 2, 0, &[]), &|r| r.epoch = 4)]),
+            at(
+                4,
+                &[0],
+                vec![
+                    with(report(0, 0, 0, &[(1, true), (2, true), (3, true)]), &|r| {
+                        r.epoch = 4;
+                        r.truncations = vec![(1, 2, 3)];
+                    }),
+                    with(report(0, 1, 0, &[(1, true)]), &|r| r.epoch = 4),
+                    with(report(0, 2, 0, &[]), &|r| r.epoch = 4),
+                ],
+            ),
         ),
         case(
             "no reports of an empty volume: VDL 0, truncation (0, LAL] (X4, X7)",
@@ -527,40 +754,104 @@ fn codec_inputs() -> Vec<Input> {
     image[0] = 1;
     let image_spec = json!({"lsn": 12, "pg": 1, "prev_lsn_pg": 11, "page": [3, 9], "full_image": hex(&image), "epoch": 2});
     let mut cases = vec![
-        case("encode an edit record (L5)", &["L5", "L3"], json!({"op": "encode", "record": first})),
+        case(
+            "encode an edit record (L5)",
+            &["L5", "L3"],
+            json!({"op": "encode", "record": first}),
+        ),
         case(
             "encode a full image (L4, L5)",
             &["L4", "L5"],
             json!({"op": "encode", "record": {"lsn": 9, "pg": 3, "prev_lsn_pg": 4, "prev_lsn_page": 2, "page": [2, 3075], "cpl": true, "full_image_byte": 90, "epoch": 7}}),
         ),
         case("decode a valid frame (L5)", &["L5", "L6"], decode(&encoded)),
-        case("decode a full image of varied bytes (L4)", &["L4", "L6"], decode(&frame_of(&image_spec))),
+        case(
+            "decode a full image of varied bytes (L4)",
+            &["L4", "L6"],
+            decode(&frame_of(&image_spec)),
+        ),
         case(
             "decode ignores bytes after the frame and reports its length (L6)",
             &["L6"],
             decode(&[encoded.clone(), vec![0xAA; 9]].concat()),
         ),
-        case("a flipped body bit is caught (L5)", &["L5"], decode(&flipped)),
-        case("a cut frame is truncated (L6)", &["L6"], json!({"op": "decode", "hex": hex(&encoded)[..100]})),
-        case("63 bytes: a header cut short is truncated, before any magic check (L6)", &["L6"], decode(&[0u8; 63])),
+        case(
+            "a flipped body bit is caught (L5)",
+            &["L5"],
+            decode(&flipped),
+        ),
+        case(
+            "a cut frame is truncated (L6)",
+            &["L6"],
+            json!({"op": "decode", "hex": hex(&encoded)[..100]}),
+        ),
+        case(
+            "63 bytes: a header cut short is truncated, before any magic check (L6)",
+            &["L6"],
+            decode(&[0u8; 63]),
+        ),
         case("garbage has a bad magic (L6)", &["L6"], decode(&[0u8; 80])),
-        case("a flipped header bit is a header CRC error (L5)", &["L5"], decode(&{ let mut b = encoded.clone(); b[20] ^= 4; b })),
-        case("version 2 with a valid header CRC is bad_version (L6)", &["L6"], decode(&edited(&|b| b[4] = 2))),
-        case("version 2 with a stale header CRC is header_crc: the CRC comes first (L6)", &["L6"], decode(&{ let mut b = encoded.clone(); b[4] = 2; b })),
+        case(
+            "a flipped header bit is a header CRC error (L5)",
+            &["L5"],
+            decode(&{
+                let mut b = encoded.clone();
+                b[20] ^= 4;
+                b
+            }),
+        ),
+        case(
+            "version 2 with a valid header CRC is bad_version (L6)",
+            &["L6"],
+            decode(&edited(&|b| b[4] = 2)),
+        ),
+        case(
+            "version 2 with a stale header CRC is header_crc: the CRC comes first (L6)",
+            &["L6"],
+            decode(&{
+                let mut b = encoded.clone();
+                b[4] = 2;
+                b
+            }),
+        ),
         case(
             "body_bytes 8193 with a valid header CRC is oversize (L6)",
             &["L6", "L4"],
-            decode(&edited(&|b| b[8..12].copy_from_slice(&8193u32.to_le_bytes()))),
+            decode(&edited(&|b| {
+                b[8..12].copy_from_slice(&8193u32.to_le_bytes())
+            })),
         ),
-        case("an unknown flag bit is malformed (L6)", &["L6"], decode(&edited(&|b| b[5] = 4))),
-        case("a reserved byte set is malformed (L6)", &["L6"], decode(&edited(&|b| b[7] = 1))),
-        case("a backlink not below the LSN is malformed (L3, L6)", &["L3", "L6"], decode(&edited(&|b| b[24..32].copy_from_slice(&1u64.to_le_bytes())))),
-        case("LSN 0 is malformed (L6)", &["L6"], decode(&edited(&|b| b[16..24].copy_from_slice(&0u64.to_le_bytes())))),
-        case("a full-image flag on an edit body is malformed (L4)", &["L4", "L6"], decode(&edited(&|b| b[5] = 2))),
+        case(
+            "an unknown flag bit is malformed (L6)",
+            &["L6"],
+            decode(&edited(&|b| b[5] = 4)),
+        ),
+        case(
+            "a reserved byte set is malformed (L6)",
+            &["L6"],
+            decode(&edited(&|b| b[7] = 1)),
+        ),
+        case(
+            "a backlink not below the LSN is malformed (L3, L6)",
+            &["L3", "L6"],
+            decode(&edited(&|b| b[24..32].copy_from_slice(&1u64.to_le_bytes()))),
+        ),
+        case(
+            "LSN 0 is malformed (L6)",
+            &["L6"],
+            decode(&edited(&|b| b[16..24].copy_from_slice(&0u64.to_le_bytes()))),
+        ),
+        case(
+            "a full-image flag on an edit body is malformed (L4)",
+            &["L4", "L6"],
+            decode(&edited(&|b| b[5] = 2)),
+        ),
         case(
             "an edit past the page end is malformed (L4)",
             &["L4", "L6"],
-            decode(&edited(&|b| b[66..68].copy_from_slice(&4092u16.to_le_bytes()))),
+            decode(&edited(&|b| {
+                b[66..68].copy_from_slice(&4092u16.to_le_bytes())
+            })),
         ),
         case(
             "an edit of length 0 is malformed (L4)",
@@ -582,7 +873,11 @@ fn codec_inputs() -> Vec<Input> {
                 b
             })),
         ),
-        case("odd hex is bad_hex", &["L6"], json!({"op": "decode", "hex": "abc"})),
+        case(
+            "odd hex is bad_hex",
+            &["L6"],
+            json!({"op": "decode", "hex": "abc"}),
+        ),
         case(
             "encode refuses an oversize body (L4)",
             &["L4"],
@@ -636,7 +931,6 @@ fn codec_inputs() -> Vec<Input> {
             json!({"op": "encode", "record": spec}),
         ));
     }
-    let _ = unhex;
     cases
 }
 
@@ -698,7 +992,11 @@ fn wire_inputs() -> Vec<Input> {
     let mut cases = Vec::new();
     for (name, message) in &messages {
         let bytes = frame(message);
-        cases.push(case(&format!("{name} (valid)"), &["W5", "W6", "R3"], json!({ "frame": hex(&bytes) })));
+        cases.push(case(
+            &format!("{name} (valid)"),
+            &["W5", "W6", "R3"],
+            json!({ "frame": hex(&bytes) }),
+        ));
         let mut flipped = bytes.clone();
         let last = flipped.len() - 1;
         flipped[last] ^= 0x01;
@@ -715,21 +1013,41 @@ fn wire_inputs() -> Vec<Input> {
     }
     let mut oversize = vec![0u8; 8];
     oversize[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
-    cases.push(case("a length above MAX_FRAME_BYTES", &["L6"], json!({ "frame": hex(&oversize) })));
+    cases.push(case(
+        "a length above MAX_FRAME_BYTES",
+        &["L6"],
+        json!({ "frame": hex(&oversize) }),
+    ));
     let mut unknown = Vec::new();
     write_frame(&mut unknown, &[0xEE, 0, 0, 0]).expect("in-memory write");
-    cases.push(case("an unknown message type", &["L6"], json!({ "frame": hex(&unknown) })));
+    cases.push(case(
+        "an unknown message type",
+        &["L6"],
+        json!({ "frame": hex(&unknown) }),
+    ));
     let mut short = Vec::new();
     let ack = encode(&messages[0].1);
     write_frame(&mut short, &ack[..ack.len() - 4]).expect("in-memory write");
-    cases.push(case("an ack missing its last field", &["L6"], json!({ "frame": hex(&short) })));
+    cases.push(case(
+        "an ack missing its last field",
+        &["L6"],
+        json!({ "frame": hex(&short) }),
+    ));
     let mut bad_replica = Vec::new();
     let mut payload = ack.clone();
     payload[13] = 6;
     write_frame(&mut bad_replica, &payload).expect("in-memory write");
-    cases.push(case("an ack naming replica 6 is malformed", &["Q1", "L6"], json!({ "frame": hex(&bad_replica) })));
+    cases.push(case(
+        "an ack naming replica 6 is malformed",
+        &["Q1", "L6"],
+        json!({ "frame": hex(&bad_replica) }),
+    ));
     let mut trailing = Vec::new();
     write_frame(&mut trailing, &[ack.clone(), vec![0]].concat()).expect("in-memory write");
-    cases.push(case("a byte after the last field is malformed", &["L6"], json!({ "frame": hex(&trailing) })));
+    cases.push(case(
+        "a byte after the last field is malformed",
+        &["L6"],
+        json!({ "frame": hex(&trailing) }),
+    ));
     cases
 }

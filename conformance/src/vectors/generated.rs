@@ -134,7 +134,6 @@ fn writer_cases() -> Vec<Input> {
             let mut allocated = 0u64;
             let mut scls = [[0u64; 6]; 3];
             let mut reads: Vec<u64> = Vec::new();
-            let mut vdl_guess = 0u64;
             for _ in 0..8 + rng.below(12) {
                 match rng.below(10) {
                     0..=2 => {
@@ -149,7 +148,6 @@ fn writer_cases() -> Vec<Input> {
                         let replica = rng.below(6) as usize;
                         let scl = (scls[pg][replica] + 1 + rng.below(3)).min(allocated);
                         scls[pg][replica] = scl;
-                        vdl_guess = vdl_guess.max(scl);
                         let epoch = if rng.below(40) == 0 { 2 } else { 1 };
                         steps.push(json!({"op": "ack", "pg": pg, "replica": replica, "scl": scl, "epoch": epoch}));
                     }
@@ -167,7 +165,6 @@ fn writer_cases() -> Vec<Input> {
                     }
                 }
             }
-            let _ = vdl_guess;
             let input = json!({"pg_pages": PG_PAGES, "lal": lal, "steps": steps});
             (format!("generated writer run #{index}"), vec!["W1", "W3", "W6", "W7", "C1", "C2", "C3", "C5"], fix_read_points(input))
         })
@@ -179,7 +176,10 @@ fn fix_read_points(mut input: Value) -> Value {
     let output = super::evaluate("writer", &input).expect("schema");
     let mut open: Vec<u64> = Vec::new();
     let steps = input["steps"].as_array_mut().expect("steps");
-    for (step, out) in steps.iter_mut().zip(output["steps"].as_array().expect("steps")) {
+    for (step, out) in steps
+        .iter_mut()
+        .zip(output["steps"].as_array().expect("steps"))
+    {
         match step["op"].as_str() {
             Some("begin_read") => open.extend(out["result"]["read_point"].as_u64()),
             Some("end_read") => step["read_point"] = json!(open.pop().unwrap_or(0)),
@@ -205,7 +205,9 @@ fn record_stream(rng: &mut Rng, epoch: u64, count: usize, start: &mut u64) -> Ve
         for _ in 0..1 + rng.below(3) {
             let page = PageId::new(1, rng.below(2 * PG_PAGES as u64) as u32);
             let offset = rng.below(4000) as u16;
-            let bytes = (0..1 + rng.below(4)).map(|_| rng.below(256) as u8).collect();
+            let bytes = (0..1 + rng.below(4))
+                .map(|_| rng.below(256) as u8)
+                .collect();
             mtr.push(page, RedoBody::Edits(vec![Edit { offset, bytes }]));
         }
         let submitted = writer.submit_mtr(mtr).expect("LAL is wide");

@@ -46,8 +46,10 @@ struct Validator<'a> {
 
 fn pattern_matches(pattern: &str, text: &str) -> Result<bool, String> {
     match pattern {
-        "^([0-9a-f][0-9a-f])*$" => Ok(text.len() % 2 == 0
-            && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))),
+        "^([0-9a-f][0-9a-f])*$" => Ok(text.len().is_multiple_of(2)
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))),
         "^[A-Z][0-9]+$" => Ok(text.len() >= 2
             && text.as_bytes()[0].is_ascii_uppercase()
             && text.bytes().skip(1).all(|b| b.is_ascii_digit())),
@@ -116,7 +118,12 @@ impl Validator<'_> {
         Ok(())
     }
 
-    fn check_scalar(&self, schema: &Map<String, Value>, value: &Value, path: &str) -> Result<(), String> {
+    fn check_scalar(
+        &self,
+        schema: &Map<String, Value>,
+        value: &Value,
+        path: &str,
+    ) -> Result<(), String> {
         if let Some(name) = schema.get("type").and_then(Value::as_str)
             && !type_matches(name, value)?
         {
@@ -146,10 +153,18 @@ impl Validator<'_> {
         }
         if let Some(text) = value.as_str() {
             let chars = text.chars().count() as u64;
-            if schema.get("minLength").and_then(Value::as_u64).is_some_and(|min| chars < min)
-                || schema.get("maxLength").and_then(Value::as_u64).is_some_and(|max| chars > max)
+            if schema
+                .get("minLength")
+                .and_then(Value::as_u64)
+                .is_some_and(|min| chars < min)
+                || schema
+                    .get("maxLength")
+                    .and_then(Value::as_u64)
+                    .is_some_and(|max| chars > max)
             {
-                return Err(format!("{path}: a string of {chars} characters is out of bounds"));
+                return Err(format!(
+                    "{path}: a string of {chars} characters is out of bounds"
+                ));
             }
             if let Some(pattern) = schema.get("pattern").and_then(Value::as_str)
                 && !pattern_matches(pattern, text)?
@@ -160,10 +175,23 @@ impl Validator<'_> {
         Ok(())
     }
 
-    fn check_object(&self, schema: &Map<String, Value>, object: &Map<String, Value>, path: &str) -> Result<(), String> {
+    fn check_object(
+        &self,
+        schema: &Map<String, Value>,
+        object: &Map<String, Value>,
+        path: &str,
+    ) -> Result<(), String> {
         let empty = Map::new();
-        let properties = schema.get("properties").and_then(Value::as_object).unwrap_or(&empty);
-        for name in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
+        let properties = schema
+            .get("properties")
+            .and_then(Value::as_object)
+            .unwrap_or(&empty);
+        for name in schema
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             let name = name.as_str().unwrap_or_default();
             if !object.contains_key(name) {
                 return Err(format!("{path}: missing required field {name:?}"));
@@ -183,11 +211,19 @@ impl Validator<'_> {
         Ok(())
     }
 
-    fn check_array(&self, schema: &Map<String, Value>, items: &[Value], path: &str) -> Result<(), String> {
+    fn check_array(
+        &self,
+        schema: &Map<String, Value>,
+        items: &[Value],
+        path: &str,
+    ) -> Result<(), String> {
         if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
             && (items.len() as u64) < min
         {
-            return Err(format!("{path}: {} items, at least {min} needed", items.len()));
+            return Err(format!(
+                "{path}: {} items, at least {min} needed",
+                items.len()
+            ));
         }
         let prefix = schema.get("prefixItems").and_then(Value::as_array);
         let skip = prefix.map_or(0, Vec::len);

@@ -78,7 +78,12 @@ fn list(files: &[VectorFile]) {
 }
 
 /// The fields where `expected` and `actual` differ, as `path: expected -> actual` lines.
-fn diff(path: &str, expected: &serde_json::Value, actual: &serde_json::Value, out: &mut Vec<String>) {
+fn diff(
+    path: &str,
+    expected: &serde_json::Value,
+    actual: &serde_json::Value,
+    out: &mut Vec<String>,
+) {
     use serde_json::Value;
     match (expected, actual) {
         (Value::Object(e), Value::Object(a)) => {
@@ -86,7 +91,12 @@ fn diff(path: &str, expected: &serde_json::Value, actual: &serde_json::Value, ou
             for key in keys {
                 let null = Value::Null;
                 let sub = format!("{path}.{key}");
-                diff(&sub, e.get(key).unwrap_or(&null), a.get(key).unwrap_or(&null), out);
+                diff(
+                    &sub,
+                    e.get(key).unwrap_or(&null),
+                    a.get(key).unwrap_or(&null),
+                    out,
+                );
             }
         }
         (Value::Array(e), Value::Array(a)) if e.len() == a.len() => {
@@ -94,7 +104,9 @@ fn diff(path: &str, expected: &serde_json::Value, actual: &serde_json::Value, ou
                 diff(&format!("{path}[{index}]"), e, a, out);
             }
         }
-        _ if expected != actual => out.push(format!("    {path}: expected {expected}, actual {actual}")),
+        _ if expected != actual => {
+            out.push(format!("    {path}: expected {expected}, actual {actual}"))
+        }
         _ => {}
     }
 }
@@ -120,8 +132,16 @@ pub fn conformance(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
         }
     }
     for suite in SUITES {
-        let failed = summary.mismatches.iter().filter(|m| m.suite == suite).count();
-        let total: usize = files.iter().filter(|f| f.suite == suite).map(|f| f.cases.len()).sum();
+        let failed = summary
+            .mismatches
+            .iter()
+            .filter(|m| m.suite == suite)
+            .count();
+        let total: usize = files
+            .iter()
+            .filter(|f| f.suite == suite)
+            .map(|f| f.cases.len())
+            .sum();
         if total > 0 {
             println!("{suite}: {} passed, {failed} failed", total - failed);
         }

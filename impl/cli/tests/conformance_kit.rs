@@ -43,8 +43,14 @@ fn a_suite_filter_runs_only_that_suite_and_failures_show_a_diff() {
     ]);
     assert_eq!(code, Some(1), "{stdout}");
     assert!(stdout.contains("  expected: "), "{stdout}");
-    assert!(stdout.contains("  actual:   {\"error\":\"bad_magic\"}"), "{stdout}");
-    assert!(stdout.contains("    $.error: expected null, actual \"bad_magic\""), "{stdout}");
+    assert!(
+        stdout.contains("  actual:   {\"error\":\"bad_magic\"}"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("    $.error: expected null, actual \"bad_magic\""),
+        "{stdout}"
+    );
     assert_eq!(stdout.matches("FAIL codec").count(), 1, "{stdout}");
 }
 
@@ -65,7 +71,10 @@ fn the_python_implementation_passes_through_the_cli() {
         eprintln!("SKIPPED: python3 is not on PATH");
         return;
     }
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../conformance/python/target.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../conformance/python/target.py"
+    );
     let (code, stdout) = run(&["conformance", "--target", &format!("python3 {script}")]);
     assert_eq!(code, Some(0), "{stdout}");
     assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
