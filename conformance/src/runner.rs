@@ -39,8 +39,17 @@ pub struct RunSummary {
     pub mismatches: Vec<Mismatch>,
 }
 
-/// Reads every `*.json` vector file of `dir`, in name order.
+/// Reads every `*.json` vector file of `dir` and of its `generated/` folder, in name order.
 pub fn load_vectors(dir: &Path) -> Result<Vec<VectorFile>, RunnerError> {
+    let mut files = load_folder(dir)?;
+    let generated = dir.join("generated");
+    if generated.is_dir() {
+        files.extend(load_folder(&generated)?);
+    }
+    Ok(files)
+}
+
+fn load_folder(dir: &Path) -> Result<Vec<VectorFile>, RunnerError> {
     let error = |reason: String| RunnerError::Vectors {
         path: dir.display().to_string(),
         reason,

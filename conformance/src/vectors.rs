@@ -1,26 +1,36 @@
 //! Conformance vectors: cases with inputs and expected outputs for writer bookkeeping
-//! (W1, C1–C5), segment SCL and holes (S3–S8), recovery planning (X2–X4, X7) and codec
-//! bytes (L4–L6). [`evaluate`] is the reference: it computes an output from an input with
+//! (W, C, R), one segment (S), recovery planning (X, E), the record codec (L, S9, S12) and
+//! wire frames. spec/conformance.md and `conformance/schema/*.json` specify every suite's
+//! input and output. [`evaluate`] is the reference: it computes an output from an input with
 //! `sixfold-core`. `sixfold conformance-target` serves it on stdin/stdout; the committed files
-//! in `conformance/vectors/` are its outputs, kept stable by a snapshot test.
+//! in `conformance/vectors/` are its outputs, kept stable by snapshot tests.
+
+mod cases;
+pub mod generated;
+pub mod schema;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sixfold_core::codec::{decode_record, encode_record_to_vec};
+use sixfold_core::codec::{decode_record, encode_record_to_vec, scan_log};
 use sixfold_core::{
-    Edit, Epoch, Geometry, Lsn, Mtr, PageId, PgId, ProtocolEvent, QuorumConfig, RecoveryError,
-    RecoveryPlanner, RedoBody, RedoRecord, SegmentError, SegmentId, SegmentReport, SegmentState,
-    TruncationRange, WriteError, WriterConfig, WriterStart, WriterState,
+    Edit, Epoch, Geometry, GossipRequest, Hole, Lsn, Mtr, PageId, PgId, ProtocolEvent,
+    QuorumConfig, RecoveryError, RecoveryPlanner, RedoBody, RedoRecord, SegmentError, SegmentId,
+    SegmentReport, SegmentState, TruncationRange, WriteError, WriterConfig, WriterStart,
+    WriterState,
 };
 
-/// The suites, each one file `conformance/vectors/<suite>.json`.
+/// The suites, each one file `conformance/vectors/<suite>.json` (hand-written cases) and
+/// one `conformance/vectors/generated/<suite>.json` (derived from simulations).
 pub const SUITES: [&str; 5] = ["writer", "segment", "recovery", "codec", "wire"];
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Case {
     pub name: String,
+    /// Rule IDs of spec/ the case pins (the spec-coverage test checks every rule is pinned).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<String>,
     pub input: Value,
     pub expected: Value,
 }
@@ -41,34 +51,39 @@ pub enum VectorError {
     Schema(#[from] serde_json::Error),
 }
 
-/// A record as vectors spell it; `edits` defaults to one byte at offset 0.
+/// A record as vectors spell it. With no body field, the body is one edit at offset 0 of
+/// one byte, `lsn mod 256` (spec/conformance.md).
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct RecordSpec {
-    lsn: u64,
-    pg: u32,
-    prev_lsn_pg: u64,
+pub(crate) struct RecordSpec {
+    pub(crate) lsn: u64,
+    pub(crate) pg: u32,
+    pub(crate) prev_lsn_pg: u64,
     #[serde(default)]
-    prev_lsn_page: u64,
+    pub(crate) prev_lsn_page: u64,
     #[serde(default = "one")]
-    epoch: u64,
-    page: (u32, u32),
+    pub(crate) epoch: u64,
+    pub(crate) page: (u32, u32),
     #[serde(default)]
-    cpl: bool,
-    #[serde(default)]
-    edits: Option<Vec<(u16, String)>>,
-    #[serde(default)]
-    full_image_byte: Option<u8>,
+    pub(crate) cpl: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) edits: Option<Vec<(u16, String)>>,
+    /// A full image whose 4096 bytes all equal this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) full_image_byte: Option<u8>,
+    /// A full image as 8192 hex digits, when its bytes are not all equal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) full_image: Option<String>,
 }
 
 fn one() -> u64 {
     1
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn unhex(text: &str) -> Option<Vec<u8>> {
+pub(crate) fn unhex(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) {
         return None;
     }
@@ -79,10 +94,11 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
 }
 
 impl RecordSpec {
-    fn to_record(&self) -> RedoRecord {
-        let body = match (&self.full_image_byte, &self.edits) {
-            (Some(byte), _) => RedoBody::FullImage(vec![*byte; sixfold_core::PAGE_BYTES]),
-            (None, Some(edits)) => RedoBody::Edits(
+    pub(crate) fn to_record(&self) -> RedoRecord {
+        let body = match (&self.full_image_byte, &self.full_image, &self.edits) {
+            (Some(byte), _, _) => RedoBody::FullImage(vec![*byte; sixfold_core::PAGE_BYTES]),
+            (None, Some(image), _) => RedoBody::FullImage(unhex(image).unwrap_or_default()),
+            (None, None, Some(edits)) => RedoBody::Edits(
                 edits
                     .iter()
                     .map(|(offset, bytes)| Edit {
@@ -91,7 +107,7 @@ impl RecordSpec {
                     })
                     .collect(),
             ),
-            (None, None) => RedoBody::Edits(vec![Edit {
+            (None, None, None) => RedoBody::Edits(vec![Edit {
                 offset: 0,
                 bytes: vec![self.lsn as u8],
             }]),
@@ -108,11 +124,15 @@ impl RecordSpec {
         }
     }
 
-    fn from_record(record: &RedoRecord) -> RecordSpec {
-        let (edits, full_image_byte) = match &record.body {
-            RedoBody::FullImage(image) => (None, Some(image[0])),
+    pub(crate) fn from_record(record: &RedoRecord) -> RecordSpec {
+        let (edits, full_image_byte, full_image) = match &record.body {
+            RedoBody::FullImage(image) if image.iter().all(|&b| b == image[0]) => {
+                (None, Some(image[0]), None)
+            }
+            RedoBody::FullImage(image) => (None, None, Some(hex(image))),
             RedoBody::Edits(edits) => (
                 Some(edits.iter().map(|e| (e.offset, hex(&e.bytes))).collect()),
+                None,
                 None,
             ),
         };
@@ -126,6 +146,7 @@ impl RecordSpec {
             cpl: record.cpl,
             edits,
             full_image_byte,
+            full_image,
         }
     }
 }
@@ -145,7 +166,7 @@ pub fn evaluate(suite: &str, input: &Value) -> Result<Value, VectorError> {
 // ---- writer ----
 
 #[derive(Deserialize)]
-struct WriterInput {
+pub(crate) struct WriterInput {
     pg_pages: u32,
     lal: u64,
     steps: Vec<WriterStep>,
@@ -162,6 +183,14 @@ enum WriterStep {
         scl: u64,
         epoch: u64,
     },
+    /// R2, R4: a read starts at VDL.
+    BeginRead,
+    /// R4: a read at `read_point` ends.
+    EndRead { read_point: u64 },
+    /// R1, R3, R5: which segments may serve a read of `pg` at `read_point`.
+    ReadCandidates { pg: u32, read_point: u64 },
+    /// W7: the records to send again to one segment.
+    Resend { pg: u32, replica: u8 },
 }
 
 fn write_error_kind(error: &WriteError) -> &'static str {
@@ -174,7 +203,66 @@ fn write_error_kind(error: &WriteError) -> &'static str {
     }
 }
 
-fn evaluate_writer(input: WriterInput) -> Value {
+fn segment_id(pg: u32, replica: u8) -> SegmentId {
+    SegmentId {
+        pg: PgId(pg),
+        replica: replica.min(5),
+    }
+}
+
+fn writer_step(writer: &mut WriterState, step: WriterStep) -> Value {
+    match step {
+        WriterStep::Submit { pages } => {
+            let mut mtr = Mtr::new();
+            for (db, page_no) in pages {
+                let body = RedoBody::Edits(vec![Edit {
+                    offset: 0,
+                    bytes: vec![1],
+                }]);
+                mtr.push(PageId::new(db, page_no), body);
+            }
+            match writer.submit_mtr(mtr) {
+                Ok(submitted) => json!({
+                    "records": submitted.records.iter().map(|r| json!([r.lsn.0, r.pg.0, r.prev_lsn_pg.0, r.prev_lsn_page.0, r.cpl])).collect::<Vec<_>>(),
+                    "commit_lsn": submitted.commit_lsn.0,
+                }),
+                Err(error) => json!({ "error": write_error_kind(&error) }),
+            }
+        }
+        WriterStep::Ack {
+            pg,
+            replica,
+            scl,
+            epoch,
+        } => {
+            writer.handle_ack(segment_id(pg, replica), Lsn(scl), Epoch(epoch));
+            json!("ok")
+        }
+        WriterStep::BeginRead => json!({ "read_point": writer.begin_read().0 }),
+        WriterStep::EndRead { read_point } => {
+            writer.end_read(Lsn(read_point));
+            json!("ok")
+        }
+        WriterStep::ReadCandidates { pg, read_point } => {
+            let replicas: Vec<u8> = writer
+                .read_candidates(PgId(pg), Lsn(read_point))
+                .iter()
+                .map(|s| s.replica)
+                .collect();
+            json!({ "pg_lsn": writer.pg_lsn_at(PgId(pg), Lsn(read_point)).0, "replicas": replicas })
+        }
+        WriterStep::Resend { pg, replica } => {
+            let lsns: Vec<u64> = writer
+                .records_to_resend(segment_id(pg, replica))
+                .iter()
+                .map(|r| r.lsn.0)
+                .collect();
+            json!({ "lsns": lsns })
+        }
+    }
+}
+
+pub(crate) fn evaluate_writer(input: WriterInput) -> Value {
     let config = WriterConfig {
         geometry: Geometry {
             pg_pages: input.pg_pages.max(1),
@@ -185,43 +273,7 @@ fn evaluate_writer(input: WriterInput) -> Value {
     let mut writer = WriterState::new(config, WriterStart::empty(Epoch(1)));
     let mut outputs = Vec::new();
     for step in input.steps {
-        let result = match step {
-            WriterStep::Submit { pages } => {
-                let mut mtr = Mtr::new();
-                for (db, page_no) in pages {
-                    mtr.push(
-                        PageId::new(db, page_no),
-                        RedoBody::Edits(vec![Edit {
-                            offset: 0,
-                            bytes: vec![1],
-                        }]),
-                    );
-                }
-                match writer.submit_mtr(mtr) {
-                    Ok(submitted) => json!({
-                        "lsns": submitted.records.iter().map(|r| r.lsn.0).collect::<Vec<_>>(),
-                        "commit_lsn": submitted.commit_lsn.0,
-                    }),
-                    Err(error) => json!({ "error": write_error_kind(&error) }),
-                }
-            }
-            WriterStep::Ack {
-                pg,
-                replica,
-                scl,
-                epoch,
-            } => {
-                writer.handle_ack(
-                    SegmentId {
-                        pg: PgId(pg),
-                        replica,
-                    },
-                    Lsn(scl),
-                    Epoch(epoch),
-                );
-                json!("ok")
-            }
-        };
+        let result = writer_step(&mut writer, step);
         let mut acknowledged = Vec::new();
         let mut failed = Vec::new();
         while let Some(event) = writer.poll_event() {
@@ -240,6 +292,7 @@ fn evaluate_writer(input: WriterInput) -> Value {
             "pgcl": pgcl,
             "vcl": writer.vcl().0,
             "vdl": writer.vdl().0,
+            "pgmrpl": writer.pgmrpl().0,
             "acknowledged": acknowledged,
             "failed": failed,
             "fenced": writer.fenced_by().is_some(),
@@ -251,7 +304,7 @@ fn evaluate_writer(input: WriterInput) -> Value {
 // ---- segment ----
 
 #[derive(Deserialize)]
-struct SegmentInput {
+pub(crate) struct SegmentInput {
     pg: u32,
     steps: Vec<SegmentStep>,
 }
@@ -269,9 +322,21 @@ enum SegmentStep {
         lsn_end: u64,
         epoch: u64,
     },
-    RaiseEpoch {
+    /// A recovery's RaiseEpoch: strictly above the segment's epoch (E1, E4).
+    RaiseEpoch { epoch: u64 },
+    /// An open writer's epoch (heartbeat): at or above the segment's (S7).
+    AdoptEpoch { epoch: u64 },
+    /// The segment's recovery report (X1).
+    Report,
+    /// A peer's gossip request; the answer's LSNs (S6).
+    GossipAnswer {
         epoch: u64,
+        scl: u64,
+        max_held: u64,
+        holes: Vec<(u64, u64)>,
     },
+    /// S10: collect records at or below `lsn` (capped at SCL).
+    Forget { lsn: u64 },
 }
 
 fn segment_error_kind(error: &SegmentError) -> &'static str {
@@ -286,61 +351,115 @@ fn segment_error_kind(error: &SegmentError) -> &'static str {
     }
 }
 
-fn evaluate_segment(input: SegmentInput) -> Value {
+fn ranges_json(ranges: &[TruncationRange]) -> Vec<(u64, u64, u64)> {
+    ranges
+        .iter()
+        .map(|r| (r.lsn_begin.0, r.lsn_end.0, r.epoch.0))
+        .collect()
+}
+
+fn report_json(report: &SegmentReport) -> Value {
+    json!({
+        "epoch": report.epoch.0,
+        "scl": report.scl.0,
+        "vdl_hint": report.vdl_hint.0,
+        "tip_at_hint": report.tip_at_hint.0,
+        "held": report.held.iter().map(|&(l, cpl, e)| (l.0, cpl, e.0)).collect::<Vec<_>>(),
+        "truncations": ranges_json(&report.truncations),
+    })
+}
+
+fn segment_step(segment: &mut SegmentState, step: SegmentStep) -> Result<Value, SegmentError> {
+    match step {
+        SegmentStep::Write {
+            epoch,
+            vdl_hint,
+            record,
+        } => segment
+            .handle_write(Epoch(epoch), Lsn(vdl_hint), record.to_record())
+            .map(|accepted| {
+                json!(if accepted.inserted {
+                    "stored"
+                } else {
+                    "duplicate"
+                })
+            }),
+        SegmentStep::Truncate {
+            lsn_begin,
+            lsn_end,
+            epoch,
+        } => {
+            // A vector's truncation is one recovery's range: the history it leaves is
+            // the segment's own plus that range (S15). A lower epoch is refused (S7).
+            let mut history = segment.truncations().to_vec();
+            history.push(TruncationRange {
+                lsn_begin: Lsn(lsn_begin),
+                lsn_end: Lsn(lsn_end),
+                epoch: Epoch(epoch),
+            });
+            segment
+                .raise_epoch(Epoch(epoch))
+                .and_then(|_| segment.handle_truncate(&history))
+                .map(|_| json!("truncated"))
+        }
+        SegmentStep::RaiseEpoch { epoch } => {
+            segment.begin_recovery(Epoch(epoch)).map(|_| json!("ok"))
+        }
+        SegmentStep::AdoptEpoch { epoch } => segment.raise_epoch(Epoch(epoch)).map(|_| json!("ok")),
+        SegmentStep::Report => Ok(json!({ "report": report_json(&segment.report()) })),
+        SegmentStep::GossipAnswer {
+            epoch,
+            scl,
+            max_held,
+            holes,
+        } => {
+            let request = GossipRequest {
+                epoch: Epoch(epoch),
+                scl: Lsn(scl),
+                holes: holes
+                    .iter()
+                    .map(|&(after, before)| Hole {
+                        after: Lsn(after),
+                        before: Lsn(before),
+                    })
+                    .collect(),
+                max_held: Lsn(max_held),
+                truncations: Vec::new(),
+            };
+            let lsns: Vec<u64> = segment
+                .answer_gossip(&request)
+                .iter()
+                .map(|r| r.lsn.0)
+                .collect();
+            Ok(json!({ "lsns": lsns }))
+        }
+        SegmentStep::Forget { lsn } => Ok(json!({ "forgotten": segment.forget_through(Lsn(lsn)) })),
+    }
+}
+
+pub(crate) fn evaluate_segment(input: SegmentInput) -> Value {
     let mut segment = SegmentState::new(SegmentId {
         pg: PgId(input.pg),
         replica: 0,
     });
     let mut outputs = Vec::new();
     for step in input.steps {
-        let result = match step {
-            SegmentStep::Write {
-                epoch,
-                vdl_hint,
-                record,
-            } => segment
-                .handle_write(Epoch(epoch), Lsn(vdl_hint), record.to_record())
-                .map(|accepted| {
-                    if accepted.inserted {
-                        "stored"
-                    } else {
-                        "duplicate"
-                    }
-                }),
-            SegmentStep::Truncate {
-                lsn_begin,
-                lsn_end,
-                epoch,
-            } => {
-                // A vector's truncation is one recovery's range: the history it leaves is
-                // the segment's own plus that range (S15). A lower epoch is refused (S7).
-                let mut history = segment.truncations().to_vec();
-                history.push(TruncationRange {
-                    lsn_begin: Lsn(lsn_begin),
-                    lsn_end: Lsn(lsn_end),
-                    epoch: Epoch(epoch),
-                });
-                segment
-                    .raise_epoch(Epoch(epoch))
-                    .and_then(|_| segment.handle_truncate(&history))
-                    .map(|_| "truncated")
-            }
-            SegmentStep::RaiseEpoch { epoch } => segment.raise_epoch(Epoch(epoch)).map(|_| "ok"),
-        };
-        let result = match result {
-            Ok(kind) => kind,
-            Err(error) => segment_error_kind(&error),
-        };
+        let result = segment_step(&mut segment, step)
+            .unwrap_or_else(|error| json!(segment_error_kind(&error)));
         let holes: Vec<(u64, u64)> = segment
             .holes()
             .iter()
             .map(|hole| (hole.after.0, hole.before.0))
             .collect();
+        let held: Vec<u64> = segment.records().map(|r| r.lsn.0).collect();
         outputs.push(json!({
             "result": result,
             "scl": segment.scl().0,
             "epoch": segment.epoch().0,
+            "vdl_hint": segment.vdl_hint().0,
             "holes": holes,
+            "held": held,
+            "truncations": ranges_json(segment.truncations()),
         }));
     }
     json!({ "steps": outputs })
@@ -349,7 +468,7 @@ fn evaluate_segment(input: SegmentInput) -> Value {
 // ---- recovery ----
 
 #[derive(Deserialize)]
-struct RecoveryInput {
+pub(crate) struct RecoveryInput {
     lal: u64,
     epoch: u64,
     pgs: Vec<u32>,
@@ -357,17 +476,17 @@ struct RecoveryInput {
 }
 
 #[derive(Clone, Serialize, Deserialize)]
-struct ReportSpec {
-    pg: u32,
-    replica: u8,
-    epoch: u64,
-    scl: u64,
-    vdl_hint: u64,
-    tip_at_hint: u64,
+pub(crate) struct ReportSpec {
+    pub(crate) pg: u32,
+    pub(crate) replica: u8,
+    pub(crate) epoch: u64,
+    pub(crate) scl: u64,
+    pub(crate) vdl_hint: u64,
+    pub(crate) tip_at_hint: u64,
     /// `(lsn, cpl, epoch of the writer that made it)`.
-    held: Vec<(u64, bool, u64)>,
+    pub(crate) held: Vec<(u64, bool, u64)>,
     #[serde(default)]
-    truncations: Vec<(u64, u64, u64)>,
+    pub(crate) truncations: Vec<(u64, u64, u64)>,
 }
 
 fn recovery_error_kind(error: &RecoveryError) -> &'static str {
@@ -378,36 +497,36 @@ fn recovery_error_kind(error: &RecoveryError) -> &'static str {
     }
 }
 
-fn evaluate_recovery(input: RecoveryInput) -> Value {
+fn to_report(spec: &ReportSpec) -> SegmentReport {
+    SegmentReport {
+        segment: segment_id(spec.pg, spec.replica),
+        epoch: Epoch(spec.epoch),
+        scl: Lsn(spec.scl),
+        vdl_hint: Lsn(spec.vdl_hint),
+        tip_at_hint: Lsn(spec.tip_at_hint),
+        held: spec
+            .held
+            .iter()
+            .map(|&(l, cpl, epoch)| (Lsn(l), cpl, Epoch(epoch)))
+            .collect(),
+        truncations: spec
+            .truncations
+            .iter()
+            .map(|&(b, e, epoch)| TruncationRange {
+                lsn_begin: Lsn(b),
+                lsn_end: Lsn(e),
+                epoch: Epoch(epoch),
+            })
+            .collect(),
+    }
+}
+
+pub(crate) fn evaluate_recovery(input: RecoveryInput) -> Value {
     let pgs: BTreeSet<PgId> = input.pgs.iter().map(|&pg| PgId(pg)).collect();
     let mut planner =
         RecoveryPlanner::new(QuorumConfig::AURORA, input.lal, Epoch(input.epoch), pgs);
-    for spec in input.reports {
-        let report = SegmentReport {
-            segment: SegmentId {
-                pg: PgId(spec.pg),
-                replica: spec.replica,
-            },
-            epoch: Epoch(spec.epoch),
-            scl: Lsn(spec.scl),
-            vdl_hint: Lsn(spec.vdl_hint),
-            tip_at_hint: Lsn(spec.tip_at_hint),
-            held: spec
-                .held
-                .iter()
-                .map(|&(l, cpl, epoch)| (Lsn(l), cpl, Epoch(epoch)))
-                .collect(),
-            truncations: spec
-                .truncations
-                .iter()
-                .map(|&(b, e, epoch)| TruncationRange {
-                    lsn_begin: Lsn(b),
-                    lsn_end: Lsn(e),
-                    epoch: Epoch(epoch),
-                })
-                .collect(),
-        };
-        if let Err(error) = planner.handle_report(report) {
+    for spec in &input.reports {
+        if let Err(error) = planner.handle_report(to_report(spec)) {
             return json!({ "error": recovery_error_kind(&error) });
         }
     }
@@ -416,6 +535,7 @@ fn evaluate_recovery(input: RecoveryInput) -> Value {
             "vcl": plan.vcl.0,
             "vdl": plan.vdl.0,
             "truncation": [plan.truncation.lsn_begin.0, plan.truncation.lsn_end.0, plan.truncation.epoch.0],
+            "history": ranges_json(&plan.history),
             "last_lsn_by_pg": plan.last_lsn_by_pg.iter().map(|(pg, lsn)| (pg.0.to_string(), lsn.0)).collect::<BTreeMap<_, _>>(),
             "next_lsn": plan.writer_start().next_lsn.0,
         }),
@@ -427,12 +547,25 @@ fn evaluate_recovery(input: RecoveryInput) -> Value {
 
 #[derive(Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
-enum CodecInput {
-    Encode { record: RecordSpec },
-    Decode { hex: String },
+pub(crate) enum CodecInput {
+    Encode {
+        record: RecordSpec,
+    },
+    Decode {
+        hex: String,
+    },
+    /// S12: a log of frames back to back.
+    Scan {
+        hex: String,
+    },
+    /// S9: a page's records applied to a zero page up to `read_lsn`.
+    Apply {
+        records: Vec<RecordSpec>,
+        read_lsn: u64,
+    },
 }
 
-fn evaluate_codec(input: CodecInput) -> Value {
+pub(crate) fn evaluate_codec(input: CodecInput) -> Value {
     match input {
         CodecInput::Encode { record } => {
             let record = record.to_record();
@@ -453,7 +586,52 @@ fn evaluate_codec(input: CodecInput) -> Value {
                 Err(error) => json!({ "error": decode_error_kind(&error) }),
             }
         }
+        CodecInput::Scan { hex: text } => {
+            let Some(bytes) = unhex(&text) else {
+                return json!({ "error": "bad_hex" });
+            };
+            let scan = scan_log(&bytes);
+            json!({
+                "lsns": scan.records.iter().map(|r| r.record().lsn.0).collect::<Vec<_>>(),
+                "valid_bytes": scan.valid_bytes,
+                "damaged_at": scan.damaged_at,
+            })
+        }
+        CodecInput::Apply { records, read_lsn } => {
+            let mut records: Vec<RedoRecord> = records.iter().map(RecordSpec::to_record).collect();
+            records.sort_by_key(|r| r.lsn);
+            let zero = vec![0u8; sixfold_core::PAGE_BYTES];
+            match sixfold_core::redo::materialize(&zero, Lsn::ZERO, &records, Lsn(read_lsn)) {
+                Ok((page, page_lsn)) => {
+                    json!({ "page_lsn": page_lsn.0, "runs": nonzero_runs(&page) })
+                }
+                Err(sixfold_core::redo::RedoError::BrokenChain { .. }) => {
+                    json!({ "error": "broken_chain" })
+                }
+                Err(sixfold_core::redo::RedoError::Malformed { .. }) => {
+                    json!({ "error": "malformed" })
+                }
+            }
+        }
     }
+}
+
+/// A page as its maximal runs of non-zero bytes: `[offset, hex]`.
+fn nonzero_runs(page: &[u8]) -> Vec<(usize, String)> {
+    let mut runs = Vec::new();
+    let mut at = 0;
+    while at < page.len() {
+        if page[at] == 0 {
+            at += 1;
+            continue;
+        }
+        let start = at;
+        while at < page.len() && page[at] != 0 {
+            at += 1;
+        }
+        runs.push((start, hex(&page[start..at])));
+    }
+    runs
 }
 
 fn decode_error_kind(error: &sixfold_core::DecodeError) -> &'static str {
@@ -469,331 +647,57 @@ fn decode_error_kind(error: &sixfold_core::DecodeError) -> &'static str {
     }
 }
 
-// ---- the committed cases ----
+/// The hand-written cases of every suite with the reference outputs
+/// (`conformance/vectors/<suite>.json`).
+pub fn generate() -> Vec<VectorFile> {
+    SUITES
+        .iter()
+        .map(|&suite| file_of(suite, cases::inputs(suite)))
+        .collect()
+}
+
+/// A suite's file from `(name, rules, input)` triples, with the reference's outputs.
+pub(crate) fn file_of(suite: &str, inputs: Vec<(String, Vec<&str>, Value)>) -> VectorFile {
+    let cases = inputs
+        .into_iter()
+        .map(|(name, rules, input)| {
+            let expected = evaluate(suite, &input).expect("generated inputs fit the schema");
+            Case {
+                name,
+                rules: rules.into_iter().map(str::to_string).collect(),
+                input,
+                expected,
+            }
+        })
+        .collect();
+    VectorFile {
+        suite: suite.to_string(),
+        about: cases::about(suite).to_string(),
+        cases,
+    }
+}
 
 /// A small deterministic generator (xorshift64*), so the random cases are the same on
 /// every machine without a dependency.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
     }
-}
-
-fn ack(pg: u32, replica: u8, scl: u64) -> Value {
-    json!({"op": "ack", "pg": pg, "replica": replica, "scl": scl, "epoch": 1})
-}
-
-fn writer_inputs() -> Vec<(String, Value)> {
-    let mut cases = vec![
-        (
-            "write quorum releases the commit (C1, C4)".to_string(),
-            json!({"pg_pages": 4, "lal": 100, "steps": [
-                {"op": "submit", "pages": [[1, 0]]},
-                ack(0, 0, 1), ack(0, 1, 1), ack(0, 2, 1), ack(0, 5, 1)]}),
-        ),
-        (
-            "an MTR across PGs waits for its CPL (C2, C3, C4)".to_string(),
-            json!({"pg_pages": 4, "lal": 100, "steps": [
-                {"op": "submit", "pages": [[1, 0], [1, 4]]},
-                ack(0, 0, 1), ack(0, 1, 1), ack(0, 2, 1), ack(0, 3, 1),
-                ack(1, 0, 2), ack(1, 1, 2), ack(1, 2, 2), ack(1, 3, 2)]}),
-        ),
-        (
-            "LAL back-pressure (W1)".to_string(),
-            json!({"pg_pages": 4, "lal": 2, "steps": [
-                {"op": "submit", "pages": [[1, 0], [1, 1]]},
-                {"op": "submit", "pages": [[1, 2]]},
-                ack(0, 0, 2), ack(0, 1, 2), ack(0, 2, 2), ack(0, 3, 2),
-                {"op": "submit", "pages": [[1, 2]]}]}),
-        ),
-        (
-            "a newer epoch's ack fences the writer (W6, E3, C6)".to_string(),
-            json!({"pg_pages": 4, "lal": 100, "steps": [
-                {"op": "submit", "pages": [[1, 0]]},
-                {"op": "ack", "pg": 0, "replica": 0, "scl": 1, "epoch": 0},
-                {"op": "ack", "pg": 0, "replica": 1, "scl": 1, "epoch": 2},
-                ack(0, 2, 1),
-                {"op": "submit", "pages": [[1, 1]]}]}),
-        ),
-    ];
-    let mut rng = Rng(0x5158_F01D);
-    for index in 0..12 {
-        let mut steps = Vec::new();
-        let mut allocated = 0u64;
-        for _ in 0..(4 + rng.below(10)) {
-            if rng.below(3) == 0 || allocated == 0 {
-                let pages: Vec<(u32, u32)> = (0..1 + rng.below(3))
-                    .map(|_| (1, rng.below(12) as u32))
-                    .collect();
-                allocated += pages.len() as u64;
-                steps.push(json!({"op": "submit", "pages": pages}));
-            } else {
-                steps.push(ack(
-                    rng.below(3) as u32,
-                    rng.below(6) as u8,
-                    1 + rng.below(allocated),
-                ));
-            }
-        }
-        cases.push((
-            format!("random writer bookkeeping #{index}"),
-            json!({"pg_pages": 4, "lal": 20, "steps": steps}),
-        ));
-    }
-    cases
-}
-
-fn record(lsn: u64, prev: u64, cpl: bool) -> Value {
-    json!({"lsn": lsn, "pg": 0, "prev_lsn_pg": prev, "page": [1, 0], "cpl": cpl})
-}
-
-fn write(epoch: u64, record: Value) -> Value {
-    json!({"op": "write", "epoch": epoch, "vdl_hint": 0, "record": record})
-}
-
-fn segment_inputs() -> Vec<(String, Value)> {
-    let mut cases = vec![
-        (
-            "SCL follows backlinks in any order, duplicates change nothing (S3, S4, S5)".into(),
-            json!({"pg": 0, "steps": [
-                write(1, record(9, 5, true)), write(1, record(2, 0, true)),
-                write(1, record(2, 0, true)), write(1, record(5, 2, true))]}),
-        ),
-        (
-            "stale epochs are refused (S7)".into(),
-            json!({"pg": 0, "steps": [
-                {"op": "raise_epoch", "epoch": 3}, write(2, record(1, 0, true)),
-                {"op": "raise_epoch", "epoch": 2}, write(3, record(1, 0, true))]}),
-        ),
-        (
-            "truncation voids and refuses (S8)".into(),
-            json!({"pg": 0, "steps": [
-                write(1, record(1, 0, true)), write(1, record(2, 1, false)),
-                write(1, record(3, 2, true)),
-                {"op": "truncate", "lsn_begin": 1, "lsn_end": 10, "epoch": 2},
-                write(2, record(2, 1, false)),
-                write(2, json!({"lsn": 11, "pg": 0, "prev_lsn_pg": 1, "page": [1, 0], "cpl": true, "epoch": 2}))]}),
-        ),
-        (
-            "bad records are refused (S13)".into(),
-            json!({"pg": 0, "steps": [
-                write(1, json!({"lsn": 1, "pg": 7, "prev_lsn_pg": 0, "page": [1, 0]})),
-                write(1, json!({"lsn": 3, "pg": 0, "prev_lsn_pg": 5, "page": [1, 0]})),
-                write(1, json!({"lsn": 4, "pg": 0, "prev_lsn_pg": 0, "page": [1, 0], "edits": [[4095, "0102"]]})),
-                write(1, record(1, 0, true)),
-                write(1, json!({"lsn": 1, "pg": 0, "prev_lsn_pg": 0, "page": [1, 0], "cpl": true, "edits": [[1, "ff"]]}))]}),
-        ),
-    ];
-    let mut rng = Rng(0xC0FF_EE11);
-    for index in 0..12 {
-        let count = 3 + rng.below(8);
-        let mut chain = Vec::new();
-        let mut lsn = 0;
-        for _ in 0..count {
-            let prev = lsn;
-            lsn += 1 + rng.below(3);
-            chain.push(record(lsn, prev, rng.below(2) == 0));
-        }
-        let mut steps = Vec::new();
-        for _ in 0..count + 2 {
-            let pick = rng.below(chain.len() as u64) as usize;
-            steps.push(write(1, chain[pick].clone()));
-        }
-        cases.push((
-            format!("random arrival order #{index}"),
-            json!({"pg": 0, "steps": steps}),
-        ));
-    }
-    cases
-}
-
-fn report(pg: u32, replica: u8, hint: u64, held: &[(u64, bool)]) -> ReportSpec {
-    let held = held.iter().map(|&(lsn, cpl)| (lsn, cpl, 1)).collect();
-    ReportSpec {
-        pg,
-        replica,
-        epoch: 2,
-        scl: 0,
-        vdl_hint: hint,
-        tip_at_hint: hint,
-        held,
-        truncations: Vec::new(),
-    }
-}
-
-fn recovery_inputs() -> Vec<(String, Value)> {
-    let input = |pgs: &[u32], reports: Vec<ReportSpec>| json!({"lal": 100, "epoch": 2, "pgs": pgs, "reports": reports});
-    let mut cases = vec![
-        (
-            "fewer than a read quorum is refused (X2)".into(),
-            input(&[0], vec![report(0, 0, 0, &[]), report(0, 1, 0, &[])]),
-        ),
-        (
-            "VCL stops at the first LSN nobody holds (X3, X4)".into(),
-            input(
-                &[0, 1],
-                vec![
-                    report(0, 0, 0, &[(1, false), (3, true)]),
-                    report(0, 1, 0, &[]),
-                    report(0, 2, 0, &[]),
-                    report(1, 0, 0, &[(2, true), (5, true)]),
-                    report(1, 1, 0, &[]),
-                    report(1, 2, 0, &[]),
-                ],
-            ),
-        ),
-        (
-            "a partial MTR is dropped (X4)".into(),
-            input(
-                &[0],
-                vec![
-                    report(0, 0, 0, &[(1, true), (2, false)]),
-                    report(0, 1, 0, &[]),
-                    report(0, 2, 0, &[]),
-                ],
-            ),
-        ),
-    ];
-    let mut rng = Rng(0xBEEF_0042);
-    for index in 0..12 {
-        let top = 4 + rng.below(10);
-        let mut reports = Vec::new();
-        for pg in 0..2u32 {
-            for replica in 0..3 + rng.below(4) as u8 {
-                let mut held: Vec<(u64, bool)> = Vec::new();
-                for lsn in (1..=top).filter(|lsn| (*lsn as u32) % 2 == pg) {
-                    if rng.below(4) != 0 {
-                        held.push((lsn, rng.below(2) == 0));
-                    }
-                }
-                reports.push(report(pg, replica, 0, &held));
-            }
-        }
-        cases.push((format!("random reports #{index}"), input(&[0, 1], reports)));
-    }
-    cases
-}
-
-fn codec_inputs() -> Vec<(String, Value)> {
-    let first =
-        json!({"lsn": 1, "pg": 0, "prev_lsn_pg": 0, "page": [1, 2], "edits": [[16, "68656c6c6f"]]});
-    let encoded = hex(&encode_record_to_vec(
-        &serde_json::from_value::<RecordSpec>(first.clone())
-            .expect("valid spec")
-            .to_record(),
-    ));
-    let mut flipped = unhex(&encoded).expect("hex");
-    flipped[70] ^= 0x01;
-    let mut cases = vec![
-        (
-            "encode an edit record (L5)".into(),
-            json!({"op": "encode", "record": first}),
-        ),
-        (
-            "encode a full image (L4, L5)".into(),
-            json!({"op": "encode", "record": {"lsn": 9, "pg": 3, "prev_lsn_pg": 4, "prev_lsn_page": 2, "page": [2, 3075], "cpl": true, "full_image_byte": 90, "epoch": 7}}),
-        ),
-        (
-            "decode a valid frame (L5)".into(),
-            json!({"op": "decode", "hex": encoded}),
-        ),
-        (
-            "a flipped body bit is caught (L5)".into(),
-            json!({"op": "decode", "hex": hex(&flipped)}),
-        ),
-        (
-            "a cut frame is truncated (L6)".into(),
-            json!({"op": "decode", "hex": &encoded[..100]}),
-        ),
-        (
-            "garbage has a bad magic (L6)".into(),
-            json!({"op": "decode", "hex": "00".repeat(80)}),
-        ),
-    ];
-    let mut rng = Rng(0xD00D_F00D);
-    for index in 0..8 {
-        let lsn = 1 + rng.below(1 << 40);
-        let edits: Vec<(u16, String)> = (0..1 + rng.below(3))
-            .map(|_| {
-                let len = 1 + rng.below(8) as usize;
-                let bytes: Vec<u8> = (0..len).map(|_| rng.below(256) as u8).collect();
-                (rng.below(4000) as u16, hex(&bytes))
-            })
-            .collect();
-        let spec = json!({"lsn": lsn, "pg": rng.below(9), "prev_lsn_pg": rng.below(lsn), "prev_lsn_page": rng.below(lsn),
-            "epoch": 1 + rng.below(5), "page": [rng.below(4), rng.below(5000)], "cpl": rng.below(2) == 0, "edits": edits});
-        cases.push((
-            format!("random encode #{index}"),
-            json!({"op": "encode", "record": spec}),
-        ));
-    }
-    cases
-}
-
-fn about(suite: &str) -> &'static str {
-    match suite {
-        "writer" => {
-            "Writer bookkeeping: MTR submissions and acks in; per step the result, PGCL by PG, VCL, VDL, commits acknowledged and failed, fenced (W1, W3, W6, C1-C6, E3). Geometry pg_pages as given, quorum 6/4/3, epoch 1, every change one byte at offset 0."
-        }
-        "segment" => {
-            "One segment of a PG: writes, truncations and epoch raises in; per step the result, SCL, epoch and holes (S3-S8, S13)."
-        }
-        "recovery" => {
-            "Recovery planning: segment reports in; VCL, VDL, truncation range, last LSN by PG and the next LSN out, or an error (X2-X4, X7, E1). Quorum 6/4/3."
-        }
-        "codec" => {
-            "Record frames of spec/formats.md: encode a record to hex, or decode hex to a record or an error kind (L4-L6)."
-        }
-        _ => "",
-    }
-}
-
-/// Every suite's cases with the reference outputs.
-pub fn generate() -> Vec<VectorFile> {
-    SUITES
-        .iter()
-        .map(|&suite| {
-            let inputs = match suite {
-                "writer" => writer_inputs(),
-                "segment" => segment_inputs(),
-                "recovery" => recovery_inputs(),
-                "wire" => wire_inputs(),
-                _ => codec_inputs(),
-            };
-            let cases = inputs
-                .into_iter()
-                .map(|(name, input)| {
-                    let expected =
-                        evaluate(suite, &input).expect("generated inputs fit the schema");
-                    Case {
-                        name,
-                        input,
-                        expected,
-                    }
-                })
-                .collect();
-            VectorFile {
-                suite: suite.to_string(),
-                about: about(suite).to_string(),
-                cases,
-            }
-        })
-        .collect()
 }
 
 // ---- wire ----
 
 #[derive(Deserialize)]
-struct WireInput {
+pub(crate) struct WireInput {
     /// One frame: u32 length, u32 CRC32C, payload.
     frame: String,
 }
@@ -812,7 +716,7 @@ fn wire_error_kind(error: &sixfold_cluster::wire::WireError) -> &'static str {
     }
 }
 
-fn evaluate_wire(input: WireInput) -> Value {
+pub(crate) fn evaluate_wire(input: WireInput) -> Value {
     use sixfold_cluster::wire::{decode, encode, read_frame};
     let Some(bytes) = unhex(&input.frame) else {
         return json!({ "error": "bad_hex" });
@@ -833,95 +737,4 @@ fn evaluate_wire(input: WireInput) -> Value {
         }
         Err(error) => json!({ "error": wire_error_kind(&error) }),
     }
-}
-
-fn wire_inputs() -> Vec<(String, Value)> {
-    use sixfold_cluster::wire::{Message, encode, write_frame};
-    let frame = |message: &Message| {
-        let mut out = Vec::new();
-        write_frame(&mut out, &encode(message)).expect("in-memory write");
-        out
-    };
-    let record: RedoRecord = serde_json::from_value::<RecordSpec>(
-        json!({"lsn": 7, "pg": 0, "prev_lsn_pg": 3, "page": [1, 2], "cpl": true, "edits": [[16, "68656c6c6f"]]}),
-    )
-    .expect("valid spec")
-    .to_record();
-    let segment = SegmentId {
-        pg: PgId(0),
-        replica: 2,
-    };
-    let messages = [
-        (
-            "ack",
-            Message::Ack {
-                request_id: 9,
-                segment,
-                scl: Lsn(7),
-                epoch: Epoch(3),
-            },
-        ),
-        (
-            "write batch with one record and a truncation",
-            Message::WriteBatch {
-                request_id: 10,
-                segment,
-                epoch: Epoch(3),
-                vdl_hint: Lsn(5),
-                truncation: Some(TruncationRange {
-                    lsn_begin: Lsn(1),
-                    lsn_end: Lsn(4),
-                    epoch: Epoch(3),
-                }),
-                records: vec![record],
-            },
-        ),
-        (
-            "get page",
-            Message::GetPage {
-                request_id: 11,
-                segment,
-                epoch: Epoch(3),
-                read_point: Lsn(7),
-                pg_lsn: Lsn(7),
-                page: PageId::new(1, 2),
-            },
-        ),
-    ];
-    let mut cases = Vec::new();
-    for (name, message) in &messages {
-        let bytes = frame(message);
-        cases.push((format!("{name} (valid)"), json!({ "frame": hex(&bytes) })));
-        let mut flipped = bytes.clone();
-        let last = flipped.len() - 1;
-        flipped[last] ^= 0x01;
-        cases.push((
-            format!("{name}, a payload bit flipped: CRC"),
-            json!({ "frame": hex(&flipped) }),
-        ));
-        cases.push((
-            format!("{name}, cut short"),
-            json!({ "frame": hex(&bytes[..bytes.len() - 3]) }),
-        ));
-    }
-    let mut oversize = vec![0u8; 8];
-    oversize[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
-    cases.push((
-        "a length above MAX_FRAME_BYTES".into(),
-        json!({ "frame": hex(&oversize) }),
-    ));
-    let mut unknown = Vec::new();
-    write_frame(&mut unknown, &[0xEE, 0, 0, 0]).expect("in-memory write");
-    cases.push((
-        "an unknown message type".into(),
-        json!({ "frame": hex(&unknown) }),
-    ));
-    let mut short = Vec::new();
-    let ack = encode(&messages[0].1);
-    write_frame(&mut short, &ack[..ack.len() - 4]).expect("in-memory write");
-    cases.push((
-        "an ack missing its last field".into(),
-        json!({ "frame": hex(&short) }),
-    ));
-    cases
 }

@@ -1,12 +1,15 @@
 //! The spec-coverage check: every rule in spec/ is cited by code or a test outside spec/
 //! unless it is marked *(planned)*; every cited ID is defined; and every rule of the areas
-//! the protocol core implements (Q, L, W, C, X, E) is cited by a test.
+//! the protocol core implements (Q, L, W, C, X, E) is cited by a test; and every L, W, C,
+//! S, R, X and E rule is pinned by a conformance vector's `rules` (spec/conformance.md),
+//! except those spec/conformance.md lists as outside the suites' reach.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 const AREAS: &str = "QLWCSRXEMVAI";
 const AREAS_NEEDING_TESTS: &str = "QLWCXE";
+const AREAS_NEEDING_VECTORS: &str = "LWCSRXE";
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -133,4 +136,77 @@ fn every_rule_is_cited_and_every_citation_is_defined() {
         untested.is_empty(),
         "core rules no test cites: {untested:?}"
     );
+}
+
+/// Rule IDs cited by the `rules` of every vector file under conformance/vectors.
+fn vector_citations(dir: &Path, out: &mut BTreeSet<String>) {
+    for entry in std::fs::read_dir(dir)
+        .expect("conformance/vectors exists")
+        .flatten()
+    {
+        let path = entry.path();
+        if path.is_dir() {
+            vector_citations(&path, out);
+            continue;
+        }
+        if path.extension().is_none_or(|ext| ext != "json") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("readable vector file");
+        let file: serde_json::Value = serde_json::from_str(&text).expect("vector JSON");
+        for case in file["cases"].as_array().expect("cases") {
+            for rule in case["rules"].as_array().into_iter().flatten() {
+                out.insert(rule.as_str().expect("rule IDs are strings").to_string());
+            }
+        }
+    }
+}
+
+/// The rules spec/conformance.md names under "Rules the suites do not reach".
+fn rules_outside_the_suites(root: &Path) -> BTreeSet<String> {
+    let text = std::fs::read_to_string(root.join("spec").join("conformance.md"))
+        .expect("spec/conformance.md exists");
+    let section = text
+        .split("## Rules the suites do not reach")
+        .nth(1)
+        .expect("spec/conformance.md has the section");
+    let section = section.split("\n## ").next().unwrap_or(section);
+    citations(section)
+}
+
+#[test]
+fn every_vector_area_rule_is_pinned_by_a_vector() {
+    let root = workspace();
+    let rules = defined_rules(&root);
+    let mut cited = BTreeSet::new();
+    vector_citations(&root.join("conformance").join("vectors"), &mut cited);
+    let undefined: Vec<&String> = cited.iter().filter(|id| !rules.contains_key(*id)).collect();
+    assert!(
+        undefined.is_empty(),
+        "vectors cite undefined rules: {undefined:?}"
+    );
+    let exempt = rules_outside_the_suites(&root);
+    for id in &exempt {
+        assert!(
+            rules.contains_key(id),
+            "spec/conformance.md exempts undefined rule {id}"
+        );
+        assert!(
+            !cited.contains(id),
+            "{id} is exempted but a vector pins it: drop the exemption"
+        );
+    }
+    let unpinned: Vec<&String> = rules
+        .iter()
+        .filter(|&(id, &planned)| {
+            !planned
+                && AREAS_NEEDING_VECTORS.contains(&id[..1])
+                && !cited.contains(id)
+                && !exempt.contains(id)
+        })
+        .map(|(id, _)| id)
+        .collect();
+    println!("rules pinned by vectors: {}", cited.len());
+    println!("outside the suites (spec/conformance.md): {exempt:?}");
+    assert!(unpinned.is_empty(), "rules no vector pins: {unpinned:?}");
 }

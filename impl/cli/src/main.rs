@@ -46,8 +46,8 @@ enum Command {
     Bench(bench_cmds::BenchArgs),
     /// Run the conformance vectors against a target program.
     Conformance(conformance_cmds::ConformanceArgs),
-    /// Answer conformance vectors on stdin/stdout with sixfold's own implementation.
-    #[command(hide = true)]
+    /// Answer conformance requests (JSON lines on stdin/stdout, spec/conformance.md) with
+    /// sixfold's own implementation: the reference target for `sixfold conformance --target`.
     ConformanceTarget(conformance_cmds::ConformanceTargetArgs),
     /// Run SQL on a database of the volume (interactive on a terminal, else piped).
     Sql(sql_cmds::SqlArgs),

@@ -21,13 +21,30 @@ pub enum RedoBody {
 }
 
 impl RedoBody {
-    /// L4: every edit lies inside the page and a full image is exactly one page.
+    /// L4: every edit lies inside the page, a full image is exactly one page, and the
+    /// encoded body fits its frame (`RECORD_BODY_BYTES_MAX`, spec/formats.md): a body no
+    /// frame can carry is never stored, so a segment holds only what it could log and
+    /// forward (S13).
     pub fn is_well_formed(&self) -> bool {
         match self {
             RedoBody::FullImage(image) => image.len() == PAGE_BYTES,
-            RedoBody::Edits(edits) => edits.iter().all(|edit| {
-                !edit.bytes.is_empty() && edit.offset as usize + edit.bytes.len() <= PAGE_BYTES
-            }),
+            RedoBody::Edits(edits) => {
+                edits.len() <= usize::from(u16::MAX)
+                    && edits.iter().all(|edit| {
+                        !edit.bytes.is_empty()
+                            && edit.offset as usize + edit.bytes.len() <= PAGE_BYTES
+                    })
+                    && self.encoded_bytes() <= crate::codec::RECORD_BODY_BYTES_MAX
+            }
+        }
+    }
+
+    /// Bytes of the encoded body (spec/formats.md): the image, or a `u16` count and a
+    /// 4-byte header per edit before its bytes.
+    pub fn encoded_bytes(&self) -> usize {
+        match self {
+            RedoBody::FullImage(image) => image.len(),
+            RedoBody::Edits(edits) => 2 + edits.iter().map(|e| 4 + e.bytes.len()).sum::<usize>(),
         }
     }
 }

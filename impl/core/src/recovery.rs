@@ -141,14 +141,27 @@ impl RecoveryPlanner {
         let truncations = in_force;
         // S8: a held record in a range of a higher epoch than its own is void, even if its
         // reporter missed the truncation; it counts neither as held nor as a CPL.
-        let mut present: BTreeMap<Lsn, bool> = BTreeMap::new();
+        // X10: of records reported at one LSN, the one of the highest epoch counts (a lower
+        // one lies in the range the later writer's recovery truncated, X7); reports of one
+        // epoch are one record (L1) and the LSN is a CPL if any says so.
+        let mut newest: BTreeMap<Lsn, (Epoch, bool)> = BTreeMap::new();
         for report in self.reports.values() {
             for &(lsn, cpl, epoch) in &report.held {
-                if !truncations.iter().any(|t| t.voids(lsn, epoch)) {
-                    *present.entry(lsn).or_default() |= cpl;
+                if truncations.iter().any(|t| t.voids(lsn, epoch)) {
+                    continue;
+                }
+                let entry = newest.entry(lsn).or_insert((epoch, cpl));
+                if epoch > entry.0 {
+                    *entry = (epoch, cpl);
+                } else if epoch == entry.0 {
+                    entry.1 |= cpl;
                 }
             }
         }
+        let present: BTreeMap<Lsn, bool> = newest
+            .into_iter()
+            .map(|(lsn, (_, cpl))| (lsn, cpl))
+            .collect();
         // X3: walk up from F: an LSN is complete when held, or when a range voids whatever
         // an earlier writer may have put there.
         let mut vcl = floor;

@@ -221,6 +221,20 @@ impl SegmentState {
         self.check_epoch(epoch)
     }
 
+    /// E1, E4: a recovery's RaiseEpoch: only an epoch above this segment's own is taken,
+    /// so two recoveries never share an epoch (spec/wire.md RaiseEpoch); an equal one is
+    /// refused as stale.
+    pub fn begin_recovery(&mut self, epoch: Epoch) -> Result<(), SegmentError> {
+        if epoch <= self.epoch {
+            return Err(SegmentError::StaleEpoch {
+                segment: self.id,
+                got: epoch,
+                seen: self.epoch,
+            });
+        }
+        self.check_epoch(epoch).map(|_| ())
+    }
+
     /// S3, S4, S7, S8, S13: accepts one record of a write batch of `epoch` carrying
     /// `vdl_hint` (W5).
     pub fn handle_write(

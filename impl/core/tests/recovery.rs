@@ -196,3 +196,42 @@ fn a_range_of_an_unfinished_recovery_does_not_void_a_later_epochs_records() {
     // 219 is in epoch 3's range but above epoch 4's end: it may be epoch 4's and nobody holds it.
     assert_eq!((plan.vcl, plan.vdl), (Lsn(218), Lsn(218)));
 }
+
+#[test]
+fn of_two_records_at_one_lsn_the_higher_epoch_counts() {
+    // X10: LSN 2 is reported as a CPL of epoch 1 and as a non-CPL of epoch 3 (no range in
+    // force voids the older one): the epoch-3 record counts, so 2 is no CPL and VDL stays
+    // at 1. Were the flags OR-ed, VDL would land inside epoch 3's MTR.
+    let mut planner = RecoveryPlanner::new(
+        QuorumConfig::AURORA,
+        100,
+        Epoch(4),
+        [PgId(0)].into_iter().collect::<BTreeSet<_>>(),
+    );
+    let mut old = report(0, 0, 0, &[(1, true), (2, true)]);
+    old.epoch = Epoch(4);
+    let mut new = report(0, 1, 0, &[(1, true)]);
+    new.epoch = Epoch(4);
+    new.held.push((Lsn(2), false, Epoch(3)));
+    let mut empty = report(0, 2, 0, &[]);
+    empty.epoch = Epoch(4);
+    for r in [old, new, empty] {
+        planner.handle_report(r).unwrap();
+    }
+    let (plan, _) = planner.plan().unwrap();
+    assert_eq!(plan.vcl, Lsn(2));
+    assert_eq!(plan.vdl, Lsn(1));
+    // Same epoch: one record, a CPL if any report flags it.
+    let mut planner = RecoveryPlanner::new(
+        QuorumConfig::AURORA,
+        100,
+        Epoch(4),
+        [PgId(0)].into_iter().collect::<BTreeSet<_>>(),
+    );
+    for (replica, cpl) in [(0, false), (1, true), (2, false)] {
+        let mut r = report(0, replica, 0, &[(1, cpl)]);
+        r.epoch = Epoch(4);
+        planner.handle_report(r).unwrap();
+    }
+    assert_eq!(planner.plan().unwrap().0.vdl, Lsn(1));
+}

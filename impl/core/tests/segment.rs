@@ -402,4 +402,30 @@ fn a_history_over_the_one_limit_is_refused_whole() {
         segment.truncations().len(),
         sixfold_core::types::TRUNCATIONS_MAX
     );
+
+fn a_recoverys_raise_epoch_must_be_strictly_higher() {
+    // E1, E4: an equal epoch is stale for a recovery (two recoveries never share one).
+    let mut segment = sixfold_core::SegmentState::new(sixfold_core::SegmentId {
+        pg: sixfold_core::PgId(0),
+        replica: 0,
+    });
+    segment.begin_recovery(sixfold_core::Epoch(2)).unwrap();
+    assert!(segment.begin_recovery(sixfold_core::Epoch(2)).is_err());
+    assert!(segment.begin_recovery(sixfold_core::Epoch(1)).is_err());
+    assert_eq!(segment.epoch(), sixfold_core::Epoch(2));
+    assert!(segment.raise_epoch(sixfold_core::Epoch(2)).is_ok());
+}
+
+#[test]
+fn an_oversize_body_is_malformed() {
+    // L4, S13: 2 + 3 × (4 + 2048) = 6158 fits; one more edit of 2048 (8210) does not.
+    let edit = |offset: u16| sixfold_core::Edit {
+        offset,
+        bytes: vec![7; 2048],
+    };
+    let fits = sixfold_core::RedoBody::Edits(vec![edit(0), edit(2048), edit(1024)]);
+    assert!(fits.is_well_formed());
+    let over = sixfold_core::RedoBody::Edits(vec![edit(0), edit(2048), edit(1024), edit(0)]);
+    assert_eq!(over.encoded_bytes(), 8210);
+    assert!(!over.is_well_formed());
 }
