@@ -10,6 +10,9 @@ import json
 import struct
 import sys
 
+# One limit on a truncation history everywhere (S15, spec/conformance.md).
+TRUNCATIONS_MAX = 4096
+
 PAGE_BYTES = 4096
 BODY_MAX = 8192
 HEADER = 64
@@ -378,6 +381,8 @@ class Segment:
 
     def truncate(self, begin, end, epoch):
         history = [list(r) for r in self.ranges] + [[begin, end, epoch]]
+        if len(history) > TRUNCATIONS_MAX:
+            raise Refused("too_many_truncations")
         self.check_epoch(epoch)
         self.check_epoch(self.history_epoch(history))
         if self.history_epoch(history) <= self.history_epoch(self.ranges):

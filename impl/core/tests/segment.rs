@@ -402,7 +402,9 @@ fn a_history_over_the_one_limit_is_refused_whole() {
         segment.truncations().len(),
         sixfold_core::types::TRUNCATIONS_MAX
     );
+}
 
+#[test]
 fn a_recoverys_raise_epoch_must_be_strictly_higher() {
     // E1, E4: an equal epoch is stale for a recovery (two recoveries never share one).
     let mut segment = sixfold_core::SegmentState::new(sixfold_core::SegmentId {
