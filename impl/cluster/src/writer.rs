@@ -271,13 +271,15 @@ impl Inner {
         self.started.elapsed().as_millis() as u64
     }
 
-    /// R8: whether the read lease is held now: a read quorum of every known PG's
-    /// segments are on nodes with an unexpired grant.
+    /// R8: whether the read lease is held now: a read quorum of the segments of PG 0 and
+    /// of every known PG are on nodes with an unexpired grant.
     fn lease_held(&self, core: &Core) -> bool {
         let Some(state) = core.state.as_ref() else {
             return false;
         };
-        let pgs = state.pgs().map(|pg| self.config.placement(pg));
+        let pgs = std::iter::once(PgId(0))
+            .chain(state.pgs())
+            .map(|pg| self.config.placement(pg));
         core.lease.holds(self.now_ms(), pgs)
     }
 
