@@ -16,7 +16,9 @@ use std::time::Duration;
 use anyhow::Context;
 use sixfold_cluster::{ClusterConfig, EmbeddedCluster, WriterOptions};
 use sixfold_sql::shell::{ShellError, is_complete, run_shell};
-use sixfold_sql::{Catalog, CatalogError, ClusterVolume, PageVolume, open_connection};
+use sixfold_sql::{
+    Catalog, CatalogError, ClusterVolume, PageVolume, ReadOnlyVolume, open_connection,
+};
 
 /// Where the volume is: an embedded cluster's folder or a running cluster's config.
 #[derive(clap::Args, Clone)]
@@ -48,9 +50,44 @@ pub struct Session {
     pub cluster: Option<EmbeddedCluster>,
 }
 
+/// R12: the volume attached read-only (no epoch raised, nothing written), and the
+/// embedded storage nodes if this process runs them.
+pub struct ReadOnlySession {
+    pub volume: Arc<ReadOnlyVolume>,
+    pub cluster: Option<EmbeddedCluster>,
+}
+
+impl ReadOnlySession {
+    /// R12: attaches read-only; never fences the running writer.
+    pub fn open(location: &VolumeLocation) -> anyhow::Result<ReadOnlySession> {
+        let (cluster, config) = Session::locate(location)?;
+        let volume = ReadOnlyVolume::attach(config).context("attaching read-only (R12)")?;
+        Ok(ReadOnlySession {
+            volume: Arc::new(volume),
+            cluster,
+        })
+    }
+
+    pub fn page_volume(&self) -> Arc<dyn PageVolume> {
+        self.volume.clone()
+    }
+
+    pub fn close(self) {
+        drop(self.volume);
+        if let Some(cluster) = self.cluster {
+            cluster.stop();
+        }
+    }
+}
+
+/// Attempts of a read-only command whose read point the writer moved past (R12).
+const READ_ONLY_ATTEMPTS: usize = 3;
+
 impl Session {
-    pub fn open(location: &VolumeLocation) -> anyhow::Result<Session> {
-        let (cluster, config) = match (&location.data, &location.cluster) {
+    fn locate(
+        location: &VolumeLocation,
+    ) -> anyhow::Result<(Option<EmbeddedCluster>, ClusterConfig)> {
+        Ok(match (&location.data, &location.cluster) {
             (Some(dir), _) => {
                 let cluster = EmbeddedCluster::start(dir).with_context(|| {
                     format!("starting the embedded cluster in {}", dir.display())
@@ -64,7 +101,11 @@ impl Session {
                 (None, config)
             }
             (None, None) => anyhow::bail!("give --data DIR or --cluster FILE"),
-        };
+        })
+    }
+
+    pub fn open(location: &VolumeLocation) -> anyhow::Result<Session> {
+        let (cluster, config) = Self::locate(location)?;
         let volume = ClusterVolume::open(config, writer_options())
             .context("opening the writer (recovery)")?;
         Ok(Session {
@@ -98,6 +139,10 @@ pub struct SqlArgs {
     /// creates a missing file).
     #[arg(long)]
     pub db: String,
+    /// Attach read-only (R12): no new epoch, so the running writer is not fenced; reads
+    /// see the volume as of the latest durable point; writes are refused.
+    #[arg(long)]
+    pub readonly: bool,
 }
 
 #[derive(clap::Args)]
@@ -152,14 +197,13 @@ pub fn db(args: DbArgs) -> anyhow::Result<ExitCode> {
     {
         return refused(error);
     }
+    if let DbAction::List { location } = &args.action {
+        return list_read_only(location);
+    }
     let session = Session::open(location)?;
     let catalog = session.catalog();
     let result = match (&args.action, name) {
-        (DbAction::List { .. }, _) => catalog.list_databases().map(|databases| {
-            for info in databases {
-                println!("{}\t{}", info.name, info.db_id);
-            }
-        }),
+        (DbAction::List { .. }, _) => unreachable!("listed read-only above"),
         (DbAction::Create { .. }, Some(name)) => catalog
             .create_database(name)
             .map(|id| println!("created database {name} (id {id})")),
@@ -176,9 +220,51 @@ pub fn db(args: DbArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// R12: `db list` attaches read-only, so a monitoring job never fences the application;
+/// attached again if the writer moved past its read point.
+fn list_read_only(location: &VolumeLocation) -> anyhow::Result<ExitCode> {
+    let mut attempt = 1;
+    loop {
+        let session = ReadOnlySession::open(location)?;
+        let listed = Catalog::new(session.page_volume()).list_databases();
+        session.close();
+        match listed {
+            Ok(databases) => {
+                for info in databases {
+                    println!("{}\t{}", info.name, info.db_id);
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            Err(CatalogError::Volume(error)) if attempt < READ_ONLY_ATTEMPTS => {
+                tracing::info!(attempt, %error, "read-only attach is behind; attaching again");
+                attempt += 1;
+            }
+            Err(error) => return refused(error),
+        }
+    }
+}
+
+/// R12: `sql --readonly`: the shell on a read-only attach; a missing database is an error.
+fn sql_read_only(args: &SqlArgs) -> anyhow::Result<ExitCode> {
+    let session = ReadOnlySession::open(&args.location)?;
+    let conn = open_connection(session.page_volume(), &args.db)
+        .with_context(|| format!("opening database {:?} read-only", args.db))?;
+    let code = if std::io::stdin().is_terminal() {
+        interactive_shell(&conn, &args.db)?
+    } else {
+        piped_shell(&conn)?
+    };
+    drop(conn);
+    session.close();
+    Ok(code)
+}
+
 pub fn sql(args: SqlArgs) -> anyhow::Result<ExitCode> {
     if let Err(error) = sixfold_sql::validate_name(&args.db) {
         return refused(error);
+    }
+    if args.readonly {
+        return sql_read_only(&args);
     }
     let session = Session::open(&args.location)?;
     let catalog = session.catalog();
