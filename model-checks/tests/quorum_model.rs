@@ -90,10 +90,16 @@ fn correct_model_holds_with_a_failover() {
 #[test]
 fn correct_model_lease_config_never_serves_a_stale_read() {
     let report = check(Config::lease(), None, Stop::Exhaustive);
-    assert!(report.complete, "lease must be explored to the end:\n{report}");
+    assert!(
+        report.complete,
+        "lease must be explored to the end:\n{report}"
+    );
     assert!(report.all_hold(), "correct model failed:\n{report}");
     let served = report.verdict(STALE_WRITER_READS).expect("property exists");
-    assert!(served.holds, "the old writer never read: the check is vacuous\n{report}");
+    assert!(
+        served.holds,
+        "the old writer never read: the check is vacuous\n{report}"
+    );
     let stale = report.verdict(NO_STALE_READ).expect("property exists");
     assert!(stale.holds && !stale.rules.is_empty());
 }

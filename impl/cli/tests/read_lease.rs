@@ -9,10 +9,10 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
-use sixfold_cluster::config::six_node_toml;
-use sixfold_cluster::status;
 use sixfold_cluster::ClusterConfig;
+use sixfold_cluster::config::six_node_toml;
 use sixfold_cluster::embedded::EMBEDDED_PG_PAGES;
+use sixfold_cluster::status;
 use sixfold_core::NodeId;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sixfold");
@@ -210,7 +210,10 @@ fn a_replaced_writer_serves_no_stale_read() {
         !rows.iter().any(|row| row == "1"),
         "the replaced writer served the stale count: {rows:?}"
     );
-    assert!(!success, "the replaced writer's read must fail; stderr: {stderr}");
+    assert!(
+        !success,
+        "the replaced writer's read must fail; stderr: {stderr}"
+    );
     assert!(
         stderr.contains("fenced") || stderr.contains("lease expired"),
         "the error must say the writer was fenced or lost its lease: {stderr}"
@@ -227,7 +230,9 @@ fn db_list_never_fences_the_application() {
     let mut committed = 0;
     let mut commit = |app: &mut Session, committed: &mut u32| {
         *committed += 1;
-        app.send(&format!("INSERT INTO t VALUES ({committed}); SELECT count(*) FROM t;"));
+        app.send(&format!(
+            "INSERT INTO t VALUES ({committed}); SELECT count(*) FROM t;"
+        ));
         let row = app.row(Duration::from_secs(60));
         assert_eq!(
             row,

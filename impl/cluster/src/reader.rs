@@ -64,7 +64,11 @@ struct Quiet;
 
 impl LinkEvents for Quiet {
     fn unsolicited(&self, node: NodeId, message: Message) {
-        tracing::debug!(node = node.0, id = message.request_id(), "late reply dropped");
+        tracing::debug!(
+            node = node.0,
+            id = message.request_id(),
+            "late reply dropped"
+        );
     }
     fn connected(&self, _: NodeId) {}
 }
@@ -145,7 +149,11 @@ impl Reader {
         self.epoch = epoch;
         self.read_point = read_point;
         self.pgs = plan_reads(&self.config, &statuses, read_point)?;
-        tracing::info!(epoch = epoch.0, read_point = read_point.0, "attached read-only (R12)");
+        tracing::info!(
+            epoch = epoch.0,
+            read_point = read_point.0,
+            "attached read-only (R12)"
+        );
         Ok(())
     }
 
@@ -161,7 +169,10 @@ impl Reader {
             return Ok(None); // No segment of this PG exists: never written.
         };
         for &segment in &plan.candidates {
-            let Some(link) = self.config.node_of(segment).and_then(|n| self.links.get(&n))
+            let Some(link) = self
+                .config
+                .node_of(segment)
+                .and_then(|n| self.links.get(&n))
             else {
                 continue;
             };
@@ -245,10 +256,16 @@ fn plan_reads(
                 need,
             });
         }
-        let highest = segments.iter().map(|(_, scl)| *scl).max().unwrap_or(Lsn::ZERO);
+        let highest = segments
+            .iter()
+            .map(|(_, scl)| *scl)
+            .max()
+            .unwrap_or(Lsn::ZERO);
         let pg_lsn = highest.min(read_point);
-        let mut candidates: Vec<(SegmentId, Lsn)> =
-            segments.into_iter().filter(|(_, scl)| *scl >= pg_lsn).collect();
+        let mut candidates: Vec<(SegmentId, Lsn)> = segments
+            .into_iter()
+            .filter(|(_, scl)| *scl >= pg_lsn)
+            .collect();
         candidates.sort_by_key(|(_, scl)| std::cmp::Reverse(*scl));
         let candidates = candidates.into_iter().map(|(s, _)| s).collect();
         plans.insert(pg, PgRead { pg_lsn, candidates });
@@ -296,7 +313,11 @@ mod tests {
             .collect();
         let plans = plan_reads(&config, &statuses, Lsn(8)).unwrap();
         assert_eq!(plans[&pg].pg_lsn, Lsn(8));
-        assert_eq!(plans[&pg].candidates.len(), 1, "only the SCL-9 segment covers 8");
+        assert_eq!(
+            plans[&pg].candidates.len(),
+            1,
+            "only the SCL-9 segment covers 8"
+        );
         let plans = plan_reads(&config, &statuses, Lsn(20)).unwrap();
         assert_eq!(plans[&pg].pg_lsn, Lsn(9));
         let two = &statuses[..2];

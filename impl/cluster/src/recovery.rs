@@ -128,7 +128,10 @@ fn wait_out_leases(leases_end: Instant) {
     let now = Instant::now();
     if leases_end > now {
         let wait = leases_end - now;
-        tracing::info!(wait_ms = wait.as_millis() as u64, "waiting out the older writer's read lease (R10)");
+        tracing::info!(
+            wait_ms = wait.as_millis() as u64,
+            "waiting out the older writer's read lease (R10)"
+        );
         std::thread::sleep(wait);
     }
 }

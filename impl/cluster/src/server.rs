@@ -667,7 +667,9 @@ fn handle(
             } else {
                 Ok(())
             };
-            adopted.and_then(|()| heartbeat_reply(shared, store, request_id, epoch, (vcl, vdl, pgmrpl)))
+            adopted.and_then(|()| {
+                heartbeat_reply(shared, store, request_id, epoch, (vcl, vdl, pgmrpl))
+            })
         }
         Message::Status { .. } => Ok(status_reply(shared, store, request_id)),
         _ => return None,

@@ -286,7 +286,11 @@ impl Inner {
     /// R8: `node` granted `lease_ms` to heartbeat `request_id` of `epoch`.
     fn on_grant(&self, node: NodeId, request_id: u64, epoch: Epoch, lease_ms: u32) {
         if !promise_covers_hold(u64::from(lease_ms), LEASE_HOLD_MS) {
-            tracing::warn!(node = node.0, lease_ms, "lease grant too short to count (R11)");
+            tracing::warn!(
+                node = node.0,
+                lease_ms,
+                "lease grant too short to count (R11)"
+            );
             return;
         }
         let mut core = self.core();

@@ -199,7 +199,10 @@ mod tests {
         // Answers arrive late; the lease still counts from 100.
         assert!(lease.granted(NodeId(1), 10));
         assert!(lease.granted(NodeId(2), 11));
-        assert!(!lease.holds(150, [pg0.clone()]), "two grants are not a read quorum");
+        assert!(
+            !lease.holds(150, [pg0.clone()]),
+            "two grants are not a read quorum"
+        );
         assert!(lease.granted(NodeId(3), 12));
         assert!(lease.holds(900, [pg0.clone()]));
         assert!(lease.holds(1_099, [pg0.clone()]));

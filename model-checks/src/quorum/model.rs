@@ -522,7 +522,11 @@ impl QuorumModel {
                 segment_name(index)
             ),
             Action::Renew { stale, segment } => {
-                let writer = if stale { state.writer_stale } else { state.writer };
+                let writer = if stale {
+                    state.writer_stale
+                } else {
+                    state.writer
+                };
                 format!(
                     "{} grants a read lease to writer e{} (R7)",
                     segment_name(segment),
@@ -803,9 +807,10 @@ impl Model for QuorumModel {
         ];
         if self.config.leases {
             // Guards the stale-read property against vacuity.
-            properties.push(Property::sometimes(STALE_WRITER_READS, |_, state: &State| {
-                state.ghost.stale_writer_read
-            }));
+            properties.push(Property::sometimes(
+                STALE_WRITER_READS,
+                |_, state: &State| state.ghost.stale_writer_read,
+            ));
         }
         properties
     }

@@ -341,7 +341,12 @@ pub fn recovery_write(
 /// R10: no segment that took this recovery's epoch (it reported or was written) still
 /// promises a read lease to an older writer; recovery opens only then (mutant
 /// lease-not-waited: always).
-pub fn leases_waited_out(state: &State, recovery: &Recovery, epoch: Epoch, bug: Option<Bug>) -> bool {
+pub fn leases_waited_out(
+    state: &State,
+    recovery: &Recovery,
+    epoch: Epoch,
+    bug: Option<Bug>,
+) -> bool {
     if bug == Some(Bug::LeaseNotWaited) {
         return true;
     }
@@ -380,7 +385,11 @@ pub fn recovery_open(state: &mut State, config: &Config, bug: Option<Bug>) {
 /// Only the first writer's leases are modelled: configs have one failover, so no later
 /// writer is ever replaced while running.
 pub fn can_renew(state: &State, stale: bool, index: SegmentIndex) -> bool {
-    let writer = if stale { state.writer_stale } else { state.writer };
+    let writer = if stale {
+        state.writer_stale
+    } else {
+        state.writer
+    };
     let segment = &state.segments[index as usize];
     writer.is_some_and(|writer| {
         writer.phase == Phase::Active
@@ -392,7 +401,11 @@ pub fn can_renew(state: &State, stale: bool, index: SegmentIndex) -> bool {
 }
 
 pub fn renew(state: &mut State, stale: bool, index: SegmentIndex) {
-    let slot = if stale { &mut state.writer_stale } else { &mut state.writer };
+    let slot = if stale {
+        &mut state.writer_stale
+    } else {
+        &mut state.writer
+    };
     if let Some(writer) = slot.as_mut() {
         writer.leased |= 1 << index;
         state.segments[index as usize].promise = writer.epoch;
