@@ -228,7 +228,7 @@ fn db_list_never_fences_the_application() {
     let mut app = nodes.session("app");
     app.send("CREATE TABLE t(x INTEGER);");
     let mut committed = 0;
-    let mut commit = |app: &mut Session, committed: &mut u32| {
+    let commit = |app: &mut Session, committed: &mut u32| {
         *committed += 1;
         app.send(&format!(
             "INSERT INTO t VALUES ({committed}); SELECT count(*) FROM t;"
