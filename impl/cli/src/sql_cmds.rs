@@ -61,6 +61,14 @@ impl ReadOnlySession {
     /// R12: attaches read-only; never fences the running writer.
     pub fn open(location: &VolumeLocation) -> anyhow::Result<ReadOnlySession> {
         let (cluster, config) = Session::locate(location)?;
+        if cluster.is_some() {
+            // The embedded nodes run only in this process (A7), so no writer can be fenced;
+            // a writer's recovery and final heartbeat tell the restarted nodes the VDL,
+            // which they keep only in memory.
+            let settle = ClusterVolume::open(config.clone(), writer_options())
+                .context("opening the writer (recovery)")?;
+            drop(settle);
+        }
         let volume = ReadOnlyVolume::attach(config).context("attaching read-only (R12)")?;
         Ok(ReadOnlySession {
             volume: Arc::new(volume),

@@ -38,6 +38,8 @@ pub const TICK_MS: u64 = 100;
 /// One read attempt at one segment may take this long before the next is tried (R5), in
 /// milliseconds.
 pub const READ_ATTEMPT_TIMEOUT_MS: u64 = 1_000;
+/// How long a closing writer waits for each node to take its final VDL (R12).
+pub const FINAL_HEARTBEAT_TIMEOUT_MS: u64 = 300;
 /// Records re-sent to one segment per tick, at most (W7).
 pub const RESEND_RECORDS_PER_TICK_MAX: usize = 4 * wire::BATCH_RECORDS_MAX;
 /// Recovery attempts before `open` gives up (X8: each retry uses a higher epoch).
@@ -1062,7 +1064,36 @@ impl Writer {
         self.shutdown();
     }
 
+    /// R12: a closing writer tells every node its final VDL, so a read-only attach right
+    /// after sees every commit this writer acknowledged.
+    fn final_heartbeat(&self) {
+        let header = {
+            let core = self.inner.core();
+            match core.state.as_ref() {
+                Some(state) if state.fenced_by().is_none() && !self.threads.is_empty() => {
+                    (BatchHeader::of(state), state.vcl(), state.pgmrpl())
+                }
+                _ => return,
+            }
+        };
+        let (batch, vcl, pgmrpl) = header;
+        for link in self.inner.links.values().filter(|l| l.is_connected()) {
+            let _ = link.request(
+                |request_id| Message::Heartbeat {
+                    request_id,
+                    epoch: batch.epoch,
+                    vcl,
+                    vdl: batch.vdl,
+                    pgmrpl,
+                    truncation: batch.truncation,
+                },
+                Duration::from_millis(FINAL_HEARTBEAT_TIMEOUT_MS),
+            );
+        }
+    }
+
     fn shutdown(&mut self) {
+        self.final_heartbeat();
         self.inner.stop.store(true, Ordering::SeqCst);
         for thread in self.threads.drain(..) {
             let _ = thread.join();
