@@ -304,7 +304,13 @@ impl Refinement {
                         .contains(&(index, writer_epoch))
                     {
                         let config = refinement.model.config.clone();
-                        model_writer::recovery_written(&mut refinement.state, &config, index, scl);
+                        model_writer::recovery_written(
+                            &mut refinement.state,
+                            &config,
+                            index,
+                            scl,
+                            None,
+                        );
                     }
                     Ok(())
                 })?;

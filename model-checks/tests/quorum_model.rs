@@ -2,8 +2,8 @@
 //! each mutant is caught by the property named for it, with a counterexample.
 
 use sixfold_model_checks::quorum::{
-    Bug, Config, DURABILITY, FENCING, MTR_ATOMICITY, QUIESCENT_SEGMENTS_REACH_VCL, READ_AT_POINT,
-    SERVES_ONLY_VOLUME, VDL_RULES,
+    Bug, Config, DURABILITY, FENCING, MTR_ATOMICITY, NO_STALE_READ, QUIESCENT_SEGMENTS_REACH_VCL,
+    READ_AT_POINT, SERVES_ONLY_VOLUME, STALE_WRITER_READS, VDL_RULES,
 };
 use sixfold_model_checks::{CheckOptions, Report, Stop, run_check};
 
@@ -83,6 +83,39 @@ fn correct_model_holds_with_a_failover() {
     let report = check(failover_config(), None, Stop::FirstFailure);
     assert!(report.complete, "{report}");
     assert!(report.all_hold(), "{report}");
+}
+
+// R7–R11, E3: a partitioned old writer reads under its lease, a newer one recovers, opens
+// and commits; no read the old writer serves misses that commit. Exhaustive.
+#[test]
+fn correct_model_lease_config_never_serves_a_stale_read() {
+    let report = check(Config::lease(), None, Stop::Exhaustive);
+    assert!(
+        report.complete,
+        "lease must be explored to the end:\n{report}"
+    );
+    assert!(report.all_hold(), "correct model failed:\n{report}");
+    let served = report.verdict(STALE_WRITER_READS).expect("property exists");
+    assert!(
+        served.holds,
+        "the old writer never read: the check is vacuous\n{report}"
+    );
+    let stale = report.verdict(NO_STALE_READ).expect("property exists");
+    assert!(stale.holds && !stale.rules.is_empty());
+}
+
+// R9 broken: the old writer reads from its cache without a lease and misses the new
+// writer's acknowledged commit.
+#[test]
+fn mutant_stale_read_after_fencing_serves_a_stale_read() {
+    assert_mutant_caught(Config::lease(), Bug::StaleReadAfterFencing, NO_STALE_READ);
+}
+
+// R10 broken: recovery opens while nodes of its quorum still promise the old writer a
+// lease; the old writer, still counting it, reads and misses the new writer's commit.
+#[test]
+fn mutant_lease_not_waited_serves_a_stale_read() {
+    assert_mutant_caught(Config::lease(), Bug::LeaseNotWaited, NO_STALE_READ);
 }
 
 // Q1, Q2: a write quorum of 3 does not meet every read quorum of 3; recovery misses an

@@ -17,7 +17,9 @@ use anyhow::Context;
 
 use crate::shell::{self, Mode, Shell};
 use sixfold_cluster::{ClusterConfig, EmbeddedCluster, WriterOptions};
-use sixfold_sql::{Catalog, CatalogError, ClusterVolume, PageVolume, open_connection};
+use sixfold_sql::{
+    Catalog, CatalogError, ClusterVolume, PageVolume, ReadOnlyVolume, open_connection,
+};
 
 /// Where the volume is: an embedded cluster's folder or a running cluster's config.
 #[derive(clap::Args, Clone)]
@@ -49,9 +51,52 @@ pub struct Session {
     pub cluster: Option<EmbeddedCluster>,
 }
 
+/// R12: the volume attached read-only (no epoch raised, nothing written), and the
+/// embedded storage nodes if this process runs them.
+pub struct ReadOnlySession {
+    pub volume: Arc<ReadOnlyVolume>,
+    pub cluster: Option<EmbeddedCluster>,
+}
+
+impl ReadOnlySession {
+    /// R12: attaches read-only; never fences the running writer.
+    pub fn open(location: &VolumeLocation) -> anyhow::Result<ReadOnlySession> {
+        let (cluster, config) = Session::locate(location)?;
+        if cluster.is_some() {
+            // The embedded nodes run only in this process (A7), so no writer can be fenced;
+            // a writer's recovery and final heartbeat tell the restarted nodes the VDL,
+            // which they keep only in memory.
+            let settle = ClusterVolume::open(config.clone(), writer_options())
+                .context("opening the writer (recovery)")?;
+            drop(settle);
+        }
+        let volume = ReadOnlyVolume::attach(config).context("attaching read-only (R12)")?;
+        Ok(ReadOnlySession {
+            volume: Arc::new(volume),
+            cluster,
+        })
+    }
+
+    pub fn page_volume(&self) -> Arc<dyn PageVolume> {
+        self.volume.clone()
+    }
+
+    pub fn close(self) {
+        drop(self.volume);
+        if let Some(cluster) = self.cluster {
+            cluster.stop();
+        }
+    }
+}
+
+/// Attempts of a read-only command whose read point the writer moved past (R12).
+const READ_ONLY_ATTEMPTS: usize = 3;
+
 impl Session {
-    pub fn open(location: &VolumeLocation) -> anyhow::Result<Session> {
-        let (cluster, config) = match (&location.data, &location.cluster) {
+    fn locate(
+        location: &VolumeLocation,
+    ) -> anyhow::Result<(Option<EmbeddedCluster>, ClusterConfig)> {
+        Ok(match (&location.data, &location.cluster) {
             (Some(dir), _) => {
                 let cluster = EmbeddedCluster::start(dir).with_context(|| {
                     format!("starting the embedded cluster in {}", dir.display())
@@ -65,7 +110,11 @@ impl Session {
                 (None, config)
             }
             (None, None) => anyhow::bail!("give --data DIR or --cluster FILE"),
-        };
+        })
+    }
+
+    pub fn open(location: &VolumeLocation) -> anyhow::Result<Session> {
+        let (cluster, config) = Self::locate(location)?;
         let volume = ClusterVolume::open(config, writer_options())
             .context("opening the writer (recovery)")?;
         Ok(Session {
@@ -120,7 +169,9 @@ pub struct SqlArgs {
     /// Print each input before running it (sqlite3's -echo).
     #[arg(long)]
     pub echo: bool,
-    /// Refuse writes to the database (sqlite3's -readonly).
+    /// Attach read-only (sqlite3's -readonly; R12): no new epoch, so the running writer
+    /// is not fenced; reads see the volume as of the latest durable point; writes are
+    /// refused.
     #[arg(long)]
     pub readonly: bool,
     /// Text printed for NULL (sqlite3's -nullvalue).
@@ -257,14 +308,13 @@ pub fn db(args: DbArgs) -> anyhow::Result<ExitCode> {
     {
         return refused(error);
     }
+    if let DbAction::List { location } = &args.action {
+        return list_read_only(location);
+    }
     let session = Session::open(location)?;
     let catalog = session.catalog();
     let result = match (&args.action, name) {
-        (DbAction::List { .. }, _) => catalog.list_databases().map(|databases| {
-            for info in databases {
-                println!("{}\t{}", info.name, info.db_id);
-            }
-        }),
+        (DbAction::List { .. }, _) => unreachable!("listed read-only above"),
         (DbAction::Create { .. }, Some(name)) => catalog
             .create_database(name)
             .map(|id| println!("created database {name} (id {id})")),
@@ -281,9 +331,51 @@ pub fn db(args: DbArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// R12: `db list` attaches read-only, so a monitoring job never fences the application;
+/// attached again if the writer moved past its read point.
+fn list_read_only(location: &VolumeLocation) -> anyhow::Result<ExitCode> {
+    let mut attempt = 1;
+    loop {
+        let session = ReadOnlySession::open(location)?;
+        let listed = Catalog::new(session.page_volume()).list_databases();
+        session.close();
+        match listed {
+            Ok(databases) => {
+                for info in databases {
+                    println!("{}\t{}", info.name, info.db_id);
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            Err(CatalogError::Volume(error)) if attempt < READ_ONLY_ATTEMPTS => {
+                tracing::info!(attempt, %error, "read-only attach is behind; attaching again");
+                attempt += 1;
+            }
+            Err(error) => return refused(error),
+        }
+    }
+}
+
+/// R12: `sql --readonly`: the shell on a read-only attach; a missing database is an error.
+fn sql_read_only(args: &SqlArgs) -> anyhow::Result<ExitCode> {
+    let session = ReadOnlySession::open(&args.location)?;
+    let conn = open_connection(session.page_volume(), &args.db)
+        .with_context(|| format!("opening database {:?} read-only", args.db))?;
+    // Writes are refused by the volume too; query_only gives sqlite3's own message for them.
+    conn.pragma_update(None, "query_only", true)
+        .context("making the connection read-only")?;
+    let interactive = std::io::stdin().is_terminal() && args.sql.is_empty();
+    let code = run_shell(&conn, args, interactive)?;
+    drop(conn);
+    session.close();
+    Ok(code)
+}
+
 pub fn sql(args: SqlArgs) -> anyhow::Result<ExitCode> {
     if let Err(error) = sixfold_sql::validate_name(&args.db) {
         return refused(error);
+    }
+    if args.readonly {
+        return sql_read_only(&args);
     }
     let session = Session::open(&args.location)?;
     let catalog = session.catalog();
@@ -301,10 +393,6 @@ pub fn sql(args: SqlArgs) -> anyhow::Result<ExitCode> {
     }
     let conn = open_connection(session.page_volume(), &args.db)
         .with_context(|| format!("opening database {:?}", args.db))?;
-    if args.readonly {
-        conn.pragma_update(None, "query_only", true)
-            .context("making the connection read-only")?;
-    }
     let code = run_shell(&conn, &args, interactive)?;
     drop(conn);
     drop(catalog);

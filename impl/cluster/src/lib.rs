@@ -21,6 +21,7 @@ pub mod files;
 pub mod identity;
 pub mod link;
 pub mod net;
+pub mod reader;
 pub mod recovery;
 pub mod server;
 pub mod session;
@@ -32,5 +33,6 @@ pub mod writer;
 
 pub use config::{ClusterConfig, ConfigError};
 pub use embedded::EmbeddedCluster;
+pub use reader::{Reader, ReaderError};
 pub use server::NodeHandle;
 pub use writer::{Transaction, Writer, WriterError, WriterOptions, WriterStats};

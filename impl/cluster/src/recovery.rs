@@ -5,7 +5,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use sixfold_core::lease::recovery_wait_ms;
 
 use sixfold_core::{
     Epoch, GossipRequest, Lsn, NodeId, PgId, QuorumConfig, RecoveryPlan, RecoveryPlanner,
@@ -119,6 +121,21 @@ pub struct Recovered {
     pub scls: BTreeMap<SegmentId, Lsn>,
 }
 
+/// R10: a recovering writer opens only after every lease its epoch quorum's nodes
+/// promised to an older writer has run out, so that writer serves no read after this one
+/// acknowledges a commit.
+fn wait_out_leases(leases_end: Instant) {
+    let now = Instant::now();
+    if leases_end > now {
+        let wait = leases_end - now;
+        tracing::info!(
+            wait_ms = wait.as_millis() as u64,
+            "waiting out the older writer's read lease (R10)"
+        );
+        std::thread::sleep(wait);
+    }
+}
+
 pub struct Driver<'a> {
     pub config: &'a ClusterConfig,
     pub links: &'a BTreeMap<NodeId, Arc<Link>>,
@@ -157,6 +174,8 @@ impl Driver<'_> {
         let quorum = QuorumConfig::AURORA;
         // E1, E4, X1: raise the epoch; the answer is each hosted segment's report.
         let mut answered = Answers::new();
+        // R10: the moment every lease promised by an answering node has run out.
+        let mut leases_end = Instant::now();
         for (&node, link) in self.links {
             let reply = link.request(
                 |request_id| Message::RaiseEpoch {
@@ -169,8 +188,11 @@ impl Driver<'_> {
                 Ok(Message::Reports {
                     reports,
                     truncations,
+                    lease_remaining_ms,
                     ..
                 }) => {
+                    let wait = recovery_wait_ms(u64::from(lease_remaining_ms));
+                    leases_end = leases_end.max(Instant::now() + Duration::from_millis(wait));
                     answered.insert(node, (reports, truncations));
                 }
                 Ok(Message::Error {
@@ -239,6 +261,7 @@ impl Driver<'_> {
             let target = plan.last_lsn_by_pg.get(&pg).copied().unwrap_or(Lsn::ZERO);
             self.repair(pg, target, &plan, &truncated, &mut scls)?;
         }
+        wait_out_leases(leases_end);
         Ok(Recovered { plan, scls })
     }
 

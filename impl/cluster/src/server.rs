@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use sixfold_core::lease::{LEASE_PROMISE_MS, LeasePromise};
 use sixfold_core::{Epoch, Lsn, NodeId, SEGMENTS_PER_PG, SegmentId};
 
 use crate::config::ClusterConfig;
@@ -65,6 +66,9 @@ struct Shared {
     node: NodeId,
     store: Mutex<NodeStore>,
     writer: Mutex<Option<(WriterInfo, Instant)>>,
+    /// R7, R10: the node's lease promises, in ms since `started`.
+    lease: Mutex<LeasePromise>,
+    started: Instant,
     stop: Arc<AtomicBool>,
     connections: AtomicUsize,
     /// Streams of live connections, to close them on stop.
@@ -74,6 +78,15 @@ struct Shared {
 impl Shared {
     fn stop_flag(&self) -> Arc<AtomicBool> {
         self.stop.clone()
+    }
+
+    /// Milliseconds on this node's monotonic clock (R11).
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn lease(&self) -> MutexGuard<'_, LeasePromise> {
+        self.lease.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn store(&self) -> MutexGuard<'_, NodeStore> {
@@ -135,6 +148,9 @@ impl NodeHandle {
             node,
             store: Mutex::new(store),
             writer: Mutex::new(None),
+            // R7: a promise given before a restart is not on disk; count one from the start.
+            lease: Mutex::new(LeasePromise::at_start(0, LEASE_PROMISE_MS)),
+            started: Instant::now(),
             stop: Arc::new(AtomicBool::new(false)),
             connections: AtomicUsize::new(0),
             streams: Mutex::new(HashMap::new()),
@@ -631,6 +647,8 @@ fn handle(
                 epoch: store.epoch(),
                 truncations: store.truncations().to_vec(),
                 reports,
+                // R10: the recovering writer waits this out before it opens.
+                lease_remaining_ms: lease_remaining(shared),
             })
         }
         Message::Heartbeat {
@@ -649,18 +667,8 @@ fn handle(
             } else {
                 Ok(())
             };
-            adopted.map(|()| {
-                if epoch == store.epoch() {
-                    store.note_writer_pgmrpl(pgmrpl);
-                    let info = WriterInfo {
-                        epoch,
-                        vcl,
-                        vdl,
-                        age_ms: 0,
-                    };
-                    *shared.writer.lock().expect("writer info") = Some((info, Instant::now()));
-                }
-                status_reply(shared, store, request_id)
+            adopted.and_then(|()| {
+                heartbeat_reply(shared, store, request_id, epoch, (vcl, vdl, pgmrpl))
             })
         }
         Message::Status { .. } => Ok(status_reply(shared, store, request_id)),
@@ -671,6 +679,43 @@ fn handle(
         tracing::debug!(node = shared.node.0, %error, "request refused");
         error_reply(request_id, &error, node_epoch)
     }))
+}
+
+/// R4, R7, E3: a heartbeat of the node's epoch is noted and granted a lease; one of a
+/// lower epoch is refused (StaleEpoch fences its writer) and granted nothing.
+fn heartbeat_reply(
+    shared: &Shared,
+    store: &mut NodeStore,
+    request_id: u64,
+    epoch: Epoch,
+    (vcl, vdl, pgmrpl): (Lsn, Lsn, Lsn),
+) -> Result<Message, StoreError> {
+    if epoch < store.epoch() {
+        return Err(StoreError::StaleEpoch {
+            got: epoch,
+            seen: store.epoch(),
+        });
+    }
+    store.note_writer_pgmrpl(pgmrpl);
+    let info = WriterInfo {
+        epoch,
+        vcl,
+        vdl,
+        age_ms: 0,
+    };
+    *shared.writer.lock().expect("writer info") = Some((info, Instant::now()));
+    let granted = shared.lease().grant(shared.now_ms());
+    let mut reply = status_reply(shared, store, request_id);
+    if let Message::StatusReply { lease_ms, .. } = &mut reply {
+        *lease_ms = u32::try_from(granted).unwrap_or(u32::MAX);
+    }
+    Ok(reply)
+}
+
+/// R10: how long this node's latest lease promise still runs.
+fn lease_remaining(shared: &Shared) -> u32 {
+    let remaining = shared.lease().remaining_ms(shared.now_ms());
+    u32::try_from(remaining).unwrap_or(u32::MAX)
 }
 
 fn status_reply(shared: &Shared, store: &NodeStore, request_id: u64) -> Message {
@@ -688,6 +733,7 @@ fn status_reply(shared: &Shared, store: &NodeStore, request_id: u64) -> Message 
         epoch: store.epoch(),
         writer,
         segments: store.status(),
+        lease_ms: 0,
     }
 }
 

@@ -23,7 +23,7 @@ use sixfold_core::{
 };
 
 /// Version of this wire protocol; both ends must speak the same one.
-pub const WIRE_VERSION: u16 = 2;
+pub const WIRE_VERSION: u16 = 3;
 /// Bytes before a frame's payload: length and CRC32C.
 pub const FRAME_HEADER_BYTES: usize = 8;
 /// The largest payload a frame may carry, in bytes; a larger length closes the connection.
@@ -223,6 +223,8 @@ pub enum Message {
         epoch: Epoch,
         truncations: Vec<TruncationRange>,
         reports: Vec<SegmentReport>,
+        /// R10: how long the node's latest lease promise still runs, on its clock.
+        lease_remaining_ms: u32,
     },
     Heartbeat {
         request_id: u64,
@@ -242,6 +244,8 @@ pub enum Message {
         epoch: Epoch,
         writer: Option<WriterInfo>,
         segments: Vec<SegmentStatus>,
+        /// R7: the lease granted to the heartbeat this answers, in ms (0: none).
+        lease_ms: u32,
     },
 }
 
@@ -536,6 +540,7 @@ pub fn encode(message: &Message) -> Vec<u8> {
             epoch,
             truncations,
             reports,
+            lease_remaining_ms,
         } => {
             o.u8(kind::REPORTS);
             o.u64(*request_id);
@@ -556,6 +561,7 @@ pub fn encode(message: &Message) -> Vec<u8> {
                 }
                 o.ranges(&report.truncations);
             }
+            o.u32(*lease_remaining_ms);
         }
         Message::Heartbeat {
             request_id,
@@ -589,6 +595,7 @@ pub fn encode(message: &Message) -> Vec<u8> {
             epoch,
             writer,
             segments,
+            lease_ms,
         } => {
             o.u8(kind::STATUS_REPLY);
             o.u64(*request_id);
@@ -613,6 +620,7 @@ pub fn encode(message: &Message) -> Vec<u8> {
                 o.u64(s.max_held.0);
                 o.u64(s.records);
             }
+            o.u32(*lease_ms);
         }
     }
     o.0
@@ -905,6 +913,7 @@ fn decode_reports(i: &mut In<'_>) -> Result<Message, WireError> {
         epoch,
         truncations,
         reports,
+        lease_remaining_ms: i.u32()?,
     })
 }
 
@@ -941,6 +950,7 @@ fn decode_status_reply(i: &mut In<'_>) -> Result<Message, WireError> {
         epoch,
         writer,
         segments,
+        lease_ms: i.u32()?,
     })
 }
 
@@ -1204,6 +1214,7 @@ mod tests {
                     held: vec![(Lsn(5), true, Epoch(1))],
                     truncations: vec![],
                 }],
+                lease_remaining_ms: 1_021,
             },
             Message::Heartbeat {
                 request_id: 3,
@@ -1231,6 +1242,7 @@ mod tests {
                     max_held: Lsn(5),
                     records: 4,
                 }],
+                lease_ms: 1_021,
             },
         ];
         for message in messages {

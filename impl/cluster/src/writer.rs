@@ -12,10 +12,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use sixfold_core::lease::{LEASE_HOLD_MS, LEASE_WAIT_MS, promise_covers_hold};
 use sixfold_core::redo::{apply_body, diff_pages};
 use sixfold_core::{
     DbId, Edit, Epoch, Lsn, Mtr, NodeId, PAGE_BYTES, PageId, PgId, ProtocolEvent, QuorumConfig,
-    RedoBody, RedoRecord, SegmentId, WriteError, WriterConfig, WriterState,
+    ReadLease, RedoBody, RedoRecord, SegmentId, WriteError, WriterConfig, WriterState,
 };
 use sixfold_pagecache::{ENTRY_OVERHEAD_BYTES, EntryMeta, Page, PageCache};
 
@@ -37,6 +38,8 @@ pub const TICK_MS: u64 = 100;
 /// One read attempt at one segment may take this long before the next is tried (R5), in
 /// milliseconds.
 pub const READ_ATTEMPT_TIMEOUT_MS: u64 = 1_000;
+/// How long a closing writer waits for each node to take its final VDL (R12).
+pub const FINAL_HEARTBEAT_TIMEOUT_MS: u64 = 300;
 /// Records re-sent to one segment per tick, at most (W7).
 pub const RESEND_RECORDS_PER_TICK_MAX: usize = 4 * wire::BATCH_RECORDS_MAX;
 /// Recovery attempts before `open` gives up (X8: each retry uses a higher epoch).
@@ -87,6 +90,13 @@ pub enum WriterError {
     BadTransaction(String),
     #[error("catalog: {0}")]
     Catalog(String),
+    /// R9: no read quorum of every PG renewed the read lease in time; a newer writer may
+    /// have taken over, so the read is refused rather than served stale.
+    #[error(
+        "read lease expired: no read quorum of every PG renewed it within {waited_ms} ms; \
+         this writer may have been replaced by a newer one, so the read is refused (R9)"
+    )]
+    LeaseExpired { waited_ms: u64 },
     #[error("writer is closed")]
     Closed,
 }
@@ -223,6 +233,8 @@ struct Core {
     geometry_epoch: u64,
     /// W7: per segment, the first unconfirmed LSN seen at the last tick.
     stalled: HashMap<SegmentId, Lsn>,
+    /// R8: the grants of the read lease, in ms of [`Inner::now_ms`].
+    lease: ReadLease,
 }
 
 struct Inner {
@@ -233,6 +245,8 @@ struct Inner {
     links: BTreeMap<NodeId, Arc<Link>>,
     stop: Arc<AtomicBool>,
     catalog: Mutex<()>,
+    /// The writer's monotonic clock starts here (R11).
+    started: Instant,
 }
 
 /// The networked writer (one per volume at a time; a newer one fences it, E3).
@@ -252,6 +266,42 @@ fn drain(state: &mut WriterState) {
 impl Inner {
     fn core(&self) -> MutexGuard<'_, Core> {
         self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Milliseconds on the writer's monotonic clock (R8, R11).
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// R8: whether the read lease is held now: a read quorum of the segments of PG 0 and
+    /// of every known PG are on nodes with an unexpired grant.
+    fn lease_held(&self, core: &Core) -> bool {
+        let Some(state) = core.state.as_ref() else {
+            return false;
+        };
+        let pgs = std::iter::once(PgId(0))
+            .chain(state.pgs())
+            .map(|pg| self.config.placement(pg));
+        core.lease.holds(self.now_ms(), pgs)
+    }
+
+    /// R8: `node` granted `lease_ms` to heartbeat `request_id` of `epoch`.
+    fn on_grant(&self, node: NodeId, request_id: u64, epoch: Epoch, lease_ms: u32) {
+        if !promise_covers_hold(u64::from(lease_ms), LEASE_HOLD_MS) {
+            tracing::warn!(
+                node = node.0,
+                lease_ms,
+                "lease grant too short to count (R11)"
+            );
+            return;
+        }
+        let mut core = self.core();
+        let current = core.state.as_ref().map(|s| (s.epoch(), s.fenced_by()));
+        if current == Some((epoch, None)) {
+            core.lease.granted(node, request_id);
+        }
+        drop(core);
+        self.changed.notify_all();
     }
 
     fn on_ack(&self, segment: SegmentId, scl: Lsn, epoch: Epoch) {
@@ -274,6 +324,8 @@ impl Inner {
         {
             state.fence(epoch);
             drain(state);
+            // E3, R9: a fenced writer never reads again.
+            core.lease.revoke();
         }
         drop(core);
         self.changed.notify_all();
@@ -340,9 +392,13 @@ impl Inner {
             header = BatchHeader::of(state);
             heartbeat = (state.epoch(), state.vcl(), state.vdl(), state.pgmrpl());
         }
-        for link in self.links.values() {
+        for (&node, link) in &self.links {
+            let request_id = link.request_id();
+            // R8: the grant counts from before the send, never later.
+            let sent_ms = self.now_ms();
+            self.core().lease.sent(node, request_id, sent_ms);
             let _ = link.send(&Message::Heartbeat {
-                request_id: link.request_id(),
+                request_id,
                 epoch: heartbeat.0,
                 vcl: heartbeat.1,
                 vdl: heartbeat.2,
@@ -406,9 +462,18 @@ impl LinkEvents for Events {
                 epoch,
                 ..
             } => inner.on_ack(segment, scl, epoch),
-            Message::StatusReply { segments, .. } => {
+            Message::StatusReply {
+                request_id,
+                epoch,
+                segments,
+                lease_ms,
+                ..
+            } => {
                 for status in segments {
                     inner.on_ack(status.segment, status.scl, status.epoch);
+                }
+                if lease_ms > 0 {
+                    inner.on_grant(node, request_id, epoch, lease_ms);
                 }
             }
             Message::Error {
@@ -447,11 +512,13 @@ impl Writer {
                 cache,
                 geometry_epoch: 0,
                 stalled: HashMap::new(),
+                lease: ReadLease::new(LEASE_HOLD_MS, QuorumConfig::AURORA.read_quorum()),
             }),
             changed: Condvar::new(),
             links,
             stop: Arc::new(AtomicBool::new(false)),
             catalog: Mutex::new(()),
+            started: Instant::now(),
         });
         let mut threads = Vec::new();
         let events: Arc<dyn LinkEvents> = Arc::new(Events(Arc::downgrade(&inner)));
@@ -471,6 +538,8 @@ impl Writer {
         }
         let mut writer = Writer { inner, threads };
         writer.recover()?;
+        // R8: the first lease is asked for at once, not a tick later.
+        writer.inner.tick();
         let ticker = {
             let inner = writer.inner.clone();
             std::thread::Builder::new()
@@ -739,11 +808,41 @@ impl Writer {
         self.read(page).map(|_| ())
     }
 
-    /// R1, R3, R5, R6: `page` as of `read_point` (from [`Writer::begin_read`]); `None` if it
-    /// had never been written by then.
+    /// R9, E3: the core, locked, at a moment this writer holds the read lease; waits for
+    /// a renewal up to [`LEASE_WAIT_MS`]. A fenced writer fails at once.
+    fn leased_core(&self) -> Result<MutexGuard<'_, Core>, WriterError> {
+        let started = Instant::now();
+        let wait = Duration::from_millis(LEASE_WAIT_MS);
+        let mut core = self.inner.core();
+        loop {
+            let state = core.state.as_ref().ok_or(WriterError::Closed)?;
+            if let Some(by) = state.fenced_by() {
+                return Err(WriterError::Fenced { by });
+            }
+            if self.inner.lease_held(&core) {
+                return Ok(core);
+            }
+            let waited = started.elapsed();
+            if waited >= wait {
+                return Err(WriterError::LeaseExpired {
+                    waited_ms: waited.as_millis() as u64,
+                });
+            }
+            let step = (wait - waited).min(Duration::from_millis(TICK_MS));
+            core = self
+                .inner
+                .changed
+                .wait_timeout(core, step)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// R1, R3, R5, R6, R9: `page` as of `read_point` (from [`Writer::begin_read`]); `None`
+    /// if it had never been written by then. Served only under the read lease.
     pub fn read_page(&self, page: PageId, read_point: Lsn) -> Result<Option<Vec<u8>>, WriterError> {
         let (candidates, pg_lsn, epoch, pg) = {
-            let core = self.inner.core();
+            let core = self.leased_core()?;
             let state = core.state.as_ref().ok_or(WriterError::Closed)?;
             let latest = state.page_lsn(page);
             if let Some((lsn, bytes)) = core.cache.get(page)
@@ -800,6 +899,12 @@ impl Writer {
                     Ok(Message::Page {
                         page_lsn, bytes, ..
                     }) if bytes.as_ref().is_none_or(|b| b.len() == PAGE_BYTES) => {
+                        // R9: the node served it no later than now; without the lease
+                        // now, wait for a renewal and read again.
+                        if !self.inner.lease_held(&self.inner.core()) {
+                            drop(self.leased_core()?);
+                            continue;
+                        }
                         self.took_page(page, page_lsn, bytes.as_ref());
                         return Ok(bytes);
                     }
@@ -959,7 +1064,36 @@ impl Writer {
         self.shutdown();
     }
 
+    /// R12: a closing writer tells every node its final VDL, so a read-only attach right
+    /// after sees every commit this writer acknowledged.
+    fn final_heartbeat(&self) {
+        let header = {
+            let core = self.inner.core();
+            match core.state.as_ref() {
+                Some(state) if state.fenced_by().is_none() && !self.threads.is_empty() => {
+                    (BatchHeader::of(state), state.vcl(), state.pgmrpl())
+                }
+                _ => return,
+            }
+        };
+        let (batch, vcl, pgmrpl) = header;
+        for link in self.inner.links.values().filter(|l| l.is_connected()) {
+            let _ = link.request(
+                |request_id| Message::Heartbeat {
+                    request_id,
+                    epoch: batch.epoch,
+                    vcl,
+                    vdl: batch.vdl,
+                    pgmrpl,
+                    truncation: batch.truncation,
+                },
+                Duration::from_millis(FINAL_HEARTBEAT_TIMEOUT_MS),
+            );
+        }
+    }
+
     fn shutdown(&mut self) {
+        self.final_heartbeat();
         self.inner.stop.store(true, Ordering::SeqCst);
         for thread in self.threads.drain(..) {
             let _ = thread.join();

@@ -6,6 +6,7 @@
 
 pub mod codec;
 pub mod event;
+pub mod lease;
 pub mod quorum;
 pub mod record;
 pub mod recovery;
@@ -16,6 +17,7 @@ pub mod writer;
 
 pub use codec::{DecodeError, PageImage, VerifiedRecord};
 pub use event::ProtocolEvent;
+pub use lease::{LeasePromise, ReadLease};
 pub use quorum::{Availability, Placement, QuorumConfig, QuorumError};
 pub use record::{Edit, Mtr, RedoBody, RedoRecord};
 pub use recovery::{RecoveryError, RecoveryPlan, RecoveryPlanner};

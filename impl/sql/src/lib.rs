@@ -16,6 +16,7 @@ mod catalog;
 mod cluster_volume;
 mod file;
 mod memvolume;
+mod readonly_volume;
 mod registry;
 pub mod shell;
 pub mod slt;
@@ -32,6 +33,7 @@ pub use catalog::{
 };
 pub use cluster_volume::{ClusterVolume, DURABLE_POLL_MS};
 pub use memvolume::{MemVolume, MemVolumeStats};
+pub use readonly_volume::ReadOnlyVolume;
 pub use vfs::last_vfs_error;
 pub use volume::{PAGE_SIZE, PageVolume, PageWrite, VolumeError, check_writes};
 

@@ -32,9 +32,13 @@ pub struct Config {
     pub az_crashes: bool,
     /// Whether segments gossip (S6).
     pub gossip: bool,
+    /// Whether writers take read leases and a partitioned old writer serves reads from its
+    /// cache (R7–R10).
+    pub leases: bool,
 }
 
 const ONE_PG_SHAPES: &[MtrShape] = &[&[0], &[0, 0]];
+const ONE_RECORD_SHAPES: &[MtrShape] = &[&[0]];
 const REFERENCE_LSN_CAP: Lsn = 4;
 const TWO_PG_SHAPES: &[MtrShape] = &[&[0], &[1], &[0, 1]];
 /// Every MTR of one or two records over two PGs: what an implementation may allocate.
@@ -54,6 +58,7 @@ impl Config {
             segment_crashes: 0,
             az_crashes: false,
             gossip: true,
+            leases: false,
         }
     }
 
@@ -72,6 +77,7 @@ impl Config {
             segment_crashes: 0,
             az_crashes: false,
             gossip: false,
+            leases: false,
         }
     }
 
@@ -90,6 +96,7 @@ impl Config {
             segment_crashes: 1,
             az_crashes: true,
             gossip: true,
+            leases: false,
         }
     }
 
@@ -157,6 +164,25 @@ impl Config {
         }
     }
 
+    /// A failover with read leases (R7–R10): the old writer keeps running partitioned and
+    /// serves reads from its cache while it holds a lease; the new writer recovers, opens
+    /// and commits. Two LSNs so that the new epoch can allocate above its truncation range;
+    /// one-record MTRs (atomicity is checked elsewhere). Only the first writer takes
+    /// leases: with one failover, only its lease can be stale. The first writer writes
+    /// nothing (its view is the empty volume), so the space stays small.
+    pub fn lease() -> Self {
+        Config {
+            name: "lease",
+            lsn_cap: 2,
+            lal: 1,
+            mtr_shapes: ONE_RECORD_SHAPES,
+            failover: true,
+            gossip: false,
+            leases: true,
+            ..Self::small()
+        }
+    }
+
     /// The model an implementation's trace is replayed through (conformance's refinement
     /// check): two PGs, every MTR shape of 1–2 records, the whole 4-bit LSN space, the
     /// implementation's LAL. Never explored exhaustively: its bounds on faults only limit
@@ -174,6 +200,7 @@ impl Config {
             segment_crashes: u8::MAX,
             az_crashes: true,
             gossip: true,
+            leases: false,
         }
     }
 
@@ -186,6 +213,7 @@ impl Config {
         "history",
         "history-no-gossip",
         "history-one-lsn",
+        "lease",
     ];
 
     pub fn named(name: &str) -> Result<Self, UnknownName> {
@@ -198,6 +226,7 @@ impl Config {
             "history" => Ok(Self::history()),
             "history-no-gossip" => Ok(Self::history_no_gossip()),
             "history-one-lsn" => Ok(Self::history_one_lsn()),
+            "lease" => Ok(Self::lease()),
             _ => Err(UnknownName::new("config", name, Self::NAMES)),
         }
     }
@@ -248,6 +277,10 @@ pub enum Bug {
     /// S15, X5 broken: a recovery write gives the segment only the recovery's own range, added
     /// to what it held, and gossip carries no history.
     RecoverySendsOwnRange,
+    /// R9 broken: a writer serves reads without checking its read lease.
+    StaleReadAfterFencing,
+    /// R10 broken: recovery opens without waiting out the leases its quorum promised.
+    LeaseNotWaited,
 }
 
 impl Bug {
@@ -261,6 +294,8 @@ impl Bug {
         Bug::GossipIgnoresEpoch,
         Bug::TruncationUnion,
         Bug::RecoverySendsOwnRange,
+        Bug::StaleReadAfterFencing,
+        Bug::LeaseNotWaited,
     ];
 
     pub const NAMES: &'static [&'static str] = &[
@@ -273,6 +308,8 @@ impl Bug {
         "gossip-ignores-epoch",
         "truncation-union",
         "recovery-sends-own-range",
+        "stale-read-after-fencing",
+        "lease-not-waited",
     ];
 
     /// The smallest named config in which the mutant is caught (what `--bug` uses when no
@@ -282,6 +319,7 @@ impl Bug {
             Bug::NoTruncation => Config::two_recoveries(),
             Bug::UnfencedRecoveryReads => Config::failover(),
             Bug::TruncationUnion | Bug::RecoverySendsOwnRange => Config::history(),
+            Bug::StaleReadAfterFencing | Bug::LeaseNotWaited => Config::lease(),
             _ => Config::small(),
         }
     }

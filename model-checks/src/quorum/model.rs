@@ -47,6 +47,15 @@ pub enum Action {
     RecoveryWrite(SegmentIndex),
     /// The writer reads its PG's page at VDL from one segment.
     Read(SegmentIndex),
+    /// R7, R8: a segment's node grants a read lease to the writer of its epoch (`stale`:
+    /// the partitioned old writer).
+    Renew { stale: bool, segment: SegmentIndex },
+    /// R7, R11: a segment's lease promise runs out (and the writer's count of it).
+    ExpireLease(SegmentIndex),
+    /// R10: recovery, written to a write quorum, opens once no older lease is promised.
+    RecoveryOpen,
+    /// R9: the partitioned old writer serves a read of one PG from its cache.
+    StaleRead(u8),
 }
 
 pub const DURABILITY: &str = "durability";
@@ -61,6 +70,9 @@ pub const SERVES_ONLY_VOLUME: &str = "a segment with the newest history serves o
 pub const QUIESCENT_SEGMENTS_REACH_VCL: &str =
     "when only faults are left, every segment reaches vcl";
 pub const QUIESCENCE_REACHED: &str = "a run ends with only faults left";
+pub const NO_STALE_READ: &str =
+    "a read served by a writer never misses a value acknowledged by a newer epoch";
+pub const STALE_WRITER_READS: &str = "a partitioned old writer serves a read under its lease";
 
 /// The spec rules each property checks.
 pub fn property_rules(name: &str) -> &'static [&'static str] {
@@ -76,6 +88,8 @@ pub fn property_rules(name: &str) -> &'static [&'static str] {
         SERVES_ONLY_VOLUME => &["S15", "S4", "S8", "R1", "R3", "X9"],
         QUIESCENT_SEGMENTS_REACH_VCL => &["S15", "S6", "S4", "S8", "X5", "X9", "C2"],
         QUIESCENCE_REACHED => &["W1", "S15"],
+        NO_STALE_READ => &["R7", "R8", "R9", "R10", "R11", "E3", "Q2"],
+        STALE_WRITER_READS => &["R8", "R9"],
         _ => &[],
     }
 }
@@ -233,14 +247,47 @@ impl QuorumModel {
                 }
             }
         }
+        if writer::recovery_can_open(state, &self.config, self.bug) {
+            actions.push(Action::RecoveryOpen);
+        }
         for index in 0..self.segment_count() {
             if writer::can_read(state, index as SegmentIndex) {
                 actions.push(Action::Read(index as SegmentIndex));
             }
         }
+        self.lease_actions(state, actions);
+        // Lease configs: the first writer only reads (its cached view is the empty volume),
+        // which keeps the space small; what it misses is the newer writer's commit.
+        let reads_only = self.config.leases && current.epoch == FIRST_EPOCH;
         for (index, shape) in self.config.mtr_shapes.iter().enumerate() {
-            if writer::can_allocate(&self.config, &current, shape) {
+            if !reads_only && writer::can_allocate(&self.config, &current, shape) {
                 actions.push(Action::AllocateMtr(index as u8));
+            }
+        }
+    }
+
+    /// R7–R10: grants, expiries and the old writer's cached reads (lease configs only).
+    fn lease_actions(&self, state: &State, actions: &mut Vec<Action>) {
+        if !self.config.leases {
+            return;
+        }
+        for index in 0..self.segment_count() {
+            let segment = index as SegmentIndex;
+            // Before a newer writer exists an expiry and a renewal give back the same state;
+            // only expiries a recovery can be waiting for are explored.
+            let promise = state.segments[index].promise;
+            if promise != 0 && state.writer.is_some_and(|w| w.epoch > promise) {
+                actions.push(Action::ExpireLease(segment));
+            }
+            for stale in [false, true] {
+                if writer::can_renew(state, stale, segment) {
+                    actions.push(Action::Renew { stale, segment });
+                }
+            }
+        }
+        if writer::can_stale_read(state, &self.config, self.bug) {
+            for pg in 0..self.config.pg_count {
+                actions.push(Action::StaleRead(pg as u8));
             }
         }
     }
@@ -474,6 +521,33 @@ impl QuorumModel {
                 "recovery e{epoch} repairs {} and writes it epoch {epoch} and the truncation set",
                 segment_name(index)
             ),
+            Action::Renew { stale, segment } => {
+                let writer = if stale {
+                    state.writer_stale
+                } else {
+                    state.writer
+                };
+                format!(
+                    "{} grants a read lease to writer e{} (R7)",
+                    segment_name(segment),
+                    writer.map_or(0, |w| w.epoch)
+                )
+            }
+            Action::ExpireLease(segment) => format!(
+                "the read lease {} promised to writer e{} runs out",
+                segment_name(segment),
+                state.segments[segment as usize].promise
+            ),
+            Action::RecoveryOpen => {
+                format!("recovery e{epoch} has waited out every older lease and opens (R10)")
+            }
+            Action::StaleRead(pg) => {
+                let stale = state.writer_stale.expect("stale writer");
+                format!(
+                    "old writer e{} serves a read of pg{pg} from its cache at its VDL {}",
+                    stale.epoch, stale.vdl
+                )
+            }
             Action::Read(index) => {
                 let vdl = state.writer.map(|writer| writer.vdl).unwrap_or(0);
                 format!(
@@ -665,10 +739,21 @@ impl Model for QuorumModel {
             }
             Action::RecoveryRead(index) => writer::recovery_read(&mut state, index, self.bug),
             Action::RecoveryDecide => writer::recovery_decide(&mut state, &self.config, self.bug),
-            Action::RecoveryWrite(index) => {
-                writer::recovery_write(&mut state, &self.config, index, self.history_merge())
-            }
+            Action::RecoveryWrite(index) => writer::recovery_write(
+                &mut state,
+                &self.config,
+                index,
+                self.history_merge(),
+                self.bug,
+            ),
             Action::Read(index) => writer::read(&mut state, index),
+            Action::Renew { stale, segment } => writer::renew(&mut state, stale, segment),
+            Action::ExpireLease(segment) => writer::expire_lease(&mut state, segment),
+            Action::RecoveryOpen => writer::recovery_open(&mut state, &self.config, self.bug),
+            Action::StaleRead(pg) => {
+                state.ghost.stale_writer_read = true;
+                writer::stale_read(&mut state, pg as usize);
+            }
         }
         if state.segment_crashes >= self.config.segment_crashes {
             // No crash left to lose a queue: a queued write is as good as one still in the
@@ -692,7 +777,7 @@ impl Model for QuorumModel {
     }
 
     fn properties(&self) -> Vec<Property<Self>> {
-        vec![
+        let mut properties = vec![
             Property::always(DURABILITY, |_, state| durability_holds(state)),
             Property::always(MTR_ATOMICITY, |_, state| atomicity_holds(state)),
             Property::always(VDL_RULES, |_, state| vdl_holds(state)),
@@ -716,6 +801,17 @@ impl Model for QuorumModel {
             Property::sometimes(QUIESCENCE_REACHED, |model: &QuorumModel, state| {
                 model.quiescent(state)
             }),
-        ]
+            Property::always(NO_STALE_READ, |_, state: &State| {
+                state.ghost.violations & violation::STALE_READ == 0
+            }),
+        ];
+        if self.config.leases {
+            // Guards the stale-read property against vacuity.
+            properties.push(Property::sometimes(
+                STALE_WRITER_READS,
+                |_, state: &State| state.ghost.stale_writer_read,
+            ));
+        }
+        properties
     }
 }

@@ -118,6 +118,11 @@ pub struct Segment {
     pub pending_hint: Lsn,
     /// Ghost: the segment accepted a write or gossip of an epoch below its own (S7 broken).
     pub accepted_stale: bool,
+    /// Volatile: the epoch of the writer this segment's node promised a read lease to and
+    /// whose promise still runs (R7; 0 = none). Time is abstract: a promise ends by an
+    /// explicit step, which also ends the writer's count of it (R11: the writer's hold ends
+    /// first, so both ending together loses no behaviour that matters).
+    pub promise: Epoch,
 }
 
 /// Recovery of a writer in progress (X1–X5).
@@ -180,6 +185,8 @@ pub struct Writer {
     pub scl_by_segment: [Lsn; SEGMENTS_PER_PG * PG_COUNT_MAX],
     /// C5: commit LSNs waiting for VDL.
     pub commits_waiting: LsnSet,
+    /// R8: segments whose lease grant this writer still counts, as a bit per segment.
+    pub leased: u16,
 }
 
 /// Messages. The network is a set that never forgets: a message can be delivered any number
@@ -216,6 +223,8 @@ pub struct Ghost {
     pub violations: u8,
     pub recovery_completed: bool,
     pub read_after_recovery: bool,
+    /// A partitioned old writer served a read under its lease (R9).
+    pub stale_writer_read: bool,
 }
 
 /// Violations observed during a step (a read's answer is only seen in the step).
@@ -224,6 +233,8 @@ pub mod violation {
     pub const READ_PARTIAL_MTR: u8 = 2;
     pub const READ_LOST_ACKED: u8 = 4;
     pub const FENCED_ACK_NOT_DURABLE: u8 = 8;
+    /// R9: a writer served a read that misses a commit a newer epoch acknowledged.
+    pub const STALE_READ: u8 = 16;
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

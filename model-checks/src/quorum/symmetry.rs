@@ -162,6 +162,7 @@ fn permute_writer(target: &mut Option<Writer>, source: &Option<Writer>, order: &
     for (position, index) in order.iter().enumerate() {
         target.scl_by_segment[position] = source.scl_by_segment[*index];
     }
+    target.leased = permute_mask(source.leased, order);
     if let (Phase::Recovering(target), Phase::Recovering(source)) =
         (&mut target.phase, &source.phase)
     {

@@ -22,6 +22,7 @@ pub fn initial_writer() -> Writer {
         lsn_last_by_pg: [0; 2],
         scl_by_segment: [0; 12],
         commits_waiting: 0,
+        leased: 0,
     }
 }
 
@@ -324,6 +325,7 @@ pub fn recovery_write(
     config: &Config,
     index: SegmentIndex,
     merge: HistoryMerge,
+    bug: Option<Bug>,
 ) {
     let (Some(writer), Some(recovery)) = (state.writer, recovery(&state.writer)) else {
         return;
@@ -333,14 +335,132 @@ pub fn recovery_write(
     };
     let after = after_recovery_write(state, &writer, index, &outcome, merge);
     state.segments[index as usize] = after;
-    recovery_written(state, config, index, after.scl);
+    recovery_written(state, config, index, after.scl, bug);
+}
+
+/// R10: no segment that took this recovery's epoch (it reported or was written) still
+/// promises a read lease to an older writer; recovery opens only then (mutant
+/// lease-not-waited: always).
+pub fn leases_waited_out(
+    state: &State,
+    recovery: &Recovery,
+    epoch: Epoch,
+    bug: Option<Bug>,
+) -> bool {
+    if bug == Some(Bug::LeaseNotWaited) {
+        return true;
+    }
+    let took_epoch = recovery.reported | recovery.written;
+    state.segments.iter().enumerate().all(|(index, segment)| {
+        took_epoch & (1 << index) == 0 || segment.promise == 0 || segment.promise >= epoch
+    })
+}
+
+/// X5, R10: the write quorum of every PG is written and no older lease is left on the
+/// segments that took the epoch: recovery may open.
+pub fn recovery_can_open(state: &State, config: &Config, bug: Option<Bug>) -> bool {
+    let (Some(writer), Some(recovery)) = (state.writer, recovery(&state.writer)) else {
+        return false;
+    };
+    recovery.outcome.is_some()
+        && (0..config.pg_count).all(|pg| reports_in_pg(recovery.written, pg) >= WRITE_QUORUM)
+        && leases_waited_out(state, &recovery, writer.epoch, bug)
+}
+
+/// X7, R10: opens the recovered writer (once [`recovery_can_open`]).
+pub fn recovery_open(state: &mut State, config: &Config, bug: Option<Bug>) {
+    if !recovery_can_open(state, config, bug) {
+        return;
+    }
+    let (Some(writer), Some(recovery)) = (state.writer, recovery(&state.writer)) else {
+        return;
+    };
+    if let Some(outcome) = recovery.outcome {
+        open_after_recovery(state, config, writer, &outcome);
+    }
+}
+
+/// R7, R8: the node of `index` grants a lease to the writer of its epoch (`stale` picks
+/// the partitioned old writer); the writer counts it. One running promise per segment.
+/// Only the first writer's leases are modelled: configs have one failover, so no later
+/// writer is ever replaced while running.
+pub fn can_renew(state: &State, stale: bool, index: SegmentIndex) -> bool {
+    let writer = if stale {
+        state.writer_stale
+    } else {
+        state.writer
+    };
+    let segment = &state.segments[index as usize];
+    writer.is_some_and(|writer| {
+        writer.phase == Phase::Active
+            && writer.epoch == FIRST_EPOCH
+            && segment.epoch == writer.epoch
+            && segment.promise == 0
+            && writer.leased & (1 << index) == 0
+    })
+}
+
+pub fn renew(state: &mut State, stale: bool, index: SegmentIndex) {
+    let slot = if stale {
+        &mut state.writer_stale
+    } else {
+        &mut state.writer
+    };
+    if let Some(writer) = slot.as_mut() {
+        writer.leased |= 1 << index;
+        state.segments[index as usize].promise = writer.epoch;
+    }
+}
+
+/// R7, R11: the promise of `index` runs out; the writer's count of it ended no later.
+pub fn expire_lease(state: &mut State, index: SegmentIndex) {
+    state.segments[index as usize].promise = 0;
+    for writer in [state.writer.as_mut(), state.writer_stale.as_mut()]
+        .into_iter()
+        .flatten()
+    {
+        writer.leased &= !(1 << index);
+    }
+}
+
+/// R8: the writer holds the read lease: Vr grants in every PG.
+pub fn holds_lease(writer: &Writer, pg_count: usize) -> bool {
+    (0..pg_count).all(|pg| reports_in_pg(writer.leased, pg) >= super::state::READ_QUORUM)
+}
+
+/// R9: the partitioned old writer serves a read of `pg` from its cache: its own view at its
+/// VDL. Allowed only under the lease (mutant stale-read-after-fencing: always). The read
+/// misses every commit a newer epoch acknowledged.
+pub fn can_stale_read(state: &State, config: &Config, bug: Option<Bug>) -> bool {
+    state.writer_stale.is_some_and(|stale| {
+        stale.phase == Phase::Active
+            && (bug == Some(Bug::StaleReadAfterFencing) || holds_lease(&stale, config.pg_count))
+    })
+}
+
+pub fn stale_read(state: &mut State, pg: usize) {
+    let Some(stale) = state.writer_stale else {
+        return;
+    };
+    let missed = members(state.ghost.acked)
+        .flat_map(|commit| members(state.mtr_of(commit)))
+        .any(|lsn| state.record(lsn).epoch > stale.epoch && state.record(lsn).pg as usize == pg);
+    if missed {
+        state.ghost.violations |= violation::STALE_READ;
+    }
 }
 
 /// X5, X7: the writer takes a segment's answer to its recovery write, carrying the SCL the
 /// segment reached (W6). The segment counts toward the write quorum once it is complete up
 /// to VDL; when a write quorum of every PG is, the writer opens. Trace validation calls this
 /// directly with the SCL an implementation's segment answered.
-pub fn recovery_written(state: &mut State, config: &Config, index: SegmentIndex, scl: Lsn) {
+pub fn recovery_written(
+    state: &mut State,
+    config: &Config,
+    index: SegmentIndex,
+    scl: Lsn,
+    bug: Option<Bug>,
+) {
     let (Some(mut writer), Some(mut recovery)) = (state.writer, recovery(&state.writer)) else {
         return;
     };
@@ -352,12 +472,9 @@ pub fn recovery_written(state: &mut State, config: &Config, index: SegmentIndex,
     }
     writer.scl_by_segment[index as usize] = scl;
     state.writer = Some(writer);
-    let done = (0..config.pg_count).all(|pg| reports_in_pg(recovery.written, pg) >= WRITE_QUORUM);
-    if !done {
-        set_recovery(state, recovery);
-        return;
-    }
-    open_after_recovery(state, config, writer, &outcome);
+    set_recovery(state, recovery);
+    // R10: with leases still promised to an older writer, RecoveryOpen waits for them.
+    recovery_open(state, config, bug);
 }
 
 /// X7: allocate from VDL + LAL + 1; backlinks point at the last LSN ≤ VDL of each PG.
@@ -384,6 +501,7 @@ fn open_after_recovery(
         lsn_last_by_pg,
         scl_by_segment: writer.scl_by_segment,
         commits_waiting: 0,
+        leased: 0,
     });
     state.ghost.recovery_completed = true;
     state.ghost.vdl_high = state.ghost.vdl_high.max(outcome.vdl);
