@@ -555,31 +555,32 @@ fn flush_pending(
     if pending.is_empty() {
         return;
     }
-    let flushed = store.flush();
+    // S17: each segment's commit on its own, so a refusing disk fails only its batches.
+    let flushed = store.flush_each();
     let epoch = store.epoch();
     for write in pending.drain(..) {
-        let reply = match &flushed {
-            Ok(acks) => match acks.iter().find(|ack| ack.ticket == write.ticket) {
-                Some(ack) => Message::Ack {
-                    request_id: write.request_id,
-                    segment: write.segment,
-                    scl: ack.scl,
-                    epoch: ack.epoch.max(epoch),
-                },
-                None => error_reply(
-                    write.request_id,
-                    &StoreError::NoAck {
-                        segment: write.segment,
-                    },
-                    epoch,
-                ),
+        let ack = flushed.acks.iter().find(|ack| ack.ticket == write.ticket);
+        let failure = flushed.failed.iter().find(|(s, _)| *s == write.segment);
+        let reply = match (ack, failure) {
+            (Some(ack), _) => Message::Ack {
+                request_id: write.request_id,
+                segment: write.segment,
+                scl: ack.scl,
+                epoch: ack.epoch.max(epoch),
             },
-            Err(error) => Message::Error {
+            (None, Some((_, error))) => Message::Error {
                 request_id: write.request_id,
                 code: ErrorCode::Internal,
                 epoch,
-                message: error.to_string(),
+                message: format!("{}: group commit failed: {error}", write.segment),
             },
+            (None, None) => error_reply(
+                write.request_id,
+                &StoreError::NoAck {
+                    segment: write.segment,
+                },
+                epoch,
+            ),
         };
         replies[write.slot] = Some(reply);
     }

@@ -122,6 +122,8 @@ pub struct SegmentStatus {
     pub vdl_hint: Lsn,
     pub max_held: Lsn,
     pub records: u64,
+    /// S16, S17: empty when healthy; else what is wrong ("damaged: …", "blocked: …").
+    pub problem: String,
 }
 
 /// What the last writer heartbeat told a node.
@@ -612,6 +614,7 @@ pub fn encode(message: &Message) -> Vec<u8> {
                 o.u64(s.vdl_hint.0);
                 o.u64(s.max_held.0);
                 o.u64(s.records);
+                o.string(&s.problem);
             }
         }
     }
@@ -922,7 +925,7 @@ fn decode_status_reply(i: &mut In<'_>) -> Result<Message, WireError> {
     } else {
         None
     };
-    let count = i.count(45, LIST_ENTRIES_MAX)?;
+    let count = i.count(47, LIST_ENTRIES_MAX)?;
     let segments = (0..count)
         .map(|_| {
             Ok(SegmentStatus {
@@ -932,6 +935,7 @@ fn decode_status_reply(i: &mut In<'_>) -> Result<Message, WireError> {
                 vdl_hint: i.lsn()?,
                 max_held: i.lsn()?,
                 records: i.u64()?,
+                problem: i.string()?,
             })
         })
         .collect::<Result<_, WireError>>()?;
@@ -1229,6 +1233,7 @@ mod tests {
                     scl: Lsn(3),
                     vdl_hint: Lsn(2),
                     max_held: Lsn(5),
+                    problem: "blocked: disk full".into(),
                     records: 4,
                 }],
             },

@@ -137,6 +137,7 @@ fn messages() -> Vec<(&'static str, Message)> {
         vdl_hint: Lsn(7),
         max_held: Lsn(9),
         records: 4,
+        problem: "blocked: disk full".into(),
     };
     vec![
         (

@@ -22,7 +22,7 @@ pub use disk::{Disk, DiskFile, OpenMode, StdDisk};
 pub use error::StorageError;
 pub use faulty::{CrashMode, DiskOp, DiskStats, FaultKind, FaultyDisk, OpFilter};
 pub use node::{
-    Ack, BackgroundWork, CacheKey, PG_PAGES_DEFAULT, ScrubWork, SegmentStatus, StorageConfig,
-    StorageNode, Ticket,
+    Ack, BackgroundWork, CacheKey, FlushOutcome, PG_PAGES_DEFAULT, ScrubWork, SegmentStatus,
+    StorageConfig, StorageNode, Ticket,
 };
 pub use segment::Damage;
