@@ -338,6 +338,10 @@ fn read_requests(
                 }
             }
             Err(WireError::Closed) | Err(WireError::Stopped) => break,
+            Err(error) if error.is_connection_loss() => {
+                tracing::info!(node, %peer, reason = %error, "connection closed by the peer");
+                break;
+            }
             Err(error) => {
                 // Garbage, oversize or forged frames (A4): close this connection only.
                 tracing::warn!(node, %peer, reason = %error, "connection closed: bad frame");

@@ -154,6 +154,7 @@ impl NodeStore {
     /// node's truncation history and epoch, as a newly hosted one does.
     fn adopt_rebuilt(&mut self) -> Result<(), StoreError> {
         for segment in self.engine.rebuilt_segments().to_vec() {
+            tracing::warn!(node = self.node.0, %segment, epoch = self.epoch.0, "S16: segment metadata was lost; the segment starts empty and is refilled from its peers");
             if !self.truncations.is_empty() {
                 self.engine.truncate(segment, &self.truncations)?;
             }

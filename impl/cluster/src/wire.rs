@@ -953,6 +953,25 @@ fn decode_status_reply(i: &mut In<'_>) -> Result<Message, WireError> {
 /// Bytes of every frame this process wrote, for `sixfold bench`'s bytes per commit.
 pub static FRAME_BYTES_SENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+impl WireError {
+    /// The peer went away (reset, broken pipe, end of stream mid-frame): not a bad frame,
+    /// so it is logged as what it is.
+    pub fn is_connection_loss(&self) -> bool {
+        match self {
+            WireError::Closed => true,
+            WireError::Io(error) => matches!(
+                error.kind(),
+                ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted
+                    | ErrorKind::BrokenPipe
+                    | ErrorKind::UnexpectedEof
+                    | ErrorKind::NotConnected
+            ),
+            _ => false,
+        }
+    }
+}
+
 /// Writes one frame: length, CRC32C, payload.
 pub fn write_frame(w: &mut impl Write, payload: &[u8]) -> Result<(), WireError> {
     if payload.len() > MAX_FRAME_BYTES {
@@ -1120,6 +1139,24 @@ mod tests {
                 bytes: vec![1, 2, 3],
             }]),
         }
+    }
+
+    #[test]
+    fn a_reset_connection_is_connection_loss_not_a_bad_frame() {
+        // A reset from the peer is logged as a lost connection; a bad CRC is a bad frame.
+        struct Reset;
+        impl Read for Reset {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::from(ErrorKind::ConnectionReset))
+            }
+        }
+        let error = read_frame(&mut Reset, &mut || true).unwrap_err();
+        assert!(error.is_connection_loss(), "{error}");
+        let mut frame = Vec::new();
+        write_frame(&mut frame, b"payload").unwrap();
+        frame[4] ^= 1;
+        let error = read_frame(&mut std::io::Cursor::new(frame), &mut || true).unwrap_err();
+        assert!(!error.is_connection_loss(), "{error}");
     }
 
     #[test]
