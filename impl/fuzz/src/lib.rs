@@ -26,8 +26,11 @@ use sixfold_storage::meta::{self, SegmentMeta};
 
 pub mod seeds;
 
+/// A fuzz target: arbitrary bytes in; returns, or panics on a finding.
+pub type Target = fn(&[u8]);
+
 /// Every target, by the name its corpus folder and fuzz binary carry.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("wire", wire),
     ("session", session),
     ("record", record),
@@ -38,7 +41,7 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
 ];
 
 /// The target called `name`.
-pub fn target(name: &str) -> Option<fn(&[u8])> {
+pub fn target(name: &str) -> Option<Target> {
     TARGETS.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
 }
 

@@ -103,7 +103,7 @@ fn record(lsn: u64, body: RedoBody) -> RedoRecord {
         prev_lsn_page: Lsn(0),
         epoch: Epoch(3),
         page: PageId::new(1, 2050),
-        cpl: lsn % 2 == 0,
+        cpl: lsn.is_multiple_of(2),
         body,
     }
 }
