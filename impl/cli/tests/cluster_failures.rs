@@ -370,7 +370,7 @@ fn wait_caught_up(cluster: &Processes, id: u32) {
 
 #[test]
 fn deleted_segment_meta_files_are_rebuilt_from_peers_and_nothing_acknowledged_is_lost() {
-    // S16: node 3 restarts with the `meta` of every segment deleted: it starts, rebuilds
+    // S17: node 3 restarts with the `meta` of every segment deleted: it starts, rebuilds
     // them from its peers (S6) while commits go on, and with two other nodes then down a
     // new writer reads every acknowledged page (C4). Q1: `status` with three nodes down
     // exits non-zero and names the PGs without a write quorum.
@@ -393,7 +393,7 @@ fn deleted_segment_meta_files_are_rebuilt_from_peers_and_nothing_acknowledged_is
     }
     wait_caught_up(&cluster, 3);
     let log = std::fs::read_to_string(cluster.path().join("node3.log")).unwrap();
-    assert!(log.contains("S16"), "node 3 says what it rebuilt: {log}");
+    assert!(log.contains("S17"), "node 3 says what it rebuilt: {log}");
     writer.close();
     cluster.kill(1);
     cluster.kill(2);

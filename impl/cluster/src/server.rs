@@ -559,7 +559,7 @@ fn flush_pending(
     if pending.is_empty() {
         return;
     }
-    // S17: each segment's commit on its own, so a refusing disk fails only its batches.
+    // S18: each segment's commit on its own, so a refusing disk fails only its batches.
     let flushed = store.flush_each();
     let epoch = store.epoch();
     for write in pending.drain(..) {

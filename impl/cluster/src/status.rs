@@ -103,7 +103,7 @@ impl ClusterStatus {
     }
 
     /// Q1: the PGs (every PG a node reported, and PG 0) with fewer than a write quorum of
-    /// segments that can take writes: on a reachable node and not blocked (S17). Each with
+    /// segments that can take writes: on a reachable node and not blocked (S18). Each with
     /// how many can.
     pub fn pgs_without_write_quorum(&self, config: &ClusterConfig) -> Vec<(PgId, usize)> {
         let segments = self.segments();

@@ -150,11 +150,11 @@ impl NodeStore {
         Ok(store)
     }
 
-    /// S16, V2: a segment the engine rebuilt empty (its metadata was lost) takes the
+    /// S17, V2: a segment the engine rebuilt empty (its metadata was lost) takes the
     /// node's truncation history and epoch, as a newly hosted one does.
     fn adopt_rebuilt(&mut self) -> Result<(), StoreError> {
         for segment in self.engine.rebuilt_segments().to_vec() {
-            tracing::warn!(node = self.node.0, %segment, epoch = self.epoch.0, "S16: segment metadata was lost; the segment starts empty and is refilled from its peers");
+            tracing::warn!(node = self.node.0, %segment, epoch = self.epoch.0, "S17: segment metadata was lost; the segment starts empty and is refilled from its peers");
             if !self.truncations.is_empty() {
                 self.engine.truncate(segment, &self.truncations)?;
             }
@@ -322,7 +322,7 @@ impl NodeStore {
         Ok(self.engine.flush()?)
     }
 
-    /// S1, S2, S17: group commit of each segment on its own: every ack that is ready, and
+    /// S1, S2, S18: group commit of each segment on its own: every ack that is ready, and
     /// the error of each segment whose disk refused the commit.
     pub fn flush_each(&mut self) -> FlushOutcome {
         self.engine.flush_each()
@@ -571,7 +571,7 @@ fn read_meta(dir: &Path) -> Result<(Epoch, Vec<TruncationRange>), StoreError> {
     Ok((epoch, truncations))
 }
 
-/// S16, S17: one line on what is wrong with a segment, empty when nothing is.
+/// S17, S18: one line on what is wrong with a segment, empty when nothing is.
 fn segment_problem(status: &sixfold_storage::SegmentStatus) -> String {
     if let Some(error) = &status.write_error {
         return format!("blocked: the disk refuses writes: {error}");

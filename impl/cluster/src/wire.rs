@@ -122,7 +122,7 @@ pub struct SegmentStatus {
     pub vdl_hint: Lsn,
     pub max_held: Lsn,
     pub records: u64,
-    /// S16, S17: empty when healthy; else what is wrong ("damaged: …", "blocked: …").
+    /// S17, S18: empty when healthy; else what is wrong ("damaged: …", "blocked: …").
     pub problem: String,
 }
 

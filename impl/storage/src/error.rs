@@ -61,7 +61,7 @@ pub enum StorageError {
     },
     #[error("configuration: {field} = {value} is out of range")]
     BadConfig { field: &'static str, value: u64 },
-    /// S17: the segment's last group commit failed and the retry failed too; nothing more
+    /// S18: the segment's last group commit failed and the retry failed too; nothing more
     /// is queued for it until its disk takes writes again.
     #[error("{segment}: the disk refuses writes ({reason}); batch refused, nothing queued")]
     SegmentBlocked { segment: SegmentId, reason: String },

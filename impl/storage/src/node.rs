@@ -156,7 +156,7 @@ pub struct SegmentStatus {
     pub checkpoint_error: Option<String>,
     /// Torn log tails cut at the last restart (S12).
     pub tail_cuts: usize,
-    /// S17: why the last group commit failed, while the disk refuses writes.
+    /// S18: why the last group commit failed, while the disk refuses writes.
     pub write_error: Option<String>,
 }
 
@@ -164,7 +164,7 @@ pub struct SegmentStatus {
 #[derive(Debug, Default)]
 pub struct FlushOutcome {
     pub acks: Vec<Ack>,
-    /// Segments whose group commit failed; their batches stay queued (S17).
+    /// Segments whose group commit failed; their batches stay queued (S18).
     pub failed: Vec<(SegmentId, StorageError)>,
 }
 
@@ -196,7 +196,7 @@ pub struct StorageNode {
     /// returns them.
     ready_acks: Vec<Ack>,
     scrub_cursor: usize,
-    /// S16: segments rebuilt empty at open because their metadata was lost.
+    /// S17: segments rebuilt empty at open because their metadata was lost.
     rebuilt: Vec<SegmentId>,
 }
 
@@ -290,7 +290,7 @@ impl StorageNode {
         })
     }
 
-    /// S16: segments whose metadata was lost at [`StorageNode::open`] and that start again
+    /// S17: segments whose metadata was lost at [`StorageNode::open`] and that start again
     /// empty: the caller gives them its epoch and truncation history, as to a new segment.
     pub fn rebuilt_segments(&self) -> &[SegmentId] {
         &self.rebuilt
@@ -400,7 +400,7 @@ impl StorageNode {
         }
     }
 
-    /// S17: a segment whose last group commit failed takes nothing more until a retry of
+    /// S18: a segment whose last group commit failed takes nothing more until a retry of
     /// that commit succeeds, so no queue grows while its disk refuses writes. Acks the
     /// retry produced wait for the next flush.
     fn check_writable(&mut self, id: SegmentId) -> Result<(), StorageError> {
@@ -414,7 +414,7 @@ impl StorageNode {
         Ok(())
     }
 
-    /// S1, S2, S17: group commit of every segment, each on its own: the acks of every
+    /// S1, S2, S18: group commit of every segment, each on its own: the acks of every
     /// segment that became durable (with those a failed flush held back), and the error of
     /// each that did not. Unlike [`StorageNode::flush`], no ack waits for another
     /// segment's disk.

@@ -36,7 +36,7 @@ pub enum Damage {
     /// A page version a read needs (a cover) is lost and cannot be rebuilt from the
     /// records held; repairing it needs a page copy from a peer (not built yet).
     Page { page: PageId, lsn: Lsn },
-    /// S16: the segment's metadata was lost and it started again empty; repaired when a
+    /// S17: the segment's metadata was lost and it started again empty; repaired when a
     /// gossip round left it no hole.
     MetaLost { reason: String },
 }
@@ -141,7 +141,7 @@ pub struct Segment {
     pub checkpoint_error: Option<String>,
     /// Torn tails cut at the last restart (S12).
     pub tail_cuts: usize,
-    /// S17: why the last group commit failed, until one succeeds.
+    /// S18: why the last group commit failed, until one succeeds.
     pub write_error: Option<String>,
 }
 
@@ -186,7 +186,7 @@ impl Segment {
         Ok(Segment::empty(id, &dir, config, meta))
     }
 
-    /// S16: a segment whose metadata is missing or unreadable cannot trust its files (its
+    /// S17: a segment whose metadata is missing or unreadable cannot trust its files (its
     /// epoch, truncation history and GC point are gone: a record it holds may be void, a
     /// hole may be a collected range). Its files are removed and it starts again empty,
     /// like a segment whose directory was deleted, marked damaged until a gossip round
@@ -199,7 +199,7 @@ impl Segment {
         reason: String,
     ) -> Result<Segment, StorageError> {
         let dir = node_dir.join(id.to_string());
-        tracing::error!(segment = %id, %reason, "S16: segment metadata lost; rebuilding the segment from its peers");
+        tracing::error!(segment = %id, %reason, "S17: segment metadata lost; rebuilding the segment from its peers");
         // The metadata goes first and durably: a crash part way leaves files without
         // metadata, which the next start rebuilds again, never metadata without its files.
         let mut names = disk.list(&dir).map_err(StorageError::io("list", &dir))?;
@@ -574,7 +574,7 @@ impl Segment {
         flushed
     }
 
-    /// S17: refuses to queue more while the last group commit failed, after one retry.
+    /// S18: refuses to queue more while the last group commit failed, after one retry.
     pub fn check_writable(
         &mut self,
         disk: &dyn Disk,

@@ -347,13 +347,13 @@ fn a_damaged_version_with_its_records_still_held_is_rebuilt() {
 
 #[test]
 fn corrupt_metadata_rebuilds_the_segment_at_open() {
-    // S13 for the disk: no panic on anything read from disk; S16: a segment whose meta
+    // S13 for the disk: no panic on anything read from disk; S17: a segment whose meta
     // fails its check starts again empty and damaged instead of stopping the node.
     let (disk, node, _peer, _log) = pair(8);
     drop(node);
     disk.flip_bit(&PathBuf::from(format!("{DIR}/pg0.0/meta")), 20, 0)
         .unwrap();
-    let node = try_open(&disk).expect("S16: the node opens");
+    let node = try_open(&disk).expect("S17: the node opens");
     assert_eq!(node.rebuilt_segments(), &[seg(0, 0)]);
     assert!(node.segment_status(seg(0, 0)).unwrap().damaged);
 }

@@ -21,7 +21,7 @@ struct Run {
     segments: Vec<SegmentId>,
     /// Per segment, the highest SCL an ack carried.
     acked: Vec<Lsn>,
-    /// Per segment, records a blocked segment refused (S17), to resend.
+    /// Per segment, records a blocked segment refused (S18), to resend.
     unsent: Vec<Vec<sixfold_core::RedoRecord>>,
 }
 
@@ -54,7 +54,7 @@ impl Run {
     }
 
     /// Submits `records` new records per segment, after those a blocked segment refused
-    /// (S17: a writer resends a refused batch).
+    /// (S18: a writer resends a refused batch).
     fn round(&mut self, records: usize) {
         for index in 0..2 {
             let hint = Lsn(self.logs[index].last_lsn().0.saturating_sub(1));

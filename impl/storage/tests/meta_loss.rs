@@ -1,4 +1,4 @@
-//! S16, S17: a segment whose metadata is lost, and a disk that refuses writes, on the
+//! S17, S18: a segment whose metadata is lost, and a disk that refuses writes, on the
 //! fault-injecting disk.
 
 mod common;
@@ -35,10 +35,10 @@ fn lose_meta_and_repair(lose: impl Fn(&FaultyDisk, &Path)) {
     let (disk, peer_disk, log) = two_replicas(40);
     let segment = seg(0, 0);
     lose(&disk, &meta_path(segment));
-    let mut node = try_open(&disk).expect("a lost meta does not stop the node (S16)");
+    let mut node = try_open(&disk).expect("a lost meta does not stop the node (S17)");
     assert_eq!(node.rebuilt_segments(), &[segment]);
     let status = node.segment_status(segment).unwrap();
-    assert!(status.damaged, "S16: marked damaged until repaired");
+    assert!(status.damaged, "S17: marked damaged until repaired");
     assert!(matches!(status.damage[0], Damage::MetaLost { .. }));
     assert_eq!(status.records, 0, "its untrusted files are not read back");
     // It takes writes again at once: the log files it had are gone, not in the way.
@@ -57,13 +57,13 @@ fn lose_meta_and_repair(lose: impl Fn(&FaultyDisk, &Path)) {
 
 #[test]
 fn a_deleted_meta_file_rebuilds_the_segment_from_its_peer() {
-    // S16: the case: `meta` deleted while the segment holds records.
+    // S17: the case: `meta` deleted while the segment holds records.
     lose_meta_and_repair(|disk, path| Disk::remove(disk, path).unwrap());
 }
 
 #[test]
 fn a_corrupt_meta_file_rebuilds_the_segment_from_its_peer() {
-    // S16: a meta that fails its CRC does not stop the node either.
+    // S17: a meta that fails its CRC does not stop the node either.
     lose_meta_and_repair(|disk, path| disk.flip_bit(path, 12, 3).unwrap());
 }
 
@@ -81,7 +81,7 @@ fn an_empty_segment_dir_without_meta_is_still_not_a_segment() {
 
 #[test]
 fn a_disk_that_refuses_writes_blocks_only_its_segment_and_queues_nothing_more() {
-    // S17: the group commit fails; later batches are refused with a typed error naming the
+    // S18: the group commit fails; later batches are refused with a typed error naming the
     // segment (each refusal retries the commit), the queue does not grow, and once the
     // disk takes writes again the queued batch is acknowledged and nothing is lost.
     let disk = FaultyDisk::new(4);
