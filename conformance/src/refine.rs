@@ -656,6 +656,17 @@ impl Refinement {
         let planned = self.planned.get(actor).copied();
         self.with_writer(actor, |refinement, _| {
             for (&index, segment) in &reports {
+                // E1: the model takes a recovery read only below the new epoch; a trace
+                // (bytes from a file) may claim otherwise, which is a violation, not a
+                // state to hand the model.
+                let writer = refinement.state.writer.expect("installed");
+                if segment.epoch > writer.epoch {
+                    return Err(format!(
+                        "E1: segment {index} reported epoch {:?}, above the recovering \
+                         writer's {:?}",
+                        segment.epoch, writer.epoch
+                    ));
+                }
                 refinement.state.segments[index as usize] = *segment;
                 refinement.take(Action::RecoveryRead(index), "X1")?;
             }

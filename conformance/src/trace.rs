@@ -111,6 +111,14 @@ pub enum TraceEvent {
     Sim(SimEvent),
 }
 
+/// A trace line that could not be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("trace line {line}: {message}")]
+pub struct TraceParseError {
+    pub line: usize,
+    pub message: String,
+}
+
 /// One line of a trace.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TraceLine {
@@ -156,6 +164,24 @@ impl Trace {
         } else {
             self.hash
         }
+    }
+
+    /// Reads a trace written by [`Trace::to_json_lines`] (spec/trace.md): blank lines are
+    /// skipped; any other line that is not a trace line is an error naming it. Never panics
+    /// (L6): a trace file is bytes from disk.
+    pub fn from_json_lines(text: &str) -> Result<Trace, TraceParseError> {
+        let mut trace = Trace::default();
+        for (index, text) in text.lines().enumerate() {
+            if text.trim().is_empty() {
+                continue;
+            }
+            let line: TraceLine = serde_json::from_str(text).map_err(|error| TraceParseError {
+                line: index + 1,
+                message: error.to_string(),
+            })?;
+            trace.push(line.tick, &line.actor, line.event);
+        }
+        Ok(trace)
     }
 
     pub fn to_json_lines(&self) -> String {

@@ -155,7 +155,14 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let config = args.location.load()?;
     let status = sixfold_cluster::status::collect(&config);
     print!("{}", status.render(&config));
-    Ok(ExitCode::SUCCESS)
+    // Q1: a PG without a write quorum takes no commit: say so and fail.
+    match status.quorum_problem(&config) {
+        Some(problem) => {
+            eprintln!("{problem}");
+            Ok(ExitCode::FAILURE)
+        }
+        None => Ok(ExitCode::SUCCESS),
+    }
 }
 
 fn progress_bar(txns: u64) -> indicatif::ProgressBar {

@@ -321,3 +321,149 @@ fn load_keeps_committing_with_any_two_nodes_killed() {
     assert!(table.contains("node 4 (az2) UNREACHABLE"), "{table}");
     assert!(table.contains("node 2 (az1) reachable"), "{table}");
 }
+
+/// The segment directories of node `id`'s data dir.
+fn segment_dirs(cluster: &Processes, id: u32) -> Vec<PathBuf> {
+    std::fs::read_dir(cluster.path().join(format!("node{id}")))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            path.is_dir()
+                && path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("pg"))
+        })
+        .collect()
+}
+
+/// Waits until every segment of node `id` has no problem and an SCL equal to the highest
+/// of its PG.
+fn wait_caught_up(cluster: &Processes, id: u32) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let segments = status::collect(&cluster.config).segments();
+        let behind: Vec<String> = segments
+            .iter()
+            .filter(|(_, (node, _))| node.0 == id)
+            .filter(|(segment, (_, s))| {
+                let top = segments
+                    .iter()
+                    .filter(|(other, _)| other.pg == segment.pg)
+                    .map(|(_, (_, o))| o.scl)
+                    .max()
+                    .unwrap_or_default();
+                !s.problem.is_empty() || s.scl < top
+            })
+            .map(|(segment, (_, s))| format!("{segment} SCL {} {}", s.scl, s.problem))
+            .collect();
+        if behind.is_empty() && segments.values().any(|(node, _)| node.0 == id) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {id} did not catch up: {behind:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn deleted_segment_meta_files_are_rebuilt_from_peers_and_nothing_acknowledged_is_lost() {
+    // S17: node 3 restarts with the `meta` of every segment deleted: it starts, rebuilds
+    // them from its peers (S6) while commits go on, and with two other nodes then down a
+    // new writer reads every acknowledged page (C4). Q1: `status` with three nodes down
+    // exits non-zero and names the PGs without a write quorum.
+    let mut cluster = Processes::start(16);
+    let writer = Writer::open(cluster.config.clone(), options(Duration::from_secs(4))).unwrap();
+    for n in 0..20u32 {
+        write_page(&writer, PageId::new(1, n), 100 + n as u64).unwrap();
+    }
+    cluster.kill(3);
+    let dirs = segment_dirs(&cluster, 3);
+    assert!(!dirs.is_empty(), "node 3 hosts segments");
+    for dir in &dirs {
+        std::fs::remove_file(dir.join("meta")).unwrap();
+    }
+    cluster.spawn(3);
+    cluster.wait_reachable(&[3]);
+    for n in 0..20u32 {
+        write_page(&writer, PageId::new(1, n), 200 + n as u64)
+            .expect("commits go on while node 3 rebuilds");
+    }
+    wait_caught_up(&cluster, 3);
+    let log = std::fs::read_to_string(cluster.path().join("node3.log")).unwrap();
+    assert!(log.contains("S17"), "node 3 says what it rebuilt: {log}");
+    writer.close();
+    cluster.kill(1);
+    cluster.kill(2);
+    let writer = Writer::open(cluster.config.clone(), options(Duration::from_secs(4))).unwrap();
+    for n in 0..20u32 {
+        assert_eq!(
+            tag_of(&writer, PageId::new(1, n)),
+            200 + n as u64,
+            "C4: nothing acknowledged lost"
+        );
+    }
+    writer.close();
+    cluster.kill(4);
+    let output = Command::new(BIN)
+        .args(["status", "--cluster"])
+        .arg(&cluster.config_path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "Q1: no write quorum is a failure");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("NO WRITE QUORUM") && l.contains("pg0")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_unwritable_data_dir_stops_the_node_at_start_naming_the_dir() {
+    // A8: the node exits at start with the reason, instead of listening and storing
+    // nothing. chmod 0500 blocks writes unless the test runs as root; then a read-only
+    // tmpfs is mounted over the data dir, and the test is skipped if that is not allowed.
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("cluster.toml");
+    let ports = [1, 2, 3, 4, 5, 6].map(|i| 17_000 + i);
+    std::fs::write(&config_path, six_node_toml("test", "s3cret", 16, &ports)).unwrap();
+    std::fs::set_permissions(&config_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let data = dir.path().join("node1");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o500)).unwrap();
+    let mut mounted = false;
+    if std::fs::write(data.join("probe"), b"x").is_ok() {
+        std::fs::remove_file(data.join("probe")).unwrap();
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let mount = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "ro,size=1m,mode=0700", "none"])
+            .arg(&data)
+            .output();
+        if !mount.is_ok_and(|o| o.status.success()) {
+            eprintln!("skipped: running as root and cannot mount a read-only tmpfs");
+            return;
+        }
+        mounted = true;
+    }
+    let output = Command::new(BIN)
+        .args(["storage-node", "--config"])
+        .arg(&config_path)
+        .args(["--node-id", "1"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    if mounted {
+        let _ = Command::new("umount").arg(&data).status();
+    }
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "A8: must not run: {stderr}");
+    assert!(
+        stderr.contains(&data.display().to_string()),
+        "the error names the data dir: {stderr}"
+    );
+}

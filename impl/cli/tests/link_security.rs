@@ -578,3 +578,39 @@ fn a_config_or_data_dir_others_can_read_is_refused_with_the_fix() {
         }
     }
 }
+
+#[test]
+fn a_writer_with_the_wrong_secret_fails_at_once_naming_the_node_and_the_cause() {
+    // A1, I2: a refused handshake stops the writer's open with the node and the reason,
+    // not "only 0 of 6 nodes answered" after the recovery timeout.
+    let mut nodes = Nodes::write_config(16);
+    let path = nodes.config_path.clone();
+    nodes.spawn(1, &path);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(nodes.addr(1)).is_err() {
+        assert!(Instant::now() < deadline, "node 1 did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let text = std::fs::read_to_string(&path).unwrap();
+    let wrong =
+        sixfold_cluster::ClusterConfig::parse(&text.replace("s3cret", "guess"), nodes.dir.path())
+            .unwrap();
+    let started = Instant::now();
+    let options = sixfold_cluster::WriterOptions {
+        recovery_timeout: Duration::from_secs(20),
+        ..sixfold_cluster::WriterOptions::default()
+    };
+    let error = match sixfold_cluster::Writer::open(wrong, options) {
+        Ok(_) => panic!("a writer with the wrong secret opened"),
+        Err(error) => error.to_string(),
+    };
+    assert!(
+        error.contains("node 1") && error.contains("authentication failed"),
+        "{error}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "named within seconds, not after the recovery timeout: {:?}",
+        started.elapsed()
+    );
+}

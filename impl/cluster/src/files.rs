@@ -70,6 +70,15 @@ pub enum FilesError {
         lock: PathBuf,
         holder: String,
     },
+    #[error(
+        "data dir {} is not usable: cannot {action} it: {source}; refusing to start (A8)",
+        dir.display()
+    )]
+    Unusable {
+        dir: PathBuf,
+        action: &'static str,
+        source: io::Error,
+    },
     #[error("cannot {action} {}: {source}", path.display())]
     Io {
         action: &'static str,
@@ -166,8 +175,47 @@ impl DataDirLock {
             .and_then(|()| file.rewind())
             .and_then(|()| file.write_all(pid.as_bytes()))
             .map_err(io_error("write the pid into", &path))?;
+        probe_writable(dir)?;
         Ok(DataDirLock { _file: file })
     }
+}
+
+/// Name of the file [`probe_writable`] writes and removes.
+const PROBE_FILE: &str = "write-probe.tmp";
+
+/// A8: a data dir must take a new file, a write, an fsync, a removal and a directory
+/// fsync before the node listens: a read-only, full or broken file system stops the node
+/// at start with the reason, not at the first write with a queue of failing batches.
+pub fn probe_writable(dir: &Path) -> Result<(), FilesError> {
+    let path = dir.join(PROBE_FILE);
+    let unusable = |action: &'static str| {
+        let dir = dir.to_path_buf();
+        move |source: io::Error| FilesError::Unusable {
+            dir,
+            action,
+            source,
+        }
+    };
+    match std::fs::remove_file(&path) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => {
+            return Err(unusable("remove an old probe file in")(error));
+        }
+        _ => {}
+    }
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(PRIVATE_FILE_MODE)
+        .open(&path)
+        .map_err(unusable("create a file in"))?;
+    file.write_all(&[0u8; 4096])
+        .map_err(unusable("write a file in"))?;
+    file.sync_all().map_err(unusable("fsync a file in"))?;
+    drop(file);
+    std::fs::remove_file(&path).map_err(unusable("remove a file in"))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(unusable("fsync"))
 }
 
 /// The pid a lock holder wrote, or why it cannot be told.

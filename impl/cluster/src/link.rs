@@ -55,7 +55,7 @@ pub struct Link {
     connected: AtomicBool,
     pending: Mutex<HashMap<u64, SyncSender<Message>>>,
     next_request_id: AtomicU64,
-    /// I2: why the node's identity was refused at the last dial, if it was.
+    /// I2, A1–A3: why the node was refused at the last dial, if it was.
     refused: Mutex<Option<String>>,
 }
 
@@ -78,8 +78,9 @@ impl Link {
         self.connected.load(Ordering::SeqCst)
     }
 
-    /// I2: why this node's identity disagreed with the config at the last dial; `None` once
-    /// a dial identified.
+    /// I2, A1–A3: why this node refused us at the last dial (its identity disagreed with
+    /// the config, or the handshake failed: a wrong secret or address); `None` once a dial
+    /// identified.
     pub fn refusal(&self) -> Option<String> {
         self.refused.lock().expect("refused").clone()
     }
@@ -170,8 +171,11 @@ impl Link {
                     tracing::debug!(node = self.node.0, "link down");
                 }
                 Err(error @ WireError::Handshake(_)) => {
-                    // A wrong secret or address is an operator's problem: say so loudly.
+                    // A wrong secret or address is an operator's problem: say so loudly, and
+                    // keep the reason so a writer opening names it at once.
                     tracing::warn!(node = self.node.0, addr = %self.addr, %error, "link refused");
+                    *self.refused.lock().expect("refused") =
+                        Some(format!("node {} at {}: {error}", self.node.0, self.addr));
                     self.sleep_backoff(&mut backoff_ms, &stop);
                 }
                 Err(error) => {
@@ -229,6 +233,10 @@ impl Link {
                         match wire::receive_sealed(&mut read_half, &mut opener, &mut idle) {
                             Ok(message) => link.deliver(message, events.as_ref()),
                             Err(WireError::Stopped | WireError::Closed) => break,
+                            Err(error) if error.is_connection_loss() => {
+                                tracing::info!(node = link.node.0, %error, "link closed: connection lost");
+                                break;
+                            }
                             Err(error) => {
                                 tracing::warn!(node = link.node.0, %error, "link closed: bad frame from node");
                                 break;

@@ -291,6 +291,7 @@ mod tests {
             vdl_hint: Lsn(0),
             max_held: Lsn(scl),
             records: 1,
+            problem: String::new(),
         }
     }
 

@@ -354,6 +354,10 @@ fn read_requests(
                 }
             }
             Err(WireError::Closed) | Err(WireError::Stopped) => break,
+            Err(error) if error.is_connection_loss() => {
+                tracing::info!(node, %peer, reason = %error, "connection closed by the peer");
+                break;
+            }
             Err(error) => {
                 // Garbage, oversize or forged frames (A4): close this connection only.
                 tracing::warn!(node, %peer, reason = %error, "connection closed: bad frame");
@@ -571,31 +575,32 @@ fn flush_pending(
     if pending.is_empty() {
         return;
     }
-    let flushed = store.flush();
+    // S18: each segment's commit on its own, so a refusing disk fails only its batches.
+    let flushed = store.flush_each();
     let epoch = store.epoch();
     for write in pending.drain(..) {
-        let reply = match &flushed {
-            Ok(acks) => match acks.iter().find(|ack| ack.ticket == write.ticket) {
-                Some(ack) => Message::Ack {
-                    request_id: write.request_id,
-                    segment: write.segment,
-                    scl: ack.scl,
-                    epoch: ack.epoch.max(epoch),
-                },
-                None => error_reply(
-                    write.request_id,
-                    &StoreError::NoAck {
-                        segment: write.segment,
-                    },
-                    epoch,
-                ),
+        let ack = flushed.acks.iter().find(|ack| ack.ticket == write.ticket);
+        let failure = flushed.failed.iter().find(|(s, _)| *s == write.segment);
+        let reply = match (ack, failure) {
+            (Some(ack), _) => Message::Ack {
+                request_id: write.request_id,
+                segment: write.segment,
+                scl: ack.scl,
+                epoch: ack.epoch.max(epoch),
             },
-            Err(error) => Message::Error {
+            (None, Some((_, error))) => Message::Error {
                 request_id: write.request_id,
                 code: ErrorCode::Internal,
                 epoch,
-                message: error.to_string(),
+                message: format!("{}: group commit failed: {error}", write.segment),
             },
+            (None, None) => error_reply(
+                write.request_id,
+                &StoreError::NoAck {
+                    segment: write.segment,
+                },
+                epoch,
+            ),
         };
         replies[write.slot] = Some(reply);
     }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use sixfold_core::{Epoch, NodeId, PgId, SegmentId};
+use sixfold_core::{Epoch, NodeId, PgId, QuorumConfig, SegmentId};
 
 use crate::config::ClusterConfig;
 use crate::identity::Identity;
@@ -102,6 +102,53 @@ impl ClusterStatus {
         out
     }
 
+    /// Q1: the PGs (every PG a node reported, and PG 0) with fewer than a write quorum of
+    /// segments that can take writes: on a reachable node and not blocked (S18). Each with
+    /// how many can.
+    pub fn pgs_without_write_quorum(&self, config: &ClusterConfig) -> Vec<(PgId, usize)> {
+        let segments = self.segments();
+        let mut pgs: Vec<PgId> = segments.keys().map(|s| s.pg).collect();
+        pgs.push(PgId(0));
+        pgs.sort();
+        pgs.dedup();
+        let writable = |pg: PgId| {
+            let placement = config.placement(pg);
+            (0..placement.len())
+                .filter(|&replica| {
+                    let segment = SegmentId {
+                        pg,
+                        replica: replica as u8,
+                    };
+                    let problem = segments.get(&segment).map(|(_, s)| s.problem.as_str());
+                    self.reachable(placement[replica])
+                        && !problem.is_some_and(|p| p.starts_with("blocked"))
+                })
+                .count()
+        };
+        pgs.into_iter()
+            .map(|pg| (pg, writable(pg)))
+            .filter(|&(_, n)| n < QuorumConfig::AURORA.write_quorum())
+            .collect()
+    }
+
+    /// One line naming every PG without a write quorum, if any (`sixfold status` then
+    /// exits non-zero).
+    pub fn quorum_problem(&self, config: &ClusterConfig) -> Option<String> {
+        let missing = self.pgs_without_write_quorum(config);
+        if missing.is_empty() {
+            return None;
+        }
+        let need = QuorumConfig::AURORA.write_quorum();
+        let list: Vec<String> = missing
+            .iter()
+            .map(|(pg, n)| format!("pg{pg} ({n} of 6 writable)"))
+            .collect();
+        Some(format!(
+            "NO WRITE QUORUM (needs {need} of 6 segments reachable and writable): {}",
+            list.join(", ")
+        ))
+    }
+
     /// The table `sixfold status` prints.
     pub fn render(&self, config: &ClusterConfig) -> String {
         let mut out = String::new();
@@ -165,9 +212,15 @@ impl ClusterStatus {
                     (Some(vcl), None) if reachable => vcl.0.to_string(),
                     _ => "-".into(),
                 };
+                let problem = segments
+                    .get(&segment)
+                    .map(|(_, s)| s.problem.to_uppercase())
+                    .filter(|p| !p.is_empty())
+                    .map(|p| format!("  {p}"))
+                    .unwrap_or_default();
                 let _ = writeln!(
                     out,
-                    "  {:<8} {:>4} {:<6} {:<11} {:>10} {:>6} {:>10}",
+                    "  {:<8} {:>4} {:<6} {:<11} {:>10} {:>6} {:>10}{problem}",
                     segment.to_string(),
                     node.0,
                     az,
@@ -177,6 +230,9 @@ impl ClusterStatus {
                     lag
                 );
             }
+        }
+        if let Some(problem) = self.quorum_problem(config) {
+            let _ = writeln!(out, "\n{problem}");
         }
         out
     }

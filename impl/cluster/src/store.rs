@@ -25,7 +25,9 @@ use sixfold_core::{
     Epoch, Geometry, GossipRequest, Lsn, NodeId, PageId, RedoRecord, SEGMENTS_PER_PG, SegmentId,
     SegmentReport, TruncationRange, history_epoch,
 };
-use sixfold_storage::{Ack, StdDisk, StorageConfig, StorageError, StorageNode, Ticket};
+use sixfold_storage::{
+    Ack, FlushOutcome, StdDisk, StorageConfig, StorageError, StorageNode, Ticket,
+};
 
 use crate::config::ClusterConfig;
 use crate::identity::{self, IdentityRecord, RecordError};
@@ -133,7 +135,7 @@ impl NodeStore {
             tracing::info!(node = node.0, volume = %config.volume_id, pg_pages = config.pg_pages, "identity recorded (I1)");
         }
         identity::check_segments_placed(&dir, config, node, &engine.segments())?;
-        Ok(NodeStore {
+        let mut store = NodeStore {
             node,
             dir,
             config: config.clone(),
@@ -143,7 +145,24 @@ impl NodeStore {
             writer_pgmrpl: Lsn::ZERO,
             peer_scl: HashMap::new(),
             background_steps: 0,
-        })
+        };
+        store.adopt_rebuilt()?;
+        Ok(store)
+    }
+
+    /// S17, V2: a segment the engine rebuilt empty (its metadata was lost) takes the
+    /// node's truncation history and epoch, as a newly hosted one does.
+    fn adopt_rebuilt(&mut self) -> Result<(), StoreError> {
+        for segment in self.engine.rebuilt_segments().to_vec() {
+            tracing::warn!(node = self.node.0, %segment, epoch = self.epoch.0, "S17: segment metadata was lost; the segment starts empty and is refilled from its peers");
+            if !self.truncations.is_empty() {
+                self.engine.truncate(segment, &self.truncations)?;
+            }
+            if self.epoch > Epoch(0) {
+                self.engine.raise_epoch(segment, self.epoch)?;
+            }
+        }
+        Ok(())
     }
 
     pub fn node(&self) -> NodeId {
@@ -303,6 +322,12 @@ impl NodeStore {
         Ok(self.engine.flush()?)
     }
 
+    /// S1, S2, S18: group commit of each segment on its own: every ack that is ready, and
+    /// the error of each segment whose disk refused the commit.
+    pub fn flush_each(&mut self) -> FlushOutcome {
+        self.engine.flush_each()
+    }
+
     /// S6: records of `segment` a peer that sent `request` is missing. The asker's SCL
     /// is noted to hold garbage collection below it (see the module doc).
     pub fn answer_gossip(
@@ -431,6 +456,7 @@ impl NodeStore {
                     vdl_hint: s.vdl_hint,
                     max_held,
                     records: s.records as u64,
+                    problem: segment_problem(&s),
                 }
             })
             .collect()
@@ -543,4 +569,15 @@ fn read_meta(dir: &Path) -> Result<(Epoch, Vec<TruncationRange>), StoreError> {
         })
         .collect();
     Ok((epoch, truncations))
+}
+
+/// S17, S18: one line on what is wrong with a segment, empty when nothing is.
+fn segment_problem(status: &sixfold_storage::SegmentStatus) -> String {
+    if let Some(error) = &status.write_error {
+        return format!("blocked: the disk refuses writes: {error}");
+    }
+    match status.damage.first() {
+        Some(damage) => format!("damaged ({} unrepaired): {damage}", status.damage.len()),
+        None => String::new(),
+    }
 }

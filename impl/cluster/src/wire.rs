@@ -122,6 +122,8 @@ pub struct SegmentStatus {
     pub vdl_hint: Lsn,
     pub max_held: Lsn,
     pub records: u64,
+    /// S17, S18: empty when healthy; else what is wrong ("damaged: …", "blocked: …").
+    pub problem: String,
 }
 
 /// What the last writer heartbeat told a node.
@@ -619,6 +621,7 @@ pub fn encode(message: &Message) -> Vec<u8> {
                 o.u64(s.vdl_hint.0);
                 o.u64(s.max_held.0);
                 o.u64(s.records);
+                o.string(&s.problem);
             }
             o.u32(*lease_ms);
         }
@@ -931,7 +934,7 @@ fn decode_status_reply(i: &mut In<'_>) -> Result<Message, WireError> {
     } else {
         None
     };
-    let count = i.count(45, LIST_ENTRIES_MAX)?;
+    let count = i.count(47, LIST_ENTRIES_MAX)?;
     let segments = (0..count)
         .map(|_| {
             Ok(SegmentStatus {
@@ -941,6 +944,7 @@ fn decode_status_reply(i: &mut In<'_>) -> Result<Message, WireError> {
                 vdl_hint: i.lsn()?,
                 max_held: i.lsn()?,
                 records: i.u64()?,
+                problem: i.string()?,
             })
         })
         .collect::<Result<_, WireError>>()?;
@@ -958,6 +962,25 @@ fn decode_status_reply(i: &mut In<'_>) -> Result<Message, WireError> {
 
 /// Bytes of every frame this process wrote, for `sixfold bench`'s bytes per commit.
 pub static FRAME_BYTES_SENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl WireError {
+    /// The peer went away (reset, broken pipe, end of stream mid-frame): not a bad frame,
+    /// so it is logged as what it is.
+    pub fn is_connection_loss(&self) -> bool {
+        match self {
+            WireError::Closed => true,
+            WireError::Io(error) => matches!(
+                error.kind(),
+                ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted
+                    | ErrorKind::BrokenPipe
+                    | ErrorKind::UnexpectedEof
+                    | ErrorKind::NotConnected
+            ),
+            _ => false,
+        }
+    }
+}
 
 /// Writes one frame: length, CRC32C, payload.
 pub fn write_frame(w: &mut impl Write, payload: &[u8]) -> Result<(), WireError> {
@@ -1129,6 +1152,24 @@ mod tests {
     }
 
     #[test]
+    fn a_reset_connection_is_connection_loss_not_a_bad_frame() {
+        // A reset from the peer is logged as a lost connection; a bad CRC is a bad frame.
+        struct Reset;
+        impl Read for Reset {
+            fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::from(ErrorKind::ConnectionReset))
+            }
+        }
+        let error = read_frame(&mut Reset, &mut || true).unwrap_err();
+        assert!(error.is_connection_loss(), "{error}");
+        let mut frame = Vec::new();
+        write_frame(&mut frame, b"payload").unwrap();
+        frame[4] ^= 1;
+        let error = read_frame(&mut std::io::Cursor::new(frame), &mut || true).unwrap_err();
+        assert!(!error.is_connection_loss(), "{error}");
+    }
+
+    #[test]
     fn every_message_round_trips() {
         // L5: records inside a batch keep their own frames and CRCs.
         let segment = SegmentId {
@@ -1240,6 +1281,7 @@ mod tests {
                     scl: Lsn(3),
                     vdl_hint: Lsn(2),
                     max_held: Lsn(5),
+                    problem: "blocked: disk full".into(),
                     records: 4,
                 }],
                 lease_ms: 1_021,

@@ -61,6 +61,10 @@ pub enum StorageError {
     },
     #[error("configuration: {field} = {value} is out of range")]
     BadConfig { field: &'static str, value: u64 },
+    /// S18: the segment's last group commit failed and the retry failed too; nothing more
+    /// is queued for it until its disk takes writes again.
+    #[error("{segment}: the disk refuses writes ({reason}); batch refused, nothing queued")]
+    SegmentBlocked { segment: SegmentId, reason: String },
     #[error("write queue full: {queued_bytes} bytes queued, limit {max_bytes} (back-pressure)")]
     QueueFull { queued_bytes: u64, max_bytes: u64 },
     #[error("{path}: corrupt at byte {offset}: {reason}")]

@@ -22,8 +22,8 @@ pub use disk::{Disk, DiskFile, OpenMode, STD_DISK_BYTES_WRITTEN, StdDisk};
 pub use error::StorageError;
 pub use faulty::{CrashMode, DiskOp, DiskStats, FaultKind, FaultyDisk, OpFilter};
 pub use node::{
-    Ack, BackgroundWork, CacheKey, PG_PAGES_DEFAULT, ScrubWork, SegmentStatus, StorageConfig,
-    StorageNode, Ticket,
+    Ack, BackgroundWork, CacheKey, FlushOutcome, PG_PAGES_DEFAULT, ScrubWork, SegmentStatus,
+    StorageConfig, StorageNode, Ticket,
 };
 pub use pages::COMPACTION_BYTES_WRITTEN;
 pub use segment::Damage;

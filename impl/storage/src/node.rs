@@ -14,6 +14,9 @@ use sixfold_pagecache::{CacheStats, EntryMeta, PageCache};
 
 use crate::disk::Disk;
 use crate::error::StorageError;
+use crate::log::parse_log_name;
+use crate::meta::{META_FILE, PAGEDIR_FILE, read_meta};
+use crate::pages::parse_page_file_name;
 use crate::segment::{Damage, Segment};
 
 /// The page cache of a node: one entry per (segment, page).
@@ -183,6 +186,16 @@ pub struct SegmentStatus {
     pub checkpoint_error: Option<String>,
     /// Torn log tails cut at the last restart (S12).
     pub tail_cuts: usize,
+    /// S18: why the last group commit failed, while the disk refuses writes.
+    pub write_error: Option<String>,
+}
+
+/// What [`StorageNode::flush_each`] did.
+#[derive(Debug, Default)]
+pub struct FlushOutcome {
+    pub acks: Vec<Ack>,
+    /// Segments whose group commit failed; their batches stay queued (S18).
+    pub failed: Vec<(SegmentId, StorageError)>,
 }
 
 /// What one `background_step` did.
@@ -215,6 +228,8 @@ pub struct StorageNode {
     /// returns them.
     ready_acks: Vec<Ack>,
     scrub_cursor: usize,
+    /// S17: segments rebuilt empty at open because their metadata was lost.
+    rebuilt: Vec<SegmentId>,
 }
 
 impl std::fmt::Debug for StorageNode {
@@ -224,6 +239,17 @@ impl std::fmt::Debug for StorageNode {
             .field("segments", &self.segments.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
+}
+
+/// Whether a segment directory holds records or pages: one without (a hosting that never
+/// wrote its metadata) is not a segment; one with them and no metadata lost its `meta`.
+fn holds_segment_data(disk: &dyn Disk, dir: &Path) -> Result<bool, StorageError> {
+    let names = disk.list(dir).map_err(StorageError::io("list", dir))?;
+    Ok(names.iter().any(|name| {
+        parse_log_name(name).is_some()
+            || parse_page_file_name(name).is_some()
+            || name == PAGEDIR_FILE
+    }))
 }
 
 /// The segment directory name of `pg<N>.<replica>`, parsed.
@@ -251,14 +277,30 @@ impl StorageNode {
                 .map_err(StorageError::io("fsync dir", parent))?;
         }
         let mut segments = BTreeMap::new();
+        let mut rebuilt = Vec::new();
         for name in disk.list(&dir).map_err(StorageError::io("list", &dir))? {
             let Some(id) = parse_segment_dir(&name) else {
                 continue;
             };
-            if let Some(segment) = Segment::open(disk.as_ref(), &dir.join(&name), &config)? {
+            let path = dir.join(&name);
+            let lost = match read_meta(disk.as_ref(), &path) {
+                Ok(Some(_)) => None,
+                Ok(None) if !holds_segment_data(disk.as_ref(), &path)? => continue,
+                Ok(None) => Some(format!("{} is missing", path.join(META_FILE).display())),
+                Err(error @ StorageError::Corrupt { .. }) => Some(error.to_string()),
+                // An I/O error may pass (or need the operator): never a reason to drop data.
+                Err(error) => return Err(error),
+            };
+            if let Some(reason) = lost {
+                let segment = Segment::rebuild(disk.as_ref(), &dir, id, &config, reason)?;
+                rebuilt.push(id);
+                segments.insert(id, segment);
+                continue;
+            }
+            if let Some(segment) = Segment::open(disk.as_ref(), &path, &config)? {
                 if segment.id != id {
                     return Err(StorageError::Corrupt {
-                        path: dir.join(&name),
+                        path,
                         offset: 0,
                         reason: format!("metadata names segment {}", segment.id),
                     });
@@ -276,7 +318,14 @@ impl StorageNode {
             next_ticket: 1,
             ready_acks: Vec::new(),
             scrub_cursor: 0,
+            rebuilt,
         })
+    }
+
+    /// S17: segments whose metadata was lost at [`StorageNode::open`] and that start again
+    /// empty: the caller gives them its epoch and truncation history, as to a new segment.
+    pub fn rebuilt_segments(&self) -> &[SegmentId] {
+        &self.rebuilt
     }
 
     pub fn dir(&self) -> &Path {
@@ -353,6 +402,7 @@ impl StorageNode {
         if let Some(record) = records.iter().find(|r| r.pg != segment.pg) {
             return Err(StorageError::PgNotHosted { pg: record.pg });
         }
+        self.check_writable(segment)?;
         self.check_queue_room(&records)?;
         let ticket = Ticket(self.next_ticket);
         self.segment_mut(segment)?
@@ -379,6 +429,41 @@ impl StorageNode {
         match first_error {
             Some(error) => Err(error),
             None => Ok(std::mem::take(&mut self.ready_acks)),
+        }
+    }
+
+    /// S18: a segment whose last group commit failed takes nothing more until a retry of
+    /// that commit succeeds, so no queue grows while its disk refuses writes. Acks the
+    /// retry produced wait for the next flush.
+    fn check_writable(&mut self, id: SegmentId) -> Result<(), StorageError> {
+        let disk = Arc::clone(&self.disk);
+        let segment = self
+            .segments
+            .get_mut(&id)
+            .ok_or(StorageError::SegmentNotHosted { segment: id })?;
+        let acks = segment.check_writable(disk.as_ref(), &self.cache)?;
+        self.ready_acks.extend(acks);
+        Ok(())
+    }
+
+    /// S1, S2, S18: group commit of every segment, each on its own: the acks of every
+    /// segment that became durable (with those a failed flush held back), and the error of
+    /// each that did not. Unlike [`StorageNode::flush`], no ack waits for another
+    /// segment's disk.
+    pub fn flush_each(&mut self) -> FlushOutcome {
+        let mut failed = Vec::new();
+        for segment in self.segments.values_mut() {
+            match segment.flush(self.disk.as_ref(), &self.cache) {
+                Ok(acks) => self.ready_acks.extend(acks),
+                Err(error) => {
+                    tracing::warn!(segment = %segment.id, %error, "group commit failed; batches stay queued");
+                    failed.push((segment.id, error));
+                }
+            }
+        }
+        FlushOutcome {
+            acks: std::mem::take(&mut self.ready_acks),
+            failed,
         }
     }
 
@@ -444,6 +529,7 @@ impl StorageNode {
         truncations: &[TruncationRange],
         records: Vec<RedoRecord>,
     ) -> Result<(), StorageError> {
+        self.check_writable(segment)?;
         self.check_queue_room(&records)?;
         let disk = Arc::clone(&self.disk);
         let segment = self
@@ -671,6 +757,7 @@ impl StorageNode {
                 compaction_bytes: segment.pages.compaction_bytes,
                 checkpoint_error: segment.checkpoint_error.clone(),
                 tail_cuts: segment.tail_cuts,
+                write_error: segment.write_error.clone(),
             })
             .collect()
     }

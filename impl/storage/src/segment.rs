@@ -18,7 +18,7 @@ use crate::disk::Disk;
 use crate::error::StorageError;
 use crate::log::{LoadedLog, LogSet};
 use crate::meta::{
-    PAGEDIR_FILE, SegmentMeta, TRUNCATIONS_MAX, encode_pagedir, read_meta, read_pagedir,
+    META_FILE, PAGEDIR_FILE, SegmentMeta, TRUNCATIONS_MAX, encode_pagedir, read_meta, read_pagedir,
     write_atomic, write_meta,
 };
 use crate::node::{Ack, Cache, CacheKey, StorageConfig, Ticket};
@@ -36,6 +36,24 @@ pub enum Damage {
     /// A page version a read needs (a cover) is lost and cannot be rebuilt from the
     /// records held; repairing it needs a page copy from a peer (not built yet).
     Page { page: PageId, lsn: Lsn },
+    /// S17: the segment's metadata was lost and it started again empty; repaired when a
+    /// gossip round left it no hole.
+    MetaLost { reason: String },
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Damage::Record { path, offset, lsn } => match lsn {
+                Some(lsn) => write!(f, "record {lsn} at {}:{offset}", path.display()),
+                None => write!(f, "a record at {}:{offset}", path.display()),
+            },
+            Damage::Page { page, lsn } => write!(f, "page {page}@{lsn} lost"),
+            Damage::MetaLost { reason } => {
+                write!(f, "metadata lost ({reason}); rebuilding from peers")
+            }
+        }
+    }
 }
 
 /// A batch waiting for the next group commit (S2).
@@ -123,6 +141,8 @@ pub struct Segment {
     pub checkpoint_error: Option<String>,
     /// Torn tails cut at the last restart (S12).
     pub tail_cuts: usize,
+    /// S18: why the last group commit failed, until one succeeds.
+    pub write_error: Option<String>,
 }
 
 impl Segment {
@@ -145,6 +165,7 @@ impl Segment {
             covers: BTreeMap::new(),
             checkpoint_error: None,
             tail_cuts: 0,
+            write_error: None,
         }
     }
 
@@ -163,6 +184,40 @@ impl Segment {
         let meta = SegmentMeta::new(id);
         write_meta(disk, &dir, &meta)?;
         Ok(Segment::empty(id, &dir, config, meta))
+    }
+
+    /// S17: a segment whose metadata is missing or unreadable cannot trust its files (its
+    /// epoch, truncation history and GC point are gone: a record it holds may be void, a
+    /// hole may be a collected range). Its files are removed and it starts again empty,
+    /// like a segment whose directory was deleted, marked damaged until a gossip round
+    /// leaves it no hole; its peers fill it (S6).
+    pub fn rebuild(
+        disk: &dyn Disk,
+        node_dir: &Path,
+        id: SegmentId,
+        config: &StorageConfig,
+        reason: String,
+    ) -> Result<Segment, StorageError> {
+        let dir = node_dir.join(id.to_string());
+        tracing::error!(segment = %id, %reason, "S17: segment metadata lost; rebuilding the segment from its peers");
+        // The metadata goes first and durably: a crash part way leaves files without
+        // metadata, which the next start rebuilds again, never metadata without its files.
+        let mut names = disk.list(&dir).map_err(StorageError::io("list", &dir))?;
+        names.sort_by_key(|name| name != META_FILE);
+        for (index, name) in names.iter().enumerate() {
+            let path = dir.join(name);
+            disk.remove(&path)
+                .map_err(StorageError::io("remove", &path))?;
+            if index == 0 {
+                disk.sync_dir(&dir)
+                    .map_err(StorageError::io("fsync dir", &dir))?;
+            }
+        }
+        disk.sync_dir(&dir)
+            .map_err(StorageError::io("fsync dir", &dir))?;
+        let mut segment = Segment::create(disk, node_dir, id, config)?;
+        segment.damage.push(Damage::MetaLost { reason });
+        Ok(segment)
     }
 
     /// S12: rebuilds a segment from its files; `Ok(None)` if the directory has no
@@ -302,7 +357,9 @@ impl Segment {
                     && *lsn > state.forgotten_through()
                     && !state.truncations().iter().any(|t| t.contains(*lsn))
             }
-            Damage::Record { lsn: None, .. } => !(after_gossip && no_holes),
+            Damage::Record { lsn: None, .. } | Damage::MetaLost { .. } => {
+                !(after_gossip && no_holes)
+            }
             Damage::Page { .. } => true,
         });
     }
@@ -520,6 +577,28 @@ impl Segment {
     /// Makes the queue durable and applies it; returns one ack per write batch. On error
     /// the queue stays, nothing is applied and nothing is acknowledged.
     pub fn flush(&mut self, disk: &dyn Disk, cache: &Cache) -> Result<Vec<Ack>, StorageError> {
+        let flushed = self.flush_queue(disk, cache);
+        self.write_error = flushed.as_ref().err().map(ToString::to_string);
+        flushed
+    }
+
+    /// S18: refuses to queue more while the last group commit failed, after one retry.
+    pub fn check_writable(
+        &mut self,
+        disk: &dyn Disk,
+        cache: &Cache,
+    ) -> Result<Vec<Ack>, StorageError> {
+        if self.write_error.is_none() {
+            return Ok(Vec::new());
+        }
+        self.flush(disk, cache)
+            .map_err(|error| StorageError::SegmentBlocked {
+                segment: self.id,
+                reason: error.to_string(),
+            })
+    }
+
+    fn flush_queue(&mut self, disk: &dyn Disk, cache: &Cache) -> Result<Vec<Ack>, StorageError> {
         if self.queue.is_empty() {
             return Ok(Vec::new());
         }

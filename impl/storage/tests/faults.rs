@@ -8,7 +8,9 @@ use common::{
     Gen, assert_nothing_corrupt_served, assert_pages_exact, open, repair_from, seg, try_open,
 };
 use sixfold_core::{Lsn, SegmentId};
-use sixfold_storage::{CrashMode, Damage, FaultKind, FaultyDisk, OpFilter, StorageNode};
+use sixfold_storage::{
+    CrashMode, Damage, FaultKind, FaultyDisk, OpFilter, StorageError, StorageNode,
+};
 
 const KINDS: [FaultKind; 3] = [FaultKind::NoSpace, FaultKind::Io, FaultKind::TornWrite];
 
@@ -19,6 +21,8 @@ struct Run {
     segments: Vec<SegmentId>,
     /// Per segment, the highest SCL an ack carried.
     acked: Vec<Lsn>,
+    /// Per segment, records a blocked segment refused (S18), to resend.
+    unsent: Vec<Vec<sixfold_core::RedoRecord>>,
 }
 
 impl Run {
@@ -32,6 +36,7 @@ impl Run {
             logs: vec![Gen::new(0, seed), Gen::new(1, seed + 1)],
             segments: vec![seg(0, replica), seg(1, replica)],
             acked: vec![Lsn::ZERO; 2],
+            unsent: vec![Vec::new(), Vec::new()],
         };
         for &segment in &run.segments {
             run.node.host_segment(segment).unwrap();
@@ -48,14 +53,25 @@ impl Run {
         run
     }
 
+    /// Submits `records` new records per segment, after those a blocked segment refused
+    /// (S18: a writer resends a refused batch).
     fn round(&mut self, records: usize) {
         for index in 0..2 {
             let hint = Lsn(self.logs[index].last_lsn().0.saturating_sub(1));
-            let batch = self.logs[index].batch(records, 5);
+            let mut batch = std::mem::take(&mut self.unsent[index]);
+            batch.extend(self.logs[index].batch(records, 5));
+            if batch.is_empty() {
+                continue;
+            }
             let epoch = self.logs[index].epoch;
-            self.node
-                .submit(self.segments[index], epoch, hint, None, batch)
-                .expect("submit touches no disk");
+            match self
+                .node
+                .submit(self.segments[index], epoch, hint, None, batch.clone())
+            {
+                Ok(_) => {}
+                Err(StorageError::SegmentBlocked { .. }) => self.unsent[index] = batch,
+                Err(error) => panic!("submit: {error}"),
+            }
         }
     }
 
@@ -107,6 +123,7 @@ impl Run {
     /// With the faults gone, the queue drains and everything is acknowledged.
     fn finish(&mut self) {
         self.disk.clear_faults();
+        self.round(0);
         let acks = self.node.flush().expect("flush after the faults cleared");
         self.take(&acks);
         for index in 0..2 {
