@@ -45,6 +45,8 @@ pub struct ConformanceArgs {
 }
 
 #[derive(clap::Args)]
+#[command(after_help = "Examples:
+  sixfold conformance --target 'sixfold conformance-target' --suite segment")]
 pub struct ConformanceTargetArgs {}
 
 fn load(args: &ConformanceArgs) -> anyhow::Result<Vec<VectorFile>> {
