@@ -232,6 +232,18 @@ impl PageStore {
         lsn: Lsn,
         loc: VersionLoc,
     ) -> Result<PageImage, StorageError> {
+        self.read_frame(disk, page, lsn, loc)
+            .map(|(image, _)| image)
+    }
+
+    /// S11: the frame at `loc`, decoded and checked to be `page`@`lsn`, with its bytes.
+    fn read_frame(
+        &mut self,
+        disk: &dyn Disk,
+        page: PageId,
+        lsn: Lsn,
+        loc: VersionLoc,
+    ) -> Result<(PageImage, Vec<u8>), StorageError> {
         let path = self.path(loc.seq);
         let file = self.handle(disk, loc.seq)?;
         let mut frame = vec![0; PAGE_FRAME_BYTES];
@@ -249,7 +261,7 @@ impl PageStore {
                 ),
             });
         }
-        Ok(image)
+        Ok((image, frame))
     }
 
     fn handle(
@@ -566,25 +578,9 @@ impl PageStore {
         seq: u64,
     ) -> Result<Vec<(PageId, Lsn, VersionLoc, Vec<u8>)>, StorageError> {
         let live = self.versions_in(seq);
-        let path = self.path(seq);
-        let file = self.handle(disk, seq)?;
         let mut out = Vec::with_capacity(live.len());
         for (page, lsn, loc) in live {
-            let mut frame = vec![0; PAGE_FRAME_BYTES];
-            file.read_at(loc.offset, &mut frame)
-                .map_err(StorageError::io("read", &path))?;
-            let image = decode_page(&frame)
-                .map_err(|error| StorageError::corrupt(&path, loc.offset, &error))?;
-            if image.page != page || image.lsn != lsn {
-                return Err(StorageError::Corrupt {
-                    path: path.clone(),
-                    offset: loc.offset,
-                    reason: format!(
-                        "frame holds {}@{}, index says {page}@{lsn}",
-                        image.page, image.lsn
-                    ),
-                });
-            }
+            let (_, frame) = self.read_frame(disk, page, lsn, loc)?;
             out.push((page, lsn, loc, frame));
         }
         Ok(out)
