@@ -11,6 +11,7 @@ pub mod quorum;
 pub mod record;
 pub mod recovery;
 pub mod redo;
+pub mod repair;
 pub mod segment;
 pub mod types;
 pub mod writer;
@@ -21,6 +22,7 @@ pub use lease::{LeasePromise, ReadLease};
 pub use quorum::{Availability, Placement, QuorumConfig, QuorumError};
 pub use record::{Edit, Mtr, RedoBody, RedoRecord};
 pub use recovery::{RecoveryError, RecoveryPlan, RecoveryPlanner};
+pub use repair::{Birth, NodeRepair, PeerAnswer};
 pub use segment::{GossipRequest, Hole, SegmentError, SegmentReport, SegmentState};
 pub use types::{
     AzId, DbId, Epoch, Geometry, Lsn, NodeId, PAGE_BYTES, PageId, PgId, SEGMENTS_PER_PG, SegmentId,
