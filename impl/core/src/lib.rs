@@ -10,6 +10,7 @@ pub mod lease;
 pub mod quorum;
 pub mod record;
 pub mod recovery;
+pub mod recovery_session;
 pub mod redo;
 pub mod repair;
 pub mod segment;
@@ -22,6 +23,7 @@ pub use lease::{LeasePromise, ReadLease};
 pub use quorum::{Availability, Placement, QuorumConfig, QuorumError};
 pub use record::{Edit, Mtr, RedoBody, RedoRecord};
 pub use recovery::{RecoveryError, RecoveryPlan, RecoveryPlanner};
+pub use recovery_session::{RecoveryEvent, RecoveryResend, RecoverySession, RecoveryStage};
 pub use repair::{Birth, NodeRepair, PeerAnswer};
 pub use segment::{GossipRequest, Hole, SegmentError, SegmentReport, SegmentState};
 pub use types::{
