@@ -271,6 +271,46 @@ fn integrity_check(conn: &Connection) -> Result<(), String> {
     Err(rows.join("; "))
 }
 
+/// B3: an SQLite file checked and copied aside, ready to load into a volume. Checking
+/// needs no volume, so a bad file is refused before a writer is opened.
+pub struct ImportFile {
+    _dir: tempfile::TempDir,
+    snapshot: PathBuf,
+    summary: TransferSummary,
+}
+
+impl ImportFile {
+    /// B3: a consistent copy of the SQLite file at `path` (through SQLite, so a file in WAL
+    /// mode or being written is read as of one transaction), checked with `PRAGMA
+    /// integrity_check`, in rollback-journal mode.
+    pub fn check(path: &Path) -> Result<ImportFile, TransferError> {
+        let dir = tempfile::tempdir().map_err(io(Path::new("temporary folder")))?;
+        let snapshot = dir.path().join("import.db");
+        let summary = checked_snapshot(path, &snapshot)?;
+        Ok(ImportFile {
+            _dir: dir,
+            snapshot,
+            summary,
+        })
+    }
+
+    /// B4, B5: writes the file into `volume` as the new database `name`, named in the last
+    /// MTR; refused if `name` exists.
+    pub fn load(
+        self,
+        volume: Arc<dyn PageVolume>,
+        name: &str,
+    ) -> Result<TransferSummary, TransferError> {
+        let file = File::open(&self.snapshot).map_err(io(&self.snapshot))?;
+        let bytes = file.metadata().map_err(io(&self.snapshot))?.len();
+        Catalog::new(volume).import_database(name, bytes, &mut BufReader::new(file))?;
+        Ok(TransferSummary {
+            pages: self.summary.pages,
+            bytes,
+        })
+    }
+}
+
 /// B3–B5: loads the SQLite file at `path` into `volume` as the new database `name`.
 /// Nothing is written to the volume before the file passed its checks (B3); readers see
 /// the database whole or not at all (B4); a name that exists is refused (B5).
@@ -280,18 +320,8 @@ pub fn import_database(
     path: &Path,
 ) -> Result<TransferSummary, TransferError> {
     crate::validate_name(name)?;
-    let catalog = Catalog::new(volume);
-    if catalog.lookup(name)?.is_some() {
+    if Catalog::new(volume.clone()).lookup(name)?.is_some() {
         return Err(CatalogError::AlreadyExists(name.to_owned()).into());
     }
-    let dir = tempfile::tempdir().map_err(io(Path::new("temporary folder")))?;
-    let snapshot = dir.path().join("import.db");
-    let summary = checked_snapshot(path, &snapshot)?;
-    let file = File::open(&snapshot).map_err(io(&snapshot))?;
-    let bytes = file.metadata().map_err(io(&snapshot))?.len();
-    catalog.import_database(name, bytes, &mut BufReader::new(file))?;
-    Ok(TransferSummary {
-        pages: summary.pages,
-        bytes,
-    })
+    ImportFile::check(path)?.load(volume, name)
 }
