@@ -51,7 +51,11 @@ fn stock_sqlite3() -> Option<&'static str> {
 }
 
 fn sqlite3(file: &Path, command: &str) -> String {
-    let output = Command::new("sqlite3").arg(file).arg(command).output().unwrap();
+    let output = Command::new("sqlite3")
+        .arg(file)
+        .arg(command)
+        .output()
+        .unwrap();
     ok(output)
 }
 
@@ -77,13 +81,23 @@ fn export_opens_in_stock_sqlite3_with_the_same_dump_and_round_trips() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let data = data.to_str().unwrap();
-    ok(run(&["sql", "--data", data, "--db", "shop"], SCHEMA_AND_DATA));
+    ok(run(
+        &["sql", "--data", data, "--db", "shop"],
+        SCHEMA_AND_DATA,
+    ));
     let source_dump = ok(run(&["sql", "--data", data, "--db", "shop", ".dump"], ""));
     assert!(source_dump.lines().count() > 300, "{source_dump}");
 
     let first = dir.path().join("first.db");
     let printed = ok(run(
-        &["db", "export", "--data", data, "shop", first.to_str().unwrap()],
+        &[
+            "db",
+            "export",
+            "--data",
+            data,
+            "shop",
+            first.to_str().unwrap(),
+        ],
         "",
     ));
     assert!(printed.starts_with("exported shop to"), "{printed}");
@@ -92,7 +106,14 @@ fn export_opens_in_stock_sqlite3_with_the_same_dump_and_round_trips() {
     assert_eq!(sqlite3(&first, ".dump"), source_dump);
 
     let printed = ok(run(
-        &["db", "import", "--data", data, "copy", first.to_str().unwrap()],
+        &[
+            "db",
+            "import",
+            "--data",
+            data,
+            "copy",
+            first.to_str().unwrap(),
+        ],
         "",
     ));
     assert!(printed.starts_with("imported"), "{printed}");
@@ -100,7 +121,14 @@ fn export_opens_in_stock_sqlite3_with_the_same_dump_and_round_trips() {
     assert_eq!(copy_dump, source_dump);
     let second = dir.path().join("second.db");
     ok(run(
-        &["db", "export", "--data", data, "copy", second.to_str().unwrap()],
+        &[
+            "db",
+            "export",
+            "--data",
+            data,
+            "copy",
+            second.to_str().unwrap(),
+        ],
         "",
     ));
     assert_eq!(sqlite3(&second, ".dump"), source_dump);
@@ -123,10 +151,20 @@ fn a_corrupt_or_foreign_file_is_refused_and_the_volume_is_unchanged() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let data = data.to_str().unwrap();
-    ok(run(&["sql", "--data", data, "--db", "shop"], SCHEMA_AND_DATA));
+    ok(run(
+        &["sql", "--data", data, "--db", "shop"],
+        SCHEMA_AND_DATA,
+    ));
     let good = dir.path().join("good.db");
     ok(run(
-        &["db", "export", "--data", data, "shop", good.to_str().unwrap()],
+        &[
+            "db",
+            "export",
+            "--data",
+            data,
+            "shop",
+            good.to_str().unwrap(),
+        ],
         "",
     ));
     let before_dump = ok(run(&["sql", "--data", data, "--db", "shop", ".dump"], ""));
@@ -152,7 +190,14 @@ fn a_corrupt_or_foreign_file_is_refused_and_the_volume_is_unchanged() {
         (&foreign, "not an SQLite database"),
     ] {
         let output = run(
-            &["db", "import", "--data", data, "new", file.to_str().unwrap()],
+            &[
+                "db",
+                "import",
+                "--data",
+                data,
+                "new",
+                file.to_str().unwrap(),
+            ],
             "",
         );
         let stderr = text(&output.stderr);
@@ -162,7 +207,14 @@ fn a_corrupt_or_foreign_file_is_refused_and_the_volume_is_unchanged() {
     }
     // A name that exists is refused too (B5).
     let output = run(
-        &["db", "import", "--data", data, "shop", good.to_str().unwrap()],
+        &[
+            "db",
+            "import",
+            "--data",
+            data,
+            "shop",
+            good.to_str().unwrap(),
+        ],
         "",
     );
     assert_eq!(output.status.code(), Some(1));
@@ -213,7 +265,11 @@ impl App {
         .unwrap();
         self.stdin.flush().unwrap();
         let row = self.rows.recv_timeout(Duration::from_secs(60)).ok();
-        assert_eq!(row, Some(n.to_string()), "the application stopped committing");
+        assert_eq!(
+            row,
+            Some(n.to_string()),
+            "the application stopped committing"
+        );
     }
 }
 
@@ -256,7 +312,11 @@ fn export_beside_a_running_application_never_fences_it() {
         stdin,
         rows,
     };
-    writeln!(app.stdin, "CREATE TABLE t(n INTEGER PRIMARY KEY, pad BLOB);").unwrap();
+    writeln!(
+        app.stdin,
+        "CREATE TABLE t(n INTEGER PRIMARY KEY, pad BLOB);"
+    )
+    .unwrap();
     let mut committed = 0;
     for round in 0..3 {
         for _ in 0..5 {
@@ -264,16 +324,32 @@ fn export_beside_a_running_application_never_fences_it() {
             app.commit(committed);
         }
         let file = dir.path().join(format!("export{round}.db"));
-        ok(run(&["db", "export", "--cluster", config, "app", file.to_str().unwrap()], ""));
+        ok(run(
+            &[
+                "db",
+                "export",
+                "--cluster",
+                config,
+                "app",
+                file.to_str().unwrap(),
+            ],
+            "",
+        ));
         assert_eq!(sqlite3(&file, "PRAGMA integrity_check"), "ok\n");
-        let exported: u32 = sqlite3(&file, "SELECT count(*) FROM t").trim().parse().unwrap();
+        let exported: u32 = sqlite3(&file, "SELECT count(*) FROM t")
+            .trim()
+            .parse()
+            .unwrap();
         let max: u32 = sqlite3(&file, "SELECT coalesce(max(n), 0) FROM t")
             .trim()
             .parse()
             .unwrap();
         // R12 may miss the last ~100 ms of a running writer, never a middle commit.
         assert_eq!(exported, max, "export {round} is not a prefix");
-        assert!(exported <= committed, "export {round} holds {exported} of {committed}");
+        assert!(
+            exported <= committed,
+            "export {round} holds {exported} of {committed}"
+        );
         assert!(exported > 0 || round == 0, "export {round} saw no commit");
     }
     committed += 1;

@@ -37,9 +37,7 @@ pub use catalog::{
 pub use cluster_volume::{ClusterVolume, DURABLE_POLL_MS};
 pub use memvolume::{MemVolume, MemVolumeStats};
 pub use readonly_volume::ReadOnlyVolume;
-pub use transfer::{
-    ImportFile, TransferError, TransferSummary, export_database, import_database,
-};
+pub use transfer::{ImportFile, TransferError, TransferSummary, export_database, import_database};
 pub use vfs::last_vfs_error;
 pub use volume::{PAGE_SIZE, PageVolume, PageWrite, VolumeError, check_writes};
 

@@ -125,9 +125,10 @@ fn copy_whole(from: &Connection, to: &mut Connection, context: &str) -> Result<(
 /// A file next to `path` that the finished copy is renamed from (B1: a partial export
 /// never appears under the name asked for).
 fn staging_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map_or_else(|| "export".into(), |name| name.to_string_lossy().into_owned());
+    let name = path.file_name().map_or_else(
+        || "export".into(),
+        |name| name.to_string_lossy().into_owned(),
+    );
     path.with_file_name(format!(".{name}.sixfold-{}.partial", std::process::id()))
 }
 
@@ -149,7 +150,9 @@ pub fn export_database(
     }
     std::fs::rename(&staging, path).map_err(io(path))?;
     if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-        File::open(dir).and_then(|dir| dir.sync_all()).map_err(io(dir))?;
+        File::open(dir)
+            .and_then(|dir| dir.sync_all())
+            .map_err(io(dir))?;
     }
     result
 }

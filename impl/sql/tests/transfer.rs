@@ -263,7 +263,10 @@ fn import_refuses_a_corrupt_sqlite_file_and_writes_nothing() {
     let mut bytes = std::fs::read(&file).unwrap();
     assert!(bytes.len() > 8 * 4096);
     // Garbage over the middle of page 4 (a b-tree page of the table or the index).
-    for (i, byte) in bytes[3 * 4096 + 100..3 * 4096 + 2000].iter_mut().enumerate() {
+    for (i, byte) in bytes[3 * 4096 + 100..3 * 4096 + 2000]
+        .iter_mut()
+        .enumerate()
+    {
         *byte = (i * 37 % 251) as u8;
     }
     std::fs::write(&file, &bytes).unwrap();
@@ -287,13 +290,19 @@ fn import_refuses_a_name_that_exists_and_writes_nothing() {
     let before = mem.stats().commits_ok;
     let error = import_database(volume.clone(), "taken", &file).unwrap_err();
     assert!(
-        matches!(error, TransferError::Catalog(CatalogError::AlreadyExists(_))),
+        matches!(
+            error,
+            TransferError::Catalog(CatalogError::AlreadyExists(_))
+        ),
         "{error:?}"
     );
     assert!(error.is_refusal());
     assert_eq!(mem.stats().commits_ok, before);
     let error = import_database(volume, "bad/name", &file).unwrap_err();
-    assert!(error.to_string().contains("invalid database name"), "{error}");
+    assert!(
+        error.to_string().contains("invalid database name"),
+        "{error}"
+    );
 }
 
 #[test]
