@@ -64,12 +64,6 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<ExitCode> {
                 tracing::info!(attempt, %error, "read-only attach is behind; attaching again");
                 attempt += 1;
             }
-            Err(TransferError::Sqlite { source, .. })
-                if source.sqlite_error_code() == Some(rusqlite::ErrorCode::CannotOpen) =>
-            {
-                eprintln!("error: no database named {:?}", args.name);
-                return Ok(ExitCode::FAILURE);
-            }
             result => {
                 let done = format!("exported {} to {}", args.name, args.file.display());
                 return outcome(result, &done)

@@ -140,6 +140,9 @@ pub fn export_database(
     name: &str,
     path: &Path,
 ) -> Result<TransferSummary, TransferError> {
+    if Catalog::new(volume.clone()).lookup(name)?.is_none() {
+        return Err(CatalogError::NotFound(name.to_owned()).into());
+    }
     let source = crate::open_connection(volume, name)
         .map_err(sqlite(format!("opening database {name:?} on the volume")))?;
     let staging = staging_path(path);

@@ -204,6 +204,7 @@ fn export_of_a_missing_database_fails_and_writes_no_file() {
     let file = dir.path().join("none.db");
     let error = export_database(volume, "none", &file).unwrap_err();
     assert!(error.to_string().contains("no database named"), "{error}");
+    assert!(error.is_refusal(), "{error:?}");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
 
