@@ -151,7 +151,10 @@ pub fn export_database(
         let _ = std::fs::remove_file(&staging);
         return result;
     }
-    std::fs::rename(&staging, path).map_err(io(path))?;
+    if let Err(error) = std::fs::rename(&staging, path) {
+        let _ = std::fs::remove_file(&staging);
+        return Err(io(path)(error));
+    }
     if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
         File::open(dir)
             .and_then(|dir| dir.sync_all())

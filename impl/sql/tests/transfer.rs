@@ -208,6 +208,27 @@ fn export_of_a_missing_database_fails_and_writes_no_file() {
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
 
+#[test]
+fn an_export_that_cannot_be_renamed_into_place_leaves_no_partial_file() {
+    // B1: the target is a folder, so the rename fails after the copy; nothing is left.
+    let (_mem, volume) = volume_with(&["app"]);
+    let conn = open_connection(volume.clone(), "app").unwrap();
+    conn.execute_batch("CREATE TABLE t(a); INSERT INTO t VALUES (1);")
+        .unwrap();
+    drop(conn);
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("taken");
+    std::fs::create_dir(&target).unwrap();
+    std::fs::write(target.join("inside"), b"x").unwrap();
+    let error = export_database(volume, "app", &target).unwrap_err();
+    assert!(matches!(error, TransferError::Io { .. }), "{error:?}");
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["taken"]);
+}
+
 /// A small valid SQLite file with an index over many rows.
 fn good_file(path: &Path) {
     let conn = Connection::open(path).unwrap();
