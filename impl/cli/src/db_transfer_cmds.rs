@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use sixfold_sql::{ImportFile, TransferError, TransferSummary, export_database};
+use sixfold_sql::{CatalogError, ImportFile, TransferError, TransferSummary, export_database};
 
 use crate::sql_cmds::{READ_ONLY_ATTEMPTS, ReadOnlySession, Session, VolumeLocation};
 
@@ -60,7 +60,7 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<ExitCode> {
         let result = export_database(session.page_volume(), &args.name, &args.file);
         session.close();
         match result {
-            Err(error) if !error.is_refusal() && attempt < READ_ONLY_ATTEMPTS => {
+            Err(error) if read_point_lost(&error) && attempt < READ_ONLY_ATTEMPTS => {
                 tracing::info!(attempt, %error, "read-only attach is behind; attaching again");
                 attempt += 1;
             }
@@ -71,6 +71,16 @@ pub fn export(args: &ExportArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
+}
+
+/// R12: a read on a read-only attach fails once a writer moved past its read point; such
+/// a failure surfaces as an SQLite I/O error or a catalog read error. A local file's error
+/// or a refusal would fail the same way again.
+fn read_point_lost(error: &TransferError) -> bool {
+    matches!(
+        error,
+        TransferError::Sqlite { .. } | TransferError::Catalog(CatalogError::Volume(_))
+    )
 }
 
 /// B3–B5: the file is checked before the writer is opened, so a bad file never fences
