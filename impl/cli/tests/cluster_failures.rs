@@ -379,6 +379,8 @@ fn deleted_segment_meta_files_are_rebuilt_from_peers_and_nothing_acknowledged_is
     for n in 0..20u32 {
         write_page(&writer, PageId::new(1, n), 100 + n as u64).unwrap();
     }
+    // Node 3 may take its first records by gossip (V2) if its link connected late.
+    wait_caught_up(&cluster, 3);
     cluster.kill(3);
     let dirs = segment_dirs(&cluster, 3);
     assert!(!dirs.is_empty(), "node 3 hosts segments");

@@ -1,25 +1,32 @@
-//! The recovery driver run at every writer start (X1–X8, E1, E4): raise the volume epoch at
-//! a write quorum of every PG, gather segment reports from a read quorum per PG, plan with
-//! the core [`RecoveryPlanner`], make the truncation durable at a write quorum of every
-//! PG, repair each PG to a write quorum holding its records up to VDL, then open.
+//! The recovery driver run at every writer start (X1–X8, E1, E4): the transport around the
+//! core's [`RecoverySession`], which decides when to plan and when to open (the simulator
+//! drives the same machine). Every node is asked at once, and the driver moves on as soon as
+//! the machine has what it needs, so a dead AZ costs nothing but its absence: raise the
+//! volume epoch at a write quorum of every PG, gather segment reports until every PG has a
+//! read quorum, make the truncation durable at a write quorum of every PG, repair each PG to
+//! a write quorum holding its records up to VDL, then open.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
 use sixfold_core::lease::recovery_wait_ms;
 
 use sixfold_core::{
-    Epoch, GossipRequest, Lsn, NodeId, PgId, QuorumConfig, RecoveryPlan, RecoveryPlanner,
-    SEGMENTS_PER_PG, SegmentId, SegmentReport, TruncationRange,
+    Epoch, GossipRequest, Lsn, NodeId, PgId, QuorumConfig, RecoveryEvent, RecoveryPlan,
+    RecoverySession, SEGMENTS_PER_PG, SegmentId, SegmentReport, TruncationRange,
 };
 
 use crate::config::ClusterConfig;
-use crate::link::Link;
-use crate::wire::{ErrorCode, Message, SegmentStatus};
+use crate::link::{Link, LinkError};
+use crate::wire::{ErrorCode, Message};
 
 /// How long one recovery request may wait for its node, in milliseconds.
 pub const RECOVERY_CALL_TIMEOUT_MS: u64 = 5_000;
+/// How long the epoch poll waits for the last two nodes once the others answered.
+const STRAGGLER_MS: u64 = 50;
+const QUORUM: QuorumConfig = QuorumConfig::AURORA;
 /// Repair rounds per PG, at most (each moves up to a batch of records to each segment).
 pub const REPAIR_ROUNDS_MAX: usize = 100_000;
 
@@ -168,138 +175,240 @@ impl Driver<'_> {
         }
     }
 
-    /// The highest epoch any reachable node holds (E1: the new one goes above it).
+    /// Sends one request to each of `nodes` at once; each answer (or failure) arrives on
+    /// the receiver as it comes, so the caller moves on without waiting for dead nodes.
+    fn ask_all(
+        &self,
+        nodes: impl IntoIterator<Item = NodeId>,
+        build: impl Fn(u64) -> Message + Send + Sync + Clone + 'static,
+    ) -> (Receiver<(NodeId, Result<Message, LinkError>)>, usize) {
+        let (sender, receiver) = channel();
+        let mut asked = 0;
+        for node in nodes {
+            let Some(link) = self.links.get(&node).cloned() else {
+                continue;
+            };
+            let sender = sender.clone();
+            let build = build.clone();
+            asked += 1;
+            std::thread::spawn(move || {
+                let reply = link.request(build, timeout());
+                let _ = sender.send((node, reply));
+            });
+        }
+        (receiver, asked)
+    }
+
+    /// E1: the highest epoch the reachable nodes hold (the new one goes above it), and how
+    /// many answered. It waits for every node until all but two answered, then only a
+    /// moment more: a higher epoch it misses makes the attempt's `RaiseEpoch` fail, and the
+    /// next attempt goes above it (X8).
     pub fn highest_epoch(&self) -> (Epoch, usize) {
+        let nodes = self.config.nodes.len();
+        let (replies, asked) = self.ask_all(self.links.keys().copied(), |request_id| {
+            Message::Status { request_id }
+        });
         let mut highest = Epoch(0);
         let mut answered = 0;
-        for link in self.links.values() {
-            if let Ok(Message::StatusReply { epoch, .. }) =
-                link.request(|request_id| Message::Status { request_id }, timeout())
-            {
+        let mut heard = 0;
+        let mut deadline = Instant::now() + timeout();
+        while heard < asked {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            let Ok((_, reply)) = replies.recv_timeout(wait) else {
+                break;
+            };
+            heard += 1;
+            if let Ok(Message::StatusReply { epoch, .. }) = reply {
                 highest = highest.max(epoch);
                 answered += 1;
+                if answered + 2 >= nodes {
+                    deadline = deadline.min(Instant::now() + Duration::from_millis(STRAGGLER_MS));
+                }
             }
         }
         (highest, answered)
     }
 
-    /// One recovery attempt at `proposed`.
+    /// One recovery attempt at `proposed` (X1–X5, E1): the session decides; this moves its
+    /// messages.
     pub fn run(&self, proposed: Epoch) -> Result<Recovered, RecoveryDriverError> {
-        let quorum = QuorumConfig::AURORA;
-        // E1, E4, X1: raise the epoch; the answer is each hosted segment's report.
+        let (answered, session, leases_end) = self.raise_and_plan(proposed)?;
+        let pgs = session_pgs(&answered);
+        self.check_write_quorum(&pgs, &answered.keys().copied().collect(), QUORUM)?;
+        let plan = session.plan().cloned().expect("planned");
+        tracing::info!(
+            epoch = plan.epoch.0,
+            vcl = plan.vcl.0,
+            vdl = plan.vdl.0,
+            pgs = pgs.len(),
+            answered = answered.len(),
+            "recovery planned (X3, X4)"
+        );
+        let mut session = session;
+        let truncated = self.truncate_all(&mut session, &plan, &answered, &pgs)?;
+        self.check_write_quorum(&pgs, &truncated, QUORUM)?;
+        let recovered = match drain_open(&mut session) {
+            Some(recovered) => recovered,
+            None => self.repair_lagging(&mut session, &plan, &truncated)?,
+        };
+        wait_out_leases(leases_end);
+        Ok(recovered)
+    }
+
+    /// E1, E4, X1, X2: `RaiseEpoch` to every node at once. Once all but two nodes answered
+    /// (so every written PG is known: it has four holders), the answers so far make a
+    /// session; it plans as soon as every PG has a read quorum of reports and the epoch is
+    /// at a write quorum of every PG. Returns the
+    /// answers, the planned session and when the old writer's leases have all run out (R10).
+    fn raise_and_plan(
+        &self,
+        proposed: Epoch,
+    ) -> Result<(Answers, RecoverySession, Instant), RecoveryDriverError> {
+        let nodes = self.config.nodes.len();
+        let (replies, asked) = self.ask_all(self.links.keys().copied(), move |request_id| {
+            Message::RaiseEpoch {
+                request_id,
+                epoch: proposed,
+            }
+        });
         let mut answered = Answers::new();
-        // R10: the moment every lease promised by an answering node has run out.
         let mut leases_end = Instant::now();
-        for (&node, link) in self.links {
-            let reply = link.request(
-                |request_id| Message::RaiseEpoch {
-                    request_id,
-                    epoch: proposed,
-                },
-                timeout(),
-            );
-            match reply {
-                Ok(Message::Reports {
-                    reports,
-                    truncations,
-                    lease_remaining_ms,
-                    repairing,
-                    absent_may_be_lost,
-                    ..
-                }) => {
-                    let wait = recovery_wait_ms(u64::from(lease_remaining_ms));
-                    leases_end = leases_end.max(Instant::now() + Duration::from_millis(wait));
-                    if !repairing.is_empty() || absent_may_be_lost {
-                        tracing::warn!(
-                            node = node.0,
-                            repairing = repairing.len(),
-                            absent_may_be_lost,
-                            "X11: segments that may have lost records count as no answer"
-                        );
-                    }
-                    answered.insert(
-                        node,
-                        NodeAnswer {
-                            reports,
-                            truncations,
-                            repairing,
-                            absent_may_be_lost,
-                        },
-                    );
+        let deadline = Instant::now() + timeout();
+        let mut heard = 0;
+        let mut last_error = None;
+        while heard < asked {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            let (node, reply) = match replies.recv_timeout(wait) {
+                Ok(answer) => answer,
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+            };
+            heard += 1;
+            let Some(answer) = take_epoch_answer(node, proposed, reply, &mut leases_end)? else {
+                continue;
+            };
+            answered.insert(node, answer);
+            if answered.len() + 2 < nodes {
+                continue;
+            }
+            let nodes_answered: BTreeSet<NodeId> = answered.keys().copied().collect();
+            let epoch_quorum =
+                self.check_write_quorum(&session_pgs(&answered), &nodes_answered, QUORUM);
+            match self.session_of(&answered, proposed) {
+                Ok(session) if session.has_read_quorum() && epoch_quorum.is_ok() => {
+                    return Ok((answered, session, leases_end));
                 }
-                Ok(Message::Error {
-                    code: ErrorCode::StaleEpoch,
-                    epoch,
-                    ..
-                }) => {
-                    return Err(RecoveryDriverError::EpochTaken {
-                        proposed,
-                        seen: epoch,
-                    });
-                }
-                Ok(other) => {
-                    tracing::warn!(node = node.0, reply = ?other.request_id(), "unexpected reply to RaiseEpoch")
-                }
-                Err(error) => {
-                    tracing::info!(node = node.0, %error, "node did not take the new epoch")
-                }
+                Ok(_) if epoch_quorum.is_err() => last_error = epoch_quorum.err(),
+                Ok(session) => last_error = session.missing_quorum().map(Into::into),
+                Err(error @ RecoveryDriverError::Misplaced { .. }) => return Err(error),
+                Err(error) => last_error = Some(error),
             }
         }
-        let nodes = self.config.nodes.len();
         if answered.len() + 2 < nodes {
             return Err(RecoveryDriverError::TooFewNodes {
                 reachable: answered.len(),
                 nodes,
             });
         }
-        // X11: a PG only repairing segments know of is still a PG to recover (and to refuse
-        // while fewer than a read quorum of its segments can answer).
-        let pgs: BTreeSet<PgId> = answered
-            .values()
-            .flat_map(|answer| {
-                let reported = answer.reports.iter().map(|r| r.segment.pg);
-                reported.chain(answer.repairing.iter().map(|s| s.pg))
-            })
-            .collect();
-        // I3: before anything is counted, every report must be where the config places it.
-        let reports = placed_reports(self.config, &answered, &pgs, proposed)?;
-        self.check_write_quorum(&pgs, &answered.keys().copied().collect(), quorum)?;
-        // X1, X2: a report per (PG, answering node).
-        let mut planner = RecoveryPlanner::new(quorum, self.lal, proposed, pgs.clone());
+        Err(last_error.unwrap_or(RecoveryDriverError::TooFewNodes {
+            reachable: answered.len(),
+            nodes,
+        }))
+    }
+
+    /// X1, X11, I3: a session fed the placed reports of these answers.
+    fn session_of(
+        &self,
+        answered: &Answers,
+        proposed: Epoch,
+    ) -> Result<RecoverySession, RecoveryDriverError> {
+        let pgs = session_pgs(answered);
+        let reports = placed_reports(self.config, answered, &pgs, proposed)?;
+        let mut session = RecoverySession::new(QUORUM, self.lal, proposed, pgs);
         for report in reports {
-            planner.handle_report(report)?;
+            session.handle_report(report)?;
         }
-        let (plan, _events) = planner.plan()?;
-        tracing::info!(
-            epoch = plan.epoch.0,
-            vcl = plan.vcl.0,
-            vdl = plan.vdl.0,
-            pgs = pgs.len(),
-            "recovery planned (X3, X4)"
-        );
-        // X4, X5: the truncation, durable at a write quorum of every PG.
-        let mut scls = BTreeMap::new();
+        if let Some(seen) = session.fenced_by() {
+            return Err(RecoveryDriverError::EpochTaken { proposed, seen });
+        }
+        Ok(session)
+    }
+
+    /// X4, X5: the plan's history to every answering node at once; each node's SCLs after
+    /// it (and an SCL of 0 for a placed segment it does not host: the node keeps the history
+    /// for it, V2) are the session's truncation acknowledgements. Returns the nodes that
+    /// took it.
+    fn truncate_all(
+        &self,
+        session: &mut RecoverySession,
+        plan: &RecoveryPlan,
+        answered: &Answers,
+        pgs: &BTreeSet<PgId>,
+    ) -> Result<BTreeSet<NodeId>, RecoveryDriverError> {
+        let history = plan.history.clone();
+        let (replies, asked) = self.ask_all(answered.keys().copied(), move |request_id| {
+            Message::Truncate {
+                request_id,
+                history: history.clone(),
+            }
+        });
+        let deadline = Instant::now() + timeout();
         let mut truncated = BTreeSet::new();
-        for &node in answered.keys() {
-            let reply = self.links[&node].request(
-                |request_id| Message::Truncate {
-                    request_id,
-                    history: plan.history.clone(),
-                },
-                timeout(),
-            );
-            if let Ok(Message::StatusReply { segments, .. }) = reply {
-                truncated.insert(node);
-                note_scls(&mut scls, &segments);
+        for _ in 0..asked {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            let Ok((node, reply)) = replies.recv_timeout(wait) else {
+                break;
+            };
+            let Ok(Message::StatusReply { segments, .. }) = reply else {
+                continue;
+            };
+            truncated.insert(node);
+            for &pg in pgs {
+                for (replica, placed) in self.config.placement(pg).into_iter().enumerate() {
+                    let segment = SegmentId {
+                        pg,
+                        replica: replica as u8,
+                    };
+                    if placed != node {
+                        continue;
+                    }
+                    let scl = segments
+                        .iter()
+                        .find(|s| s.segment == segment)
+                        .map_or(Lsn::ZERO, |s| s.scl);
+                    session.handle_truncate_ack(segment, scl);
+                }
             }
         }
-        self.check_write_quorum(&pgs, &truncated, quorum)?;
-        for &pg in &pgs {
-            let target = plan.last_lsn_by_pg.get(&pg).copied().unwrap_or(Lsn::ZERO);
-            self.repair(pg, target, &plan, &truncated, &mut scls)?;
+        Ok(truncated)
+    }
+
+    /// X5, Q5: the PGs still short of a write quorum at their target get their records
+    /// copied through the writer; each new SCL is a truncation acknowledgement.
+    fn repair_lagging(
+        &self,
+        session: &mut RecoverySession,
+        plan: &RecoveryPlan,
+        truncated: &BTreeSet<NodeId>,
+    ) -> Result<Recovered, RecoveryDriverError> {
+        let mut scls = session.scls().clone();
+        for (pg, (target, _)) in session.lagging_pgs() {
+            self.repair(pg, target, plan, truncated, &mut scls)?;
         }
-        wait_out_leases(leases_end);
-        Ok(Recovered { plan, scls })
+        for (&segment, &scl) in &scls {
+            session.handle_truncate_ack(segment, scl);
+        }
+        drain_open(session).ok_or_else(|| {
+            let (pg, (target, have)) = session
+                .lagging_pgs()
+                .into_iter()
+                .next()
+                .unwrap_or((PgId(0), (Lsn::ZERO, 0)));
+            RecoveryDriverError::RepairStalled {
+                pg: pg.0,
+                have,
+                target,
+            }
+        })
     }
 
     fn check_write_quorum(
@@ -463,10 +572,78 @@ impl Driver<'_> {
     }
 }
 
-fn note_scls(scls: &mut BTreeMap<SegmentId, Lsn>, segments: &[SegmentStatus]) {
-    for status in segments {
-        scls.insert(status.segment, status.scl);
+/// X11: the PGs to recover: every PG an answering node reports or lists as repairing (a
+/// PG only repairing segments know of is still one to recover, and to refuse while fewer
+/// than a read quorum of its segments can answer).
+fn session_pgs(answered: &Answers) -> BTreeSet<PgId> {
+    answered
+        .values()
+        .flat_map(|answer| {
+            let reported = answer.reports.iter().map(|r| r.segment.pg);
+            reported.chain(answer.repairing.iter().map(|s| s.pg))
+        })
+        .collect()
+}
+
+/// E1, R10, X11: one node's reply to `RaiseEpoch`: its answer, nothing (it did not take the
+/// epoch: down, or an unexpected reply), or the end of the attempt (a higher epoch).
+fn take_epoch_answer(
+    node: NodeId,
+    proposed: Epoch,
+    reply: Result<Message, LinkError>,
+    leases_end: &mut Instant,
+) -> Result<Option<NodeAnswer>, RecoveryDriverError> {
+    match reply {
+        Ok(Message::Reports {
+            reports,
+            truncations,
+            lease_remaining_ms,
+            repairing,
+            absent_may_be_lost,
+            ..
+        }) => {
+            let wait = recovery_wait_ms(u64::from(lease_remaining_ms));
+            *leases_end = (*leases_end).max(Instant::now() + Duration::from_millis(wait));
+            if !repairing.is_empty() || absent_may_be_lost {
+                tracing::warn!(
+                    node = node.0,
+                    repairing = repairing.len(),
+                    absent_may_be_lost,
+                    "X11: segments that may have lost records count as no answer"
+                );
+            }
+            Ok(Some(NodeAnswer {
+                reports,
+                truncations,
+                repairing,
+                absent_may_be_lost,
+            }))
+        }
+        Ok(Message::Error {
+            code: ErrorCode::StaleEpoch,
+            epoch,
+            ..
+        }) => Err(RecoveryDriverError::EpochTaken {
+            proposed,
+            seen: epoch,
+        }),
+        Ok(other) => {
+            tracing::warn!(node = node.0, reply = ?other.request_id(), "unexpected reply to RaiseEpoch");
+            Ok(None)
+        }
+        Err(error) => {
+            tracing::info!(node = node.0, %error, "node did not take the new epoch");
+            Ok(None)
+        }
     }
+}
+
+/// X5: the session's plan and SCLs once it opened.
+fn drain_open(session: &mut RecoverySession) -> Option<Recovered> {
+    std::iter::from_fn(|| session.poll_event()).find_map(|event| match event {
+        RecoveryEvent::Open { plan, scls } => Some(Recovered { plan, scls }),
+        _ => None,
+    })
 }
 
 #[cfg(test)]

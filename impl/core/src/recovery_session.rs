@@ -75,22 +75,32 @@ pub struct RecoverySession {
     /// SCL of each segment after it acknowledged the truncation (X5).
     scls: BTreeMap<SegmentId, Lsn>,
     stage: RecoveryStage,
+    fenced_by: Option<Epoch>,
     events: VecDeque<RecoveryEvent>,
 }
 
 impl RecoverySession {
     /// E1, E4: an attempt at `epoch` for the PGs in `pgs`; `lal` bounds what an earlier
     /// writer may have allocated (X4).
+    /// A volume with no PG written yet (`pgs` empty) has nothing to report: the session
+    /// plans at once (VDL 0).
     pub fn new(quorum: QuorumConfig, lal: u64, epoch: Epoch, pgs: BTreeSet<PgId>) -> Self {
-        RecoverySession {
+        let mut session = RecoverySession {
             quorum,
             planner: RecoveryPlanner::new(quorum, lal, epoch, pgs.clone()),
             pgs,
             plan: None,
             scls: BTreeMap::new(),
             stage: RecoveryStage::Reporting,
+            fenced_by: None,
             events: VecDeque::new(),
+        };
+        if session.pgs.is_empty() {
+            session
+                .decide()
+                .expect("X2: no PG needs a read quorum, so the plan cannot be refused");
         }
+        session
     }
 
     pub fn epoch(&self) -> Epoch {
@@ -105,6 +115,16 @@ impl RecoverySession {
         self.plan.as_ref()
     }
 
+    /// E1: the higher epoch a segment reported, if one fenced this attempt.
+    pub fn fenced_by(&self) -> Option<Epoch> {
+        self.fenced_by
+    }
+
+    /// X5: the SCL each segment reported after taking the truncation.
+    pub fn scls(&self) -> &BTreeMap<SegmentId, Lsn> {
+        &self.scls
+    }
+
     /// X1, X2: one segment's report. The session plans as soon as every PG has a read
     /// quorum; reports after that change nothing (the plan is decided). A report of a
     /// higher epoch fences the attempt (E1).
@@ -116,6 +136,7 @@ impl RecoverySession {
             Ok(()) => {}
             Err(RecoveryError::EpochTooLow { seen, .. }) => {
                 self.stage = RecoveryStage::Fenced;
+                self.fenced_by = Some(seen);
                 self.events.push_back(RecoveryEvent::Fenced { seen });
                 return Ok(());
             }
@@ -147,6 +168,7 @@ impl RecoverySession {
         });
         self.plan = Some(plan);
         self.stage = RecoveryStage::Truncating;
+        self.open_if_ready();
         Ok(())
     }
 
@@ -159,15 +181,21 @@ impl RecoverySession {
         }
         let entry = self.scls.entry(segment).or_default();
         *entry = (*entry).max(scl);
-        if self.lagging_pgs().is_empty() {
-            let plan = self.plan.clone().expect("truncating has a plan");
-            self.events.push_back(RecoveryEvent::Open {
-                plan,
-                scls: self.scls.clone(),
-            });
-            self.stage = RecoveryStage::Open;
-        }
+        self.open_if_ready();
         self.assert_invariants();
+    }
+
+    /// X5: open once no PG lacks a write quorum at its target (at once when there is no PG).
+    fn open_if_ready(&mut self) {
+        if self.stage != RecoveryStage::Truncating || !self.lagging_pgs().is_empty() {
+            return;
+        }
+        let plan = self.plan.clone().expect("truncating has a plan");
+        self.events.push_back(RecoveryEvent::Open {
+            plan,
+            scls: self.scls.clone(),
+        });
+        self.stage = RecoveryStage::Open;
     }
 
     /// X5: each PG still without a write quorum at or past its target: the target and the
@@ -344,6 +372,22 @@ mod tests {
             Some(RecoveryEvent::Open { plan, scls }) if plan.vdl == Lsn(2) && scls.len() == 5
         ));
         assert_eq!(session.resend(), RecoveryResend::Nothing);
+    }
+
+    #[test]
+    fn a_volume_with_no_pg_plans_and_opens_at_once() {
+        // X2, X5: nothing to report and nothing to repair.
+        let mut session = RecoverySession::new(QuorumConfig::AURORA, 10, Epoch(1), BTreeSet::new());
+        assert_eq!(session.stage(), RecoveryStage::Open);
+        let events: Vec<_> = std::iter::from_fn(|| session.poll_event()).collect();
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, RecoveryEvent::Truncate { .. }))
+        );
+        assert!(
+            matches!(events.last(), Some(RecoveryEvent::Open { plan, .. }) if plan.vdl == Lsn(0))
+        );
     }
 
     #[test]
