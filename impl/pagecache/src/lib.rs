@@ -43,8 +43,9 @@ pub mod mutant;
 #[cfg(not(loom_mutant))]
 mod mutant;
 mod shard;
+mod striped;
 mod sync;
 
 pub use cache::{CacheStats, DirtyPage, PageCache, SHARDS_MAX};
-pub use entry::{ENTRY_OVERHEAD_BYTES, EntryMeta, FlushSnapshot, Page, PageRead, PinGuard};
+pub use entry::{ENTRY_OVERHEAD_BYTES, EntryMeta, PAGE_BYTES_MAX, FlushSnapshot, Page, PageRead, PinGuard};
 pub use error::{ApplyError, ConfigError, RemoveError};

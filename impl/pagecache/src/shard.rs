@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, Hash};
 
-use crate::entry::{Entry, EntryMeta, Page, PinGuard};
+use crate::entry::{Entry, EntryMeta, PageRead, PinGuard};
 use crate::hash::FxBuildHasher;
 use crate::mutant::{self, Mutant};
 use crate::sync::unmodeled::{AtomicU8, AtomicU64};
@@ -106,6 +106,7 @@ struct Resident {
 }
 
 impl Resident {
+    #[inline]
     fn touch(&self) {
         let frequency = self.frequency.load(Ordering::Relaxed);
         if frequency < FREQUENCY_MAX {
@@ -164,15 +165,15 @@ pub(crate) enum Installed {
         guard: PinGuard,
         resolved: Option<(Arc<LoadCell>, Arc<Entry>)>,
     },
-    /// The key was resident: the caller upserts the page into this entry outside the
-    /// shard lock (the entry's write lock must never be waited for under it).
-    Existing(PinGuard, Page),
+    /// The key was resident: the caller upserts the new entry's page into this entry
+    /// outside the shard lock (the entry's write lock must never be waited for under it).
+    Existing(PinGuard, Arc<Entry>),
 }
 
-/// Per-shard statistics; atomics so hits can count under the read lock.
+/// Per-shard statistics of the slow paths (hits are counted cache-wide, striped by thread:
+/// `PageCache::hits`).
 #[derive(Default)]
 pub(crate) struct Counters {
-    pub(crate) hits: AtomicU64,
     pub(crate) misses: AtomicU64,
     pub(crate) load_waits: AtomicU64,
     pub(crate) load_failures: AtomicU64,
@@ -245,6 +246,25 @@ impl<K: Hash + Eq + Clone> ShardState<K> {
         Some(PinGuard::pin(&resident.entry))
     }
 
+    /// The unpinned hit path, under the read lock: runs `read` on a resident page's bytes
+    /// with no pin taken. The shard's read lock, held until `read` returns, keeps eviction
+    /// and removal out; the page's read lock keeps redo out. Returns `None`, `read` left in
+    /// place, if the page is absent, loading, or its lock is held or awaited by redo: the
+    /// caller then takes the pinned path, so no page lock is ever waited for here.
+    #[inline]
+    pub(crate) fn read_ready<R, F>(&self, key: &K, read: &mut Option<F>) -> Option<R>
+    where
+        F: FnOnce(&PageRead<'_>) -> R,
+    {
+        let Some(Slot::Ready(resident)) = self.map.get(key) else {
+            return None;
+        };
+        let page = resident.entry.try_read()?;
+        resident.touch();
+        let read = read.take().expect("the read runs once");
+        Some(read(&page))
+    }
+
     /// A read access after `pin_ready` missed, under the write lock: pins a hit, joins a
     /// load in flight, or starts one.
     pub(crate) fn lookup_or_start_load(&mut self, key: &K) -> Lookup {
@@ -293,19 +313,23 @@ impl<K: Hash + Eq + Clone> ShardState<K> {
     /// entry goes to the main queue if the ghost remembers its key, else to the
     /// probationary one. Evicts to fit with the new entry pinned, so it cannot evict
     /// itself; returns how many it evicted.
-    pub(crate) fn install<P>(&mut self, key: &K, page: Page, predicate: &P) -> (Installed, u64)
+    pub(crate) fn install<P>(
+        &mut self,
+        key: &K,
+        entry: Arc<Entry>,
+        predicate: &P,
+    ) -> (Installed, u64)
     where
         P: Fn(&EntryMeta) -> bool,
     {
         let cell = match self.map.get(key) {
             Some(Slot::Ready(resident)) => {
                 let guard = PinGuard::pin(&resident.entry);
-                return (Installed::Existing(guard, page), 0);
+                return (Installed::Existing(guard, entry), 0);
             }
             Some(Slot::Loading { cell, .. }) => cell.clone(),
             None => None,
         };
-        let entry = Arc::new(Entry::new(page));
         let guard = PinGuard::pin(&entry);
         let resolved = cell.map(|cell| (cell, Arc::clone(&entry)));
         let cost_bytes = entry.cost_bytes();
