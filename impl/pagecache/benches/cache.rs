@@ -75,8 +75,14 @@ struct Zipf {
 }
 
 impl Zipf {
+    /// Over the bench's `KEYS` pages.
     fn new(seed: u64) -> Self {
-        let weights: Vec<f64> = (1..=KEYS)
+        Self::over(KEYS, seed)
+    }
+
+    /// Over `keys` items.
+    fn over(keys: u64, seed: u64) -> Self {
+        let weights: Vec<f64> = (1..=keys)
             .map(|rank| 1.0 / (rank as f64).powf(ZIPF_EXPONENT))
             .collect();
         let total: f64 = weights.iter().sum();
@@ -92,12 +98,13 @@ impl Zipf {
     }
 
     fn next_key(&mut self) -> u64 {
+        let keys = self.cdf.len() as u64;
         let uniform = (next_random(&mut self.state) >> 11) as f64 / (1u64 << 53) as f64;
         let rank = self
             .cdf
             .partition_point(|&c| c < uniform)
-            .min(KEYS as usize - 1) as u64;
-        rank.wrapping_mul(0x9e37_79b9_7f4a_7c15) % KEYS
+            .min(keys as usize - 1) as u64;
+        rank.wrapping_mul(0x9e37_79b9_7f4a_7c15) % keys
     }
 }
 
@@ -151,6 +158,95 @@ fn btree_trace(seed: u64, accesses: usize) -> Vec<u64> {
     trace
 }
 
+/// Page ids of a B-tree table as the writer's cache sees them: the table's root, its
+/// interior pages (one level), its leaves, each kind in its own id range.
+struct BTreeTable {
+    root: u64,
+    interior: u64,
+    leaf: u64,
+}
+
+impl BTreeTable {
+    /// The table whose pages start at `base` (ids `base`, `base + 2^20`, `base + 2^21`).
+    const fn at(base: u64) -> Self {
+        Self {
+            root: base,
+            interior: base + (1 << 20),
+            leaf: base + (2 << 20),
+        }
+    }
+
+    /// The root-to-leaf path of a point lookup of `leaf`.
+    fn lookup(&self, leaf: u64, trace: &mut Vec<u64>) {
+        trace.push(self.root);
+        trace.push(self.interior + leaf / INTERIOR_FANOUT);
+        trace.push(self.leaf + leaf);
+    }
+}
+
+/// The `sixfold` trace's table: ten times `sixfold bench`'s, so its leaves (~77,000) are
+/// many more than the writer's cache holds.
+const LARGE_TABLE_ROWS: u64 = 10 * TABLE_ROWS;
+/// Point reads (`SELECT balance`) per transaction, on top of the updates.
+const POINT_READS_MAX: u64 = 2;
+
+/// `sixfold`: the writer cache of `sixfold bench`'s commit run on a large table, with hot
+/// rows. Per transaction: the volume's header page (SQLite's page 1, read by every
+/// transaction), 0–2 point reads and 1–4 updates of `accounts` rows (root, interior, leaf;
+/// the leaf Zipfian over the table's leaves, ranks scattered, so the root and interior
+/// pages are hot and a few leaves are), and one `history` append (root, rightmost
+/// interior, rightmost leaf).
+fn sixfold_trace(seed: u64, accesses: usize) -> Vec<u64> {
+    const HEADER: u64 = 0;
+    let accounts = BTreeTable::at(1);
+    let history = BTreeTable::at(3 << 20);
+    let leaves = LARGE_TABLE_ROWS / ROWS_PER_LEAF;
+    let mut hot_leaves = Zipf::over(leaves, seed);
+    let mut state = seed;
+    let mut history_rows = 0;
+    let mut trace = Vec::with_capacity(accesses + 32);
+    while trace.len() < accesses {
+        trace.push(HEADER);
+        let point_reads = next_random(&mut state) % (POINT_READS_MAX + 1);
+        let updates = 1 + next_random(&mut state) % 4;
+        for _ in 0..point_reads + updates {
+            accounts.lookup(hot_leaves.next_key(), &mut trace);
+        }
+        history.lookup(history_rows / HISTORY_ROWS_PER_LEAF, &mut trace);
+        history_rows += 1;
+    }
+    trace.truncate(accesses);
+    trace
+}
+
+/// `table-scan`: a full scan of `sixfold bench`'s `accounts` table (1,000,000 rows,
+/// ~7,700 leaves, about twice what the writer's cache holds), leaf after leaf through
+/// the interior pages, interleaved with point reads of hot rows (root, interior, Zipfian
+/// leaf) — two per scanned leaf. A scan-resistant cache keeps the point reads' pages while
+/// the scan streams through.
+fn table_scan_trace(seed: u64, accesses: usize) -> Vec<u64> {
+    const POINT_READS_PER_LEAF: usize = 2;
+    let accounts = BTreeTable::at(1);
+    let leaves = TABLE_ROWS / ROWS_PER_LEAF;
+    let mut hot_leaves = Zipf::over(leaves, seed);
+    let mut scanned = 0;
+    let mut trace = Vec::with_capacity(accesses + 16);
+    while trace.len() < accesses {
+        let leaf = scanned % leaves;
+        if leaf % INTERIOR_FANOUT == 0 {
+            trace.push(accounts.root);
+            trace.push(accounts.interior + leaf / INTERIOR_FANOUT);
+        }
+        trace.push(accounts.leaf + leaf);
+        scanned += 1;
+        for _ in 0..POINT_READS_PER_LEAF {
+            accounts.lookup(hot_leaves.next_key(), &mut trace);
+        }
+    }
+    trace.truncate(accesses);
+    trace
+}
+
 /// A trace of each thread, and how many pages the caches hold for it.
 struct Workload {
     name: &'static str,
@@ -158,7 +254,7 @@ struct Workload {
     generate: fn(u64, usize) -> Vec<u64>,
 }
 
-const WORKLOADS: [Workload; 3] = [
+const WORKLOADS: [Workload; 5] = [
     Workload {
         name: "zipf",
         capacity_pages: KEYS / 8,
@@ -173,6 +269,16 @@ const WORKLOADS: [Workload; 3] = [
         name: "scan",
         capacity_pages: KEYS / 8,
         generate: scan_trace,
+    },
+    Workload {
+        name: "sixfold",
+        capacity_pages: WRITER_CACHE_PAGES,
+        generate: sixfold_trace,
+    },
+    Workload {
+        name: "table-scan",
+        capacity_pages: WRITER_CACHE_PAGES,
+        generate: table_scan_trace,
     },
 ];
 

@@ -135,6 +135,10 @@ where
     /// reference count written), only the shard's and the page's read locks, and runs
     /// `read` under both; otherwise it pins as `get_or_load` and reads.
     ///
+    /// K1: `read` sees the bytes and the one LSN they are at. If redo holds or awaits the
+    /// page's lock, the read falls back to a pin, releasing the shard's lock first, and
+    /// waits for the page's lock with no shard lock held.
+    ///
     /// `read` must be short and must not call into this cache: it may run under the
     /// shard's read lock, which an install into the shard waits for (and a second read
     /// lock of the same shard may wait behind that install).
@@ -155,7 +159,7 @@ where
 
     /// Runs `read` on the page if it is resident (waiting for a load in flight), as
     /// `with_page_or_load` without loading; `None` if the page is not resident. Counts a
-    /// hit or a miss. Same rules for `read`.
+    /// hit or a miss. Same rules for `read` (K1 for both).
     pub fn with_page<R>(&self, key: &K, read: impl FnOnce(&PageRead<'_>) -> R) -> Option<R> {
         let mut read = Some(read);
         if let Some(result) = self.read_unpinned(key, &mut read) {

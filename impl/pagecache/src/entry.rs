@@ -159,7 +159,7 @@ impl Entry {
         Some(entry.meta())
     }
 
-    /// The bytes and the LSN they are at, without a pin, if no redo holds or awaits the
+    /// K1: the bytes and the LSN they are at, without a pin, if no redo holds or awaits the
     /// page's lock (`None` then: the caller falls back to a pinned read rather than wait).
     /// For the unpinned read path, under the shard's read lock, which keeps eviction and
     /// removal out while the returned read lives; the page's read lock keeps redo out.

@@ -246,7 +246,7 @@ impl<K: Hash + Eq + Clone> ShardState<K> {
         Some(PinGuard::pin(&resident.entry))
     }
 
-    /// The unpinned hit path, under the read lock: runs `read` on a resident page's bytes
+    /// K1, the unpinned hit path, under the read lock: runs `read` on a resident page's bytes
     /// with no pin taken. The shard's read lock, held until `read` returns, keeps eviction
     /// and removal out; the page's read lock keeps redo out. Returns `None`, `read` left in
     /// place, if the page is absent, loading, or its lock is held or awaited by redo: the
