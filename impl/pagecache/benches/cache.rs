@@ -2,8 +2,8 @@
 //! access traces, side by side:
 //!
 //! - `hits`: a Zipf trace through caches that hold every page (the hit path only);
-//! - `zipf`, `btree`, `scan`: three traces through caches smaller than what they touch
-//!   (misses load, evictions run), at 1 and 2 threads;
+//! - `zipf`, `btree`, `scan`, `sixfold`, `table-scan`: five traces through caches smaller
+//!   than what they touch (misses load, evictions run), at 1 and 2 threads;
 //! - then a summary table: accesses per second (median of `SUMMARY_RUNS`) and hit ratio
 //!   per trace.
 //!
@@ -20,6 +20,18 @@
 //! - **scan**: a full scan of the 16,384 pages interleaved one for one with Zipf point
 //!   reads of the same pages; an eighth fit. A scan-resistant cache keeps the point reads'
 //!   hot pages through the scan.
+//!
+//! - **sixfold**: the writer cache of `sixfold bench` on a table ten times larger
+//!   (10,000,000 rows, ~77,000 leaves), with hot rows: per transaction the header page,
+//!   0–2 point reads and 1–4 updates (root, interior, leaf Zipfian over the leaves) and a
+//!   `history` append; 4,096 pages (the writer's default).
+//! - **table-scan**: a full scan of the 1,000,000-row `accounts` table (leaves in order
+//!   through the interior pages), two point reads of hot rows (root, interior, Zipfian
+//!   leaf) after each scanned leaf; 4,096 pages.
+//!
+//! An access is sixfold's `with_page_or_load` reading one byte (its unpinned hit path, K1)
+//! or quick_cache's `get_or_insert_with` and a read of the same byte; the `hits, pinned`
+//! row runs sixfold's `get_or_load` and `PinGuard::read` instead.
 //!
 //! Hit ratio: a trace twice as long as the measured one, the first half to warm the cache,
 //! the second half counted, on one thread.
