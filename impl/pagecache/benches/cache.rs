@@ -501,6 +501,9 @@ fn summary_row(label: &str, threads: usize, sixfold: f64, quick: f64) {
 
 /// The side-by-side table: throughput per trace and thread count, then hit ratios.
 fn summary(_: &mut Criterion) {
+    if std::env::var_os(POLICIES_VARIABLE).is_some() {
+        return policies();
+    }
     if std::env::var_os(RATIOS_ONLY_VARIABLE).is_some() {
         return ratios();
     }
@@ -539,6 +542,129 @@ fn ratios() {
         let sixfold = hit_ratio(&sixfold_cache(workload.capacity_pages), workload);
         let quick = hit_ratio(&Quick::new(workload.capacity_pages), workload);
         println!("{:<24} {sixfold:>12.3} {quick:>12.3}", workload.name);
+    }
+}
+
+/// Set (to anything) to print the hit ratios of the reference policies below instead.
+const POLICIES_VARIABLE: &str = "PAGECACHE_BENCH_POLICIES";
+
+/// A replacement policy simulated on one thread, unsharded, capacity in pages: the
+/// families the cache's policy was chosen among.
+trait Policy {
+    /// Accesses `key`, admitting it on a miss; returns whether it hit.
+    fn access(&mut self, key: u64) -> bool;
+}
+
+/// CLOCK: one reference bit per page, a hand that clears bits until it finds a clear one.
+struct Clock {
+    slots: Vec<(u64, bool)>,
+    index: std::collections::HashMap<u64, usize>,
+    hand: usize,
+    capacity: usize,
+}
+
+impl Policy for Clock {
+    fn access(&mut self, key: u64) -> bool {
+        if let Some(&slot) = self.index.get(&key) {
+            self.slots[slot].1 = true;
+            return true;
+        }
+        if self.slots.len() < self.capacity {
+            self.index.insert(key, self.slots.len());
+            self.slots.push((key, false));
+            return false;
+        }
+        while self.slots[self.hand].1 {
+            self.slots[self.hand].1 = false;
+            self.hand = (self.hand + 1) % self.capacity;
+        }
+        self.index.remove(&self.slots[self.hand].0);
+        self.slots[self.hand] = (key, false);
+        self.index.insert(key, self.hand);
+        self.hand = (self.hand + 1) % self.capacity;
+        false
+    }
+}
+
+/// SIEVE (Zhang et al., NSDI 2024): a FIFO whose hand walks from the oldest page towards
+/// the newest, clearing visited bits and evicting the first unvisited page; survivors
+/// stay in place. Kept as an insertion-ordered map of (key → visited) with the hand as an
+/// insertion number.
+struct Sieve {
+    order: std::collections::BTreeMap<u64, (u64, bool)>,
+    position: std::collections::HashMap<u64, u64>,
+    next: u64,
+    hand: Option<u64>,
+    capacity: usize,
+}
+
+impl Sieve {
+    fn evict(&mut self) {
+        loop {
+            let from = self.hand.unwrap_or(0);
+            let (&at, &(key, visited)) = match self.order.range(from..).next() {
+                Some(found) => found,
+                None => self.order.iter().next().expect("full"),
+            };
+            if visited {
+                self.order.insert(at, (key, false));
+                self.hand = Some(at + 1);
+                continue;
+            }
+            self.order.remove(&at);
+            self.position.remove(&key);
+            self.hand = Some(at + 1);
+            return;
+        }
+    }
+}
+
+impl Policy for Sieve {
+    fn access(&mut self, key: u64) -> bool {
+        if let Some(&at) = self.position.get(&key) {
+            self.order.insert(at, (key, true));
+            return true;
+        }
+        if self.position.len() >= self.capacity {
+            self.evict();
+        }
+        self.order.insert(self.next, (key, false));
+        self.position.insert(key, self.next);
+        self.next += 1;
+        false
+    }
+}
+
+/// Hit ratio of a simulated policy, counted as for the caches.
+fn policy_hit_ratio(policy: &mut dyn Policy, workload: &Workload) -> f64 {
+    let trace = &workload.traces(2 * TRACE_ACCESSES_PER_THREAD)[0];
+    let (warm, counted) = trace.split_at(TRACE_ACCESSES_PER_THREAD);
+    warm.iter().for_each(|&key| drop(policy.access(key)));
+    let hits = counted.iter().filter(|&&key| policy.access(key)).count();
+    hits as f64 / counted.len() as f64
+}
+
+fn policies() {
+    println!("\nhit ratio of reference policies (1 thread, unsharded, simulated)");
+    println!("{:<24} {:>12} {:>12}", "trace", "CLOCK", "SIEVE");
+    for workload in &WORKLOADS {
+        let capacity = workload.capacity_pages as usize;
+        let mut clock = Clock {
+            slots: Vec::new(),
+            index: Default::default(),
+            hand: 0,
+            capacity,
+        };
+        let mut sieve = Sieve {
+            order: Default::default(),
+            position: Default::default(),
+            next: 0,
+            hand: None,
+            capacity,
+        };
+        let clock = policy_hit_ratio(&mut clock, workload);
+        let sieve = policy_hit_ratio(&mut sieve, workload);
+        println!("{:<24} {clock:>12.3} {sieve:>12.3}", workload.name);
     }
 }
 
