@@ -245,7 +245,7 @@ fn table_scan_trace(seed: u64, accesses: usize) -> Vec<u64> {
     let mut trace = Vec::with_capacity(accesses + 16);
     while trace.len() < accesses {
         let leaf = scanned % leaves;
-        if leaf % INTERIOR_FANOUT == 0 {
+        if leaf.is_multiple_of(INTERIOR_FANOUT) {
             trace.push(accounts.root);
             trace.push(accounts.interior + leaf / INTERIOR_FANOUT);
         }
@@ -639,7 +639,9 @@ impl Policy for Sieve {
 fn policy_hit_ratio(policy: &mut dyn Policy, workload: &Workload) -> f64 {
     let trace = &workload.traces(2 * TRACE_ACCESSES_PER_THREAD)[0];
     let (warm, counted) = trace.split_at(TRACE_ACCESSES_PER_THREAD);
-    warm.iter().for_each(|&key| drop(policy.access(key)));
+    for &key in warm {
+        policy.access(key);
+    }
     let hits = counted.iter().filter(|&&key| policy.access(key)).count();
     hits as f64 / counted.len() as f64
 }

@@ -112,8 +112,7 @@ impl Entry {
     pub(crate) fn new(page: Page) -> Arc<Self> {
         let class = page.bytes.len().next_power_of_two().max(BUFFER_BYTES_MIN);
         entry_in_class!(
-            page, class, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768,
-            65536
+            page, class, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536
         )
     }
 
@@ -149,8 +148,9 @@ impl Entry {
     /// only through a pin. The `try_write` on the page lock orders us after the last of
     /// those changes (a lock acquisition reads the latest unlock, which happened after the
     /// change), whatever ordering the strong-count load has; it cannot fail for an
-    /// unpinned entry (a `PageRead` borrows a pin), and we never wait for it under the
-    /// shard lock.
+    /// unpinned entry (a `PageRead` borrows a pin, or is an unpinned read holding the
+    /// shard's read lock, which our write lock excludes), and we never wait for it under
+    /// the shard lock.
     pub(crate) fn meta_if_unpinned(entry: &Arc<Self>) -> Option<EntryMeta> {
         if Arc::strong_count(entry) != 1 {
             return None;
@@ -167,8 +167,8 @@ impl Entry {
     /// `ReadPathLsnBeforeLock` mutant reads it before).
     #[inline]
     pub(crate) fn try_read(&self) -> Option<PageRead<'_>> {
-        let early_lsn = mutant::active(Mutant::ReadPathLsnBeforeLock)
-            .then(|| self.lsn.load(Ordering::Acquire));
+        let early_lsn =
+            mutant::active(Mutant::ReadPathLsnBeforeLock).then(|| self.lsn.load(Ordering::Acquire));
         let bytes = match self.bytes.try_read() {
             Ok(bytes) => bytes,
             Err(TryLockError::WouldBlock) => return None,

@@ -47,5 +47,7 @@ mod striped;
 mod sync;
 
 pub use cache::{CacheStats, DirtyPage, PageCache, SHARDS_MAX};
-pub use entry::{ENTRY_OVERHEAD_BYTES, EntryMeta, PAGE_BYTES_MAX, FlushSnapshot, Page, PageRead, PinGuard};
+pub use entry::{
+    ENTRY_OVERHEAD_BYTES, EntryMeta, FlushSnapshot, PAGE_BYTES_MAX, Page, PageRead, PinGuard,
+};
 pub use error::{ApplyError, ConfigError, RemoveError};

@@ -554,7 +554,9 @@ fn a_page_of_any_length_up_to_the_maximum_reads_back_whole() {
         let class = len.next_power_of_two().max(8) as u64;
         let cost = cache.peek(&key).map(|meta| meta.cost_bytes);
         assert_eq!(cost, Some(class + ENTRY_OVERHEAD_BYTES));
-        cache.apply(&key, 2, |page| assert_eq!(page.len(), len)).unwrap();
+        cache
+            .apply(&key, 2, |page| assert_eq!(page.len(), len))
+            .unwrap();
     }
 }
 

@@ -287,8 +287,9 @@ fn writer_cache(
 }
 
 /// Puts page 1 in the main queue of a two-page cache, with page 3 in the probationary
-/// queue and `refused` (which the cache's predicate must refuse), page 2 evicted:
-/// page 1 is hit, so installing page 3 promotes it and evicts page 2.
+/// queue and `refused` (which the cache's predicate must refuse), page 2 evicted: page 1
+/// enters the main queue while it has room (and is hit, so it would be promoted if not),
+/// pages 2 and 3 the probationary queue, and installing page 3 evicts page 2.
 fn page_one_in_the_main_queue<P: Fn(&EntryMeta) -> bool>(cache: &PageCache<u64, P>, refused: Page) {
     drop(cache.insert(&1, page_at(1, false)));
     drop(cache.get(&1));
