@@ -107,6 +107,17 @@ where
             self.hits.increment();
             return Ok(guard);
         }
+        self.get_or_load_locked(shard, key, loader)
+    }
+
+    /// `get_or_load` after its read-locked lookup missed: under the write lock, a hit, a
+    /// load in flight to join, or a load to start.
+    fn get_or_load_locked<E>(
+        &self,
+        shard: &Shard<K>,
+        key: &K,
+        loader: impl FnOnce() -> Result<Page, E>,
+    ) -> Result<PinGuard, E> {
         loop {
             let lookup = write(&shard.state).lookup_or_start_load(key);
             match lookup {
@@ -148,11 +159,13 @@ where
         loader: impl FnOnce() -> Result<Page, E>,
         read: impl FnOnce(&PageRead<'_>) -> R,
     ) -> Result<R, E> {
+        let shard = self.shard(key);
         let mut read = Some(read);
-        if let Some(result) = self.read_unpinned(key, &mut read) {
+        if let Some(result) = self.read_unpinned(shard, key, &mut read) {
             return Ok(result);
         }
-        let guard = self.get_or_load(key, loader)?;
+        // The read-locked lookup just ran: go on under the write lock.
+        let guard = self.get_or_load_locked(shard, key, loader)?;
         let page = guard.read();
         Ok((read.take().expect("not run by the unpinned path"))(&page))
     }
@@ -161,11 +174,14 @@ where
     /// `with_page_or_load` without loading; `None` if the page is not resident. Counts a
     /// hit or a miss. Same rules for `read` (K1 for both).
     pub fn with_page<R>(&self, key: &K, read: impl FnOnce(&PageRead<'_>) -> R) -> Option<R> {
+        let shard = self.shard(key);
         let mut read = Some(read);
-        if let Some(result) = self.read_unpinned(key, &mut read) {
+        if let Some(result) = self.read_unpinned(shard, key, &mut read) {
             return Some(result);
         }
-        let guard = self.get(key)?;
+        let resident = write(&shard.state).resident(key, true);
+        self.count(shard, &resident);
+        let guard = Self::settle(resident)?;
         let page = guard.read();
         Some((read.take().expect("not run by the unpinned path"))(&page))
     }
@@ -175,12 +191,17 @@ where
     pub fn get(&self, key: &K) -> Option<PinGuard> {
         let shard = self.shard(key);
         let resident = self.resident(shard, key, true);
-        match &resident {
+        self.count(shard, &resident);
+        Self::settle(resident)
+    }
+
+    /// Counts a read's lookup: a hit, a wait for a load, or a miss.
+    fn count(&self, shard: &Shard<K>, resident: &Resident) {
+        match resident {
             Resident::Hit(_) => self.hits.increment(),
             Resident::Wait(_) => Counters::add(&shard.counters.load_waits, 1),
             Resident::Absent => Counters::add(&shard.counters.misses, 1),
         }
-        Self::settle(resident)
     }
 
     /// Puts a page built elsewhere into the cache and returns it pinned. If the key is
@@ -287,11 +308,11 @@ where
     /// The unpinned hit path of `with_page…`: `read` run under the shard's and the
     /// page's read locks, counted as a hit; `None` (and `read` not run) to fall back.
     #[inline]
-    fn read_unpinned<R, F>(&self, key: &K, read: &mut Option<F>) -> Option<R>
+    fn read_unpinned<R, F>(&self, shard: &Shard<K>, key: &K, read: &mut Option<F>) -> Option<R>
     where
         F: FnOnce(&PageRead<'_>) -> R,
     {
-        let result = crate::sync::read(&self.shard(key).state).read_ready(key, read)?;
+        let result = crate::sync::read(&shard.state).read_ready(key, read)?;
         self.hits.increment();
         Some(result)
     }
