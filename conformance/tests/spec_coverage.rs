@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-const AREAS: &str = "QLWCSRXEMVAIB";
+const AREAS: &str = "QLWCSRXEMVAIBK";
 const AREAS_NEEDING_TESTS: &str = "QLWCXE";
 const AREAS_NEEDING_VECTORS: &str = "LWCSRXE";
 

@@ -4,10 +4,11 @@
 
 use std::hash::{BuildHasher, Hash};
 
-use crate::entry::{EntryMeta, FlushSnapshot, Page, PinGuard};
+use crate::entry::{Entry, EntryMeta, FlushSnapshot, Page, PageRead, PinGuard};
 use crate::error::{ApplyError, ConfigError, RemoveError};
 use crate::hash::FxBuildHasher;
 use crate::shard::{Counters, Installed, Lookup, ResidentLookup as Resident, Shard};
+use crate::striped::StripedCounter;
 use crate::sync::{read, write};
 
 /// Upper bound on shards: more than a few per core only spreads the capacity thinner.
@@ -42,6 +43,8 @@ pub struct PageCache<K, P> {
     shards: Box<[Shard<K>]>,
     hasher: FxBuildHasher,
     capacity_bytes: u64,
+    /// Hits of every shard, striped by thread so hits write no shared line.
+    hits: StripedCounter,
     /// May this unpinned entry be evicted? Called under a shard's write lock: keep it
     /// cheap, never call back into the cache from it, never panic (the lock would be
     /// poisoned and every later access to the shard would panic).
@@ -78,6 +81,7 @@ where
             shards,
             hasher: FxBuildHasher::default(),
             capacity_bytes,
+            hits: StripedCounter::default(),
             predicate,
         })
     }
@@ -100,14 +104,25 @@ where
     ) -> Result<PinGuard, E> {
         let shard = self.shard(key);
         if let Some(guard) = read(&shard.state).pin_ready(key, true) {
-            Counters::add(&shard.counters.hits, 1);
+            self.hits.increment();
             return Ok(guard);
         }
+        self.get_or_load_locked(shard, key, loader)
+    }
+
+    /// `get_or_load` after its read-locked lookup missed: under the write lock, a hit, a
+    /// load in flight to join, or a load to start.
+    fn get_or_load_locked<E>(
+        &self,
+        shard: &Shard<K>,
+        key: &K,
+        loader: impl FnOnce() -> Result<Page, E>,
+    ) -> Result<PinGuard, E> {
         loop {
             let lookup = write(&shard.state).lookup_or_start_load(key);
             match lookup {
                 Lookup::Hit(guard) => {
-                    Counters::add(&shard.counters.hits, 1);
+                    self.hits.increment();
                     return Ok(guard);
                 }
                 Lookup::Wait(cell) => {
@@ -125,18 +140,68 @@ where
         }
     }
 
+    /// Runs `read` on the page's bytes and LSN, loading the page on a miss as `get_or_load`
+    /// does, and returns what `read` returns. The hit path of a read that copies or
+    /// inspects a page: on a resident page that no redo is writing it takes no pin (no
+    /// reference count written), only the shard's and the page's read locks, and runs
+    /// `read` under both; otherwise it pins as `get_or_load` and reads.
+    ///
+    /// K1: `read` sees the bytes and the one LSN they are at. If redo holds or awaits the
+    /// page's lock, the read falls back to a pin, releasing the shard's lock first, and
+    /// waits for the page's lock with no shard lock held.
+    ///
+    /// `read` must be short and must not call into this cache: it may run under the
+    /// shard's read lock, which an install into the shard waits for (and a second read
+    /// lock of the same shard may wait behind that install).
+    pub fn with_page_or_load<R, E>(
+        &self,
+        key: &K,
+        loader: impl FnOnce() -> Result<Page, E>,
+        read: impl FnOnce(&PageRead<'_>) -> R,
+    ) -> Result<R, E> {
+        let shard = self.shard(key);
+        let mut read = Some(read);
+        if let Some(result) = self.read_unpinned(shard, key, &mut read) {
+            return Ok(result);
+        }
+        // The read-locked lookup just ran: go on under the write lock.
+        let guard = self.get_or_load_locked(shard, key, loader)?;
+        let page = guard.read();
+        Ok((read.take().expect("not run by the unpinned path"))(&page))
+    }
+
+    /// Runs `read` on the page if it is resident (waiting for a load in flight), as
+    /// `with_page_or_load` without loading; `None` if the page is not resident. Counts a
+    /// hit or a miss. Same rules for `read` (K1 for both).
+    pub fn with_page<R>(&self, key: &K, read: impl FnOnce(&PageRead<'_>) -> R) -> Option<R> {
+        let shard = self.shard(key);
+        let mut read = Some(read);
+        if let Some(result) = self.read_unpinned(shard, key, &mut read) {
+            return Some(result);
+        }
+        let resident = write(&shard.state).resident(key, true);
+        self.count(shard, &resident);
+        let guard = Self::settle(resident)?;
+        let page = guard.read();
+        Some((read.take().expect("not run by the unpinned path"))(&page))
+    }
+
     /// Returns the page pinned if it is resident (waiting for a load in flight); never
     /// loads. Counts a hit or a miss.
     pub fn get(&self, key: &K) -> Option<PinGuard> {
         let shard = self.shard(key);
         let resident = self.resident(shard, key, true);
-        let counter = match &resident {
-            Resident::Hit(_) => &shard.counters.hits,
-            Resident::Wait(_) => &shard.counters.load_waits,
-            Resident::Absent => &shard.counters.misses,
-        };
-        Counters::add(counter, 1);
+        self.count(shard, &resident);
         Self::settle(resident)
+    }
+
+    /// Counts a read's lookup: a hit, a wait for a load, or a miss.
+    fn count(&self, shard: &Shard<K>, resident: &Resident) {
+        match resident {
+            Resident::Hit(_) => self.hits.increment(),
+            Resident::Wait(_) => Counters::add(&shard.counters.load_waits, 1),
+            Resident::Absent => Counters::add(&shard.counters.misses, 1),
+        }
     }
 
     /// Puts a page built elsewhere into the cache and returns it pinned. If the key is
@@ -212,7 +277,7 @@ where
 
     pub fn stats(&self) -> CacheStats {
         let mut stats = CacheStats {
-            hits: 0,
+            hits: self.hits.get(),
             misses: 0,
             load_waits: 0,
             load_failures: 0,
@@ -223,7 +288,6 @@ where
         };
         for shard in self.shards.iter() {
             let counters = &shard.counters;
-            stats.hits += Counters::get(&counters.hits);
             stats.misses += Counters::get(&counters.misses);
             stats.load_waits += Counters::get(&counters.load_waits);
             stats.load_failures += Counters::get(&counters.load_failures);
@@ -239,6 +303,18 @@ where
         // High bits: the maps index buckets with the low ones.
         let hash = self.hasher.hash_one(key);
         &self.shards[((hash >> 32) % self.shards.len() as u64) as usize]
+    }
+
+    /// The unpinned hit path of `with_page…`: `read` run under the shard's and the
+    /// page's read locks, counted as a hit; `None` (and `read` not run) to fall back.
+    #[inline]
+    fn read_unpinned<R, F>(&self, shard: &Shard<K>, key: &K, read: &mut Option<F>) -> Option<R>
+    where
+        F: FnOnce(&PageRead<'_>) -> R,
+    {
+        let result = crate::sync::read(&shard.state).read_ready(key, read)?;
+        self.hits.increment();
+        Some(result)
     }
 
     /// A pin for an internal access (redo, flusher): not counted as an access for eviction, no counters.
@@ -282,8 +358,10 @@ where
         Ok(self.install(shard, key, page))
     }
 
+    /// Builds the entry (allocation and copy of the page) before taking the shard lock.
     fn install(&self, shard: &Shard<K>, key: &K, page: Page) -> PinGuard {
-        let (installed, evicted) = write(&shard.state).install(key, page, &self.predicate);
+        let entry = Entry::new(page);
+        let (installed, evicted) = write(&shard.state).install(key, entry, &self.predicate);
         Counters::add(&shard.counters.evictions, evicted);
         match installed {
             Installed::New { guard, resolved } => {
@@ -292,8 +370,8 @@ where
                 }
                 guard
             }
-            Installed::Existing(guard, page) => {
-                guard.upsert(page);
+            Installed::Existing(guard, newer) => {
+                guard.upsert(&newer);
                 guard
             }
         }

@@ -43,8 +43,11 @@ pub mod mutant;
 #[cfg(not(loom_mutant))]
 mod mutant;
 mod shard;
+mod striped;
 mod sync;
 
 pub use cache::{CacheStats, DirtyPage, PageCache, SHARDS_MAX};
-pub use entry::{ENTRY_OVERHEAD_BYTES, EntryMeta, FlushSnapshot, Page, PageRead, PinGuard};
+pub use entry::{
+    ENTRY_OVERHEAD_BYTES, EntryMeta, FlushSnapshot, PAGE_BYTES_MAX, Page, PageRead, PinGuard,
+};
 pub use error::{ApplyError, ConfigError, RemoveError};

@@ -14,6 +14,9 @@ pub enum Mutant {
     SmallQueueIgnoresPredicate,
     /// Eviction from the main queue ignores the predicate.
     MainQueueIgnoresPredicate,
+    /// The unpinned read path (`with_page`) reads the LSN before taking the page's
+    /// read lock, so a redo landing in between pairs old LSN and new bytes.
+    ReadPathLsnBeforeLock,
 }
 
 #[cfg(loom_mutant)]

@@ -8,6 +8,8 @@ pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 pub(crate) use loom::sync::{
     Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
 };
+/// loom's `try_read` and `try_write` return std's error type.
+pub(crate) use std::sync::TryLockError;
 
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,11 +18,11 @@ pub(crate) use std::sync::{
     Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
 };
 
-/// Atomics that order no memory and guard no invariant: statistics counters and the
-/// S3-FIFO access counts (a stale count changes which page is evicted, never whether
+/// Atomics that order no memory and guard no invariant: statistics counters (the hit
+/// counter's stripes too) and the S3-FIFO access counts (a stale count changes which page is evicted, never whether
 /// eviction is allowed). They stay std's under loom so the models do not branch on them.
 pub(crate) mod unmodeled {
-    pub(crate) use std::sync::atomic::{AtomicU8, AtomicU64};
+    pub(crate) use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize};
 }
 
 const POISONED: &str = "page cache lock poisoned: a panic happened while it was held";

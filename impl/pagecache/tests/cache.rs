@@ -8,8 +8,8 @@ use std::thread;
 use std::time::Duration;
 
 use sixfold_pagecache::{
-    ApplyError, ConfigError, DirtyPage, ENTRY_OVERHEAD_BYTES, EntryMeta, Page, PageCache,
-    RemoveError, SHARDS_MAX,
+    ApplyError, ConfigError, DirtyPage, ENTRY_OVERHEAD_BYTES, EntryMeta, PAGE_BYTES_MAX, Page,
+    PageCache, RemoveError, SHARDS_MAX,
 };
 
 const PAGE_BYTES: usize = 64;
@@ -305,10 +305,11 @@ fn a_scan_passes_through_without_evicting_the_pages_in_use() {
 
 #[test]
 fn a_page_missed_again_soon_after_eviction_returns_to_the_main_queue() {
-    // Page 1 is evicted unhit from the probationary queue; the ghost remembers it, so when
-    // it is loaded again it goes to the main queue and outlives pages read once after it.
+    // Pages 50–52 fill the main queue (new pages go there while it has room). Page 1 is
+    // then evicted unhit from the probationary queue; the ghost remembers it, so when it
+    // is loaded again it goes to the main queue and outlives pages read once after it.
     let cache = storage_node_cache(4);
-    for key in 1..=5 {
+    for key in [50, 51, 52, 1, 2] {
         drop(cache.insert(&key, Page::clean(1, page_at(1))));
     }
     assert!(!cache.contains(&1));
@@ -388,7 +389,9 @@ fn the_writer_predicate_evicts_only_at_or_below_vdl() {
     assert_eq!(cache.stats().entries, 3, "a page above VDL was evicted");
     vdl.store(12, Ordering::Release);
     cache.trim();
-    assert!(!cache.contains(&1) && cache.contains(&2) && cache.contains(&3));
+    // Page 1 went to the main queue (it had room), pages 2 and 3 to the probationary one,
+    // which eviction takes first: page 2 (LSN 12 ≤ VDL) goes, page 3 (LSN 13) stays.
+    assert!(cache.contains(&1) && !cache.contains(&2) && cache.contains(&3));
 }
 
 #[test]
@@ -477,4 +480,92 @@ fn concurrent_mixed_operations_keep_the_byte_accounting_exact() {
         .sum();
     // After trim with no pins, a shard above its share holds only dirty (refused) pages.
     assert!(cache.stats().bytes_used <= stats.capacity_bytes + dirty_bytes);
+}
+
+/// K1: `with_page…` on a hit runs the read on the page at its LSN and counts a hit; on a
+/// miss `with_page_or_load` loads and `with_page` returns `None`.
+#[test]
+fn an_unpinned_read_sees_the_page_and_counts_like_a_pinned_one() {
+    let cache = storage_node_cache(4);
+    assert_eq!(cache.with_page(&1, |read| read.lsn()), None);
+    let loaded = cache.with_page_or_load(&1, load_clean(3), |read| (read.lsn(), read[0]));
+    assert_eq!(loaded, Ok((3, 3)));
+    cache.apply(&1, 4, |bytes| bytes.fill(4)).unwrap();
+    let read = cache.with_page(&1, |read| (read.lsn(), read.bytes().to_vec()));
+    assert_eq!(read, Some((4, vec![4; PAGE_BYTES])));
+    let stats = cache.stats();
+    assert_eq!((stats.hits, stats.misses), (1, 2));
+    assert_eq!(cache.peek(&1).map(|meta| meta.lsn), Some(4));
+}
+
+/// K1: an unpinned read of a page whose lock redo holds falls back to a pin without
+/// keeping the shard's lock. Redo here installs another page of the same shard while it
+/// holds page 1's write lock; had the read waited for page 1's lock under the shard's read
+/// lock, that install would wait for the read and the read for the redo: a deadlock
+/// (checked by hand: with a blocking `read()` in place of `try_read` the watchdog fires).
+#[test]
+fn an_unpinned_read_never_waits_for_redo_under_the_shard_lock() {
+    let cache = Arc::new(storage_node_cache(4));
+    drop(cache.insert(&1, Page::clean(1, page_at(1))));
+    let (in_edit_tx, in_edit_rx) = mpsc::channel();
+    let redo = {
+        let cache = Arc::clone(&cache);
+        thread::spawn(move || {
+            let guard = cache.get(&1).unwrap();
+            guard
+                .apply(2, |bytes| {
+                    in_edit_tx.send(()).unwrap();
+                    // Give the reader time to reach page 1's lock.
+                    thread::sleep(Duration::from_millis(100));
+                    drop(cache.insert(&2, Page::clean(1, page_at(1))));
+                    bytes.fill(2);
+                })
+                .unwrap();
+        })
+    };
+    in_edit_rx.recv().unwrap();
+    let (done_tx, done_rx) = mpsc::channel();
+    let reader = {
+        let cache = Arc::clone(&cache);
+        thread::spawn(move || {
+            let read = cache.with_page(&1, |read| (read.lsn(), read[0]));
+            done_tx.send(read).unwrap();
+        })
+    };
+    let read = done_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("deadlock: the read waited for redo while holding the shard lock");
+    assert_eq!(read, Some((2, 2)), "the read ran during the redo edit");
+    redo.join().unwrap();
+    reader.join().unwrap();
+    assert!(cache.contains(&2));
+}
+
+/// Pages are stored in a buffer of their size class (a power of two): a page of another
+/// length reads back at its own length, and its cost is its buffer's.
+#[test]
+fn a_page_of_any_length_up_to_the_maximum_reads_back_whole() {
+    let cache = PageCache::new(1 << 20, 1, clean_only).unwrap();
+    for (key, len) in [(1u64, 0usize), (2, 5), (3, 100), (4, PAGE_BYTES_MAX)] {
+        let bytes: Box<[u8]> = (0..len).map(|i| i as u8).collect();
+        drop(cache.insert(&key, Page::clean(1, bytes.clone())));
+        let read = cache.with_page(&key, |read| read.bytes().to_vec());
+        assert_eq!(read.as_deref(), Some(&bytes[..]));
+        let class = len.next_power_of_two().max(8) as u64;
+        let cost = cache.peek(&key).map(|meta| meta.cost_bytes);
+        assert_eq!(cost, Some(class + ENTRY_OVERHEAD_BYTES));
+        cache
+            .apply(&key, 2, |page| assert_eq!(page.len(), len))
+            .unwrap();
+    }
+}
+
+/// A page above `PAGE_BYTES_MAX` is a bug of ours (page sizes are fixed by the page
+/// format), refused loudly.
+#[test]
+#[should_panic(expected = "above PAGE_BYTES_MAX")]
+fn a_page_above_the_maximum_panics() {
+    let cache = PageCache::new(1 << 20, 1, clean_only).unwrap();
+    let bytes = vec![0u8; PAGE_BYTES_MAX + 1].into_boxed_slice();
+    drop(cache.insert(&1, Page::clean(1, bytes)));
 }

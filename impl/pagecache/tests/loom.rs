@@ -29,7 +29,8 @@ use sixfold_pagecache::{ENTRY_OVERHEAD_BYTES, EntryMeta, Page, PageCache};
 const PREEMPTION_BOUND: Option<usize> = None;
 
 /// Tiny pages keep the models fast; what matters is the synchronisation, not the size.
-const PAGE_BYTES: usize = 4;
+/// Eight bytes: the smallest buffer class, so a page costs exactly `PAGE_COST_BYTES`.
+const PAGE_BYTES: usize = 8;
 const PAGE_COST_BYTES: u64 = PAGE_BYTES as u64 + ENTRY_OVERHEAD_BYTES;
 
 /// Explores the scenario's interleavings with at most `PREEMPTION_BOUND` preemptions per
@@ -183,6 +184,35 @@ fn redo_applied_while_a_reader_reads() {
     assert_eq!(cache.peek(&1).map(|meta| meta.lsn), Some(3));
 }
 
+/// K1: the unpinned read path against redo. The writer applies two records to page 1
+/// while a reader reads it through `with_page`, which takes no pin: every read sees bytes
+/// matching its LSN, whether it took the unpinned path (the page's lock was free) or fell
+/// back to a pin (the writer held or awaited it).
+fn redo_applied_while_an_unpinned_reader_reads() {
+    let cache = Arc::new(storage_node_cache(4));
+    drop(cache.insert(&1, page_at(1, false)));
+    let writer = {
+        let cache = Arc::clone(&cache);
+        thread::spawn(move || {
+            for lsn in [2u64, 3] {
+                cache.apply(&1, lsn, |bytes| bytes.fill(lsn as u8)).unwrap();
+            }
+        })
+    };
+    let reader = {
+        let cache = Arc::clone(&cache);
+        thread::spawn(move || {
+            let (lsn, bytes) = cache
+                .with_page(&1, |read| (read.lsn(), read.bytes().to_vec()))
+                .expect("dirty page evicted");
+            assert_eq!(bytes, vec![lsn as u8; PAGE_BYTES], "torn read");
+        })
+    };
+    writer.join().unwrap();
+    reader.join().unwrap();
+    assert_eq!(cache.peek(&1).map(|meta| meta.lsn), Some(3));
+}
+
 /// Flusher against writer: the flusher copies dirty page 1 and marks it clean while the
 /// writer applies a record. If the record landed after the copy, the page stays dirty
 /// (the flushed bytes lack it); the copy itself is one consistent version.
@@ -257,8 +287,9 @@ fn writer_cache(
 }
 
 /// Puts page 1 in the main queue of a two-page cache, with page 3 in the probationary
-/// queue and `refused` (which the cache's predicate must refuse), page 2 evicted:
-/// page 1 is hit, so installing page 3 promotes it and evicts page 2.
+/// queue and `refused` (which the cache's predicate must refuse), page 2 evicted: page 1
+/// enters the main queue while it has room (and is hit, so it would be promoted if not),
+/// pages 2 and 3 the probationary queue, and installing page 3 evicts page 2.
 fn page_one_in_the_main_queue<P: Fn(&EntryMeta) -> bool>(cache: &PageCache<u64, P>, refused: Page) {
     drop(cache.insert(&1, page_at(1, false)));
     drop(cache.get(&1));
@@ -346,6 +377,11 @@ mod models {
     }
 
     #[test]
+    fn an_unpinned_reader_sees_the_page_at_exactly_one_lsn() {
+        model(redo_applied_while_an_unpinned_reader_reads);
+    }
+
+    #[test]
     fn redo_racing_the_flusher_leaves_the_page_dirty() {
         model(flusher_copies_while_a_writer_modifies);
     }
@@ -425,6 +461,25 @@ mod mutants {
         model_with(
             Mutant::MainQueueIgnoresPredicate,
             main_queue_keeps_pages_above_vdl,
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "torn read")]
+    fn mutant_read_path_reading_the_lsn_before_the_lock_tears_a_read() {
+        model_with(
+            Mutant::ReadPathLsnBeforeLock,
+            redo_applied_while_an_unpinned_reader_reads,
+        );
+    }
+
+    /// The read-path mutant touches only the unpinned path: the pinned reader's model
+    /// passes under it.
+    #[test]
+    fn the_read_path_mutant_passes_the_pinned_reader_model() {
+        model_with(
+            Mutant::ReadPathLsnBeforeLock,
+            redo_applied_while_a_reader_reads,
         );
     }
 
