@@ -24,6 +24,9 @@ use crate::wire::{ErrorCode, Message};
 
 /// How long one recovery request may wait for its node, in milliseconds.
 pub const RECOVERY_CALL_TIMEOUT_MS: u64 = 5_000;
+/// One node's reply to a request sent to every node at once.
+type NodeReply = (NodeId, Result<Message, LinkError>);
+
 /// How long the epoch poll waits for the last two nodes once the others answered.
 const STRAGGLER_MS: u64 = 50;
 const QUORUM: QuorumConfig = QuorumConfig::AURORA;
@@ -181,7 +184,7 @@ impl Driver<'_> {
         &self,
         nodes: impl IntoIterator<Item = NodeId>,
         build: impl Fn(u64) -> Message + Send + Sync + Clone + 'static,
-    ) -> (Receiver<(NodeId, Result<Message, LinkError>)>, usize) {
+    ) -> (Receiver<NodeReply>, usize) {
         let (sender, receiver) = channel();
         let mut asked = 0;
         for node in nodes {
