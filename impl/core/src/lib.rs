@@ -1,8 +1,9 @@
 //! sixfold-core: the Aurora storage protocol as plain state machines (no sockets, files,
 //! clocks or threads), and the byte formats of spec/formats.md.
 //!
-//! The model checker, the deterministic simulator and the real servers all drive these
-//! same machines: input events in, actions and [`event::ProtocolEvent`]s out.
+//! The deterministic simulator and the real servers drive these machines: input events in,
+//! actions and [`event::ProtocolEvent`]s out (docs/architecture.md lists which driver runs
+//! which machine; the stateright model is written from spec/ independently).
 
 pub mod codec;
 pub mod event;
