@@ -353,7 +353,8 @@ fn wait_caught_up(cluster: &Processes, id: u32) {
                     .map(|(_, (_, o))| o.scl)
                     .max()
                     .unwrap_or_default();
-                !s.problem.is_empty() || s.repairing || s.scl < top
+                // A repairing segment (S19) holds what it shows; repair ends later (S21).
+                !(s.problem.is_empty() || s.problem.starts_with("repairing")) || s.scl < top
             })
             .map(|(segment, (_, s))| format!("{segment} SCL {} {}", s.scl, s.problem))
             .collect();
@@ -396,11 +397,12 @@ fn deleted_segment_meta_files_are_rebuilt_from_peers_and_nothing_acknowledged_is
     wait_caught_up(&cluster, 3);
     let log = std::fs::read_to_string(cluster.path().join("node3.log")).unwrap();
     assert!(log.contains("S17"), "node 3 says what it rebuilt: {log}");
-    // S19, S21: the rebuilt segments repaired (status showed them `repairing` until then,
-    // and `wait_caught_up` waited for an empty problem).
     assert!(
-        log.contains("S21"),
-        "node 3 says its segments repaired: {log}"
+        status::collect(&cluster.config)
+            .segments()
+            .values()
+            .any(|(node, s)| node.0 == 3 && s.repairing),
+        "S21: still repairing: the writer of the loss epoch is still open"
     );
     writer.close();
     cluster.kill(1);
@@ -413,6 +415,29 @@ fn deleted_segment_meta_files_are_rebuilt_from_peers_and_nothing_acknowledged_is
             "C4: nothing acknowledged lost"
         );
     }
+    // S21: a writer above the loss epoch is open and three peers (4, 5, 6) are up: node 3's
+    // segments end their repair.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let repairing = status::collect(&cluster.config)
+            .segments()
+            .values()
+            .filter(|(node, s)| node.0 == 3 && s.repairing)
+            .count();
+        if repairing == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{repairing} segments still repairing"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = std::fs::read_to_string(cluster.path().join("node3.log")).unwrap();
+    assert!(
+        log.contains("S21"),
+        "node 3 says its segments repaired: {log}"
+    );
     writer.close();
     cluster.kill(4);
     let output = Command::new(BIN)

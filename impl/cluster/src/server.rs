@@ -678,6 +678,8 @@ fn handle(
             } else {
                 Ok(())
             };
+            // S21: heartbeats come only from a writer whose recovery finished.
+            let adopted = adopted.and_then(|()| store.note_open_writer(epoch));
             adopted.and_then(|()| {
                 heartbeat_reply(shared, store, request_id, epoch, (vcl, vdl, pgmrpl))
             })

@@ -21,7 +21,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use sixfold_core::{
     Birth, Epoch, Geometry, GossipRequest, Lsn, NodeId, NodeRepair, PageId, PeerAnswer, PgId,
@@ -188,7 +188,7 @@ impl NodeStore {
         let hosted_now = self.engine.segments();
         let rebuilt = self.engine.rebuilt_segments().to_vec();
         let before = self.repair.clone();
-        let missing = self.repair.open(&hosted_now, &rebuilt);
+        let missing = self.repair.open(self.epoch, &hosted_now, &rebuilt);
         for segment in missing {
             tracing::error!(node = self.node.0, %segment, "S19: a segment this node hosted is gone; it is hosted again and repairs from its peers");
             self.host_in_engine(segment)?;
@@ -282,6 +282,22 @@ impl NodeStore {
         self.repair.is_repairing(segment)
     }
 
+    /// S21: an open writer of `epoch` (its heartbeat, at the node's epoch) was heard from;
+    /// a repair waiting only for a writer above its loss epoch ends, durably.
+    pub fn note_open_writer(&mut self, epoch: Epoch) -> Result<(), StoreError> {
+        if epoch != self.epoch {
+            return Ok(());
+        }
+        let ended = self.repair.note_open_writer(epoch);
+        if !ended.is_empty() {
+            self.write_meta()?;
+            for segment in ended {
+                tracing::info!(node = self.node.0, %segment, "S21: segment repaired: caught up with three peers, and a writer above its loss epoch opened");
+            }
+        }
+        Ok(())
+    }
+
     /// S20: a placed segment this node does not host may be one it lost (a late node).
     pub fn absent_may_be_lost(&self) -> bool {
         self.repair.absent_may_be_lost()
@@ -339,7 +355,7 @@ impl NodeStore {
     /// V2, S19: creates `segment` in the engine at the node's epoch and history; the node's
     /// metadata names it first, so a later loss of its directory is noticed.
     fn host_in_engine(&mut self, segment: SegmentId) -> Result<(), StoreError> {
-        if self.repair.host(segment) {
+        if self.repair.host(segment, self.epoch) {
             self.write_meta()?;
         }
         self.engine.host_segment(segment)?;
@@ -490,7 +506,7 @@ impl NodeStore {
         if self.repair.note_answer(segment, status.scl, &peer) {
             // S21: durable before the segment is reported to any recovery.
             self.write_meta()?;
-            tracing::info!(node = self.node.0, %segment, scl = status.scl.0, "S21: segment repaired: caught up with three peers");
+            tracing::info!(node = self.node.0, %segment, scl = status.scl.0, "S21: segment repaired: caught up with three peers, and a writer above its loss epoch opened");
         }
         Ok(status.records.saturating_sub(before))
     }
@@ -619,16 +635,16 @@ impl NodeStore {
         }
         // S19: the repair section (node.meta version 2).
         body.push(birth_code(self.repair.birth()));
-        let repairing: Vec<SegmentId> = self.repair.repairing().collect();
-        for set in [
-            self.repair.hosted().iter().copied().collect::<Vec<_>>(),
-            repairing,
-        ] {
-            body.extend_from_slice(&(set.len() as u32).to_le_bytes());
-            for segment in set {
-                body.extend_from_slice(&segment.pg.0.to_le_bytes());
-                body.push(segment.replica);
-            }
+        let hosted = self.repair.hosted();
+        body.extend_from_slice(&(hosted.len() as u32).to_le_bytes());
+        for segment in hosted {
+            put_segment(&mut body, *segment);
+        }
+        let repairing: Vec<(SegmentId, Epoch)> = self.repair.repairing().collect();
+        body.extend_from_slice(&(repairing.len() as u32).to_le_bytes());
+        for (segment, loss_epoch) in repairing {
+            put_segment(&mut body, segment);
+            body.extend_from_slice(&loss_epoch.0.to_le_bytes());
         }
         let crc = crc32c::crc32c(&body);
         body.extend_from_slice(&crc.to_le_bytes());
@@ -709,7 +725,7 @@ fn read_meta(dir: &Path) -> Result<NodeMeta, StoreError> {
         })
         .collect();
     let repair = if body.len() == ranges_end {
-        NodeRepair::restored(Birth::WithVolume, BTreeSet::new(), BTreeSet::new())
+        NodeRepair::restored(Birth::WithVolume, BTreeSet::new(), BTreeMap::new())
     } else {
         read_repair(&body[ranges_end..]).ok_or_else(|| damaged("bad repair section (S19)"))?
     };
@@ -725,34 +741,43 @@ fn read_repair(bytes: &[u8]) -> Option<NodeRepair> {
         2 => Birth::Late,
         _ => return None,
     };
-    let mut sets = Vec::new();
-    for _ in 0..2 {
-        let count = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
-        if count > META_SEGMENTS_MAX {
-            return None;
-        }
-        rest = &rest[4..];
-        let mut set = BTreeSet::new();
-        for _ in 0..count {
-            let entry = rest.get(..5)?;
-            let replica = entry[4];
-            if replica as usize >= SEGMENTS_PER_PG {
-                return None;
-            }
-            set.insert(SegmentId {
-                pg: PgId(u32::from_le_bytes(entry[..4].try_into().ok()?)),
-                replica,
-            });
-            rest = &rest[5..];
-        }
-        sets.push(set);
+    let mut hosted = BTreeSet::new();
+    for _ in 0..take_count(&mut rest)? {
+        hosted.insert(take_segment(&mut rest)?);
+    }
+    let mut repairing = BTreeMap::new();
+    for _ in 0..take_count(&mut rest)? {
+        let segment = take_segment(&mut rest)?;
+        let loss_epoch = Epoch(u64::from_le_bytes(rest.get(..8)?.try_into().ok()?));
+        rest = &rest[8..];
+        repairing.insert(segment, loss_epoch);
     }
     if !rest.is_empty() {
         return None;
     }
-    let repairing = sets.pop()?;
-    let hosted = sets.pop()?;
     Some(NodeRepair::restored(birth, hosted, repairing))
+}
+
+fn put_segment(body: &mut Vec<u8>, segment: SegmentId) {
+    body.extend_from_slice(&segment.pg.0.to_le_bytes());
+    body.push(segment.replica);
+}
+
+fn take_count(rest: &mut &[u8]) -> Option<usize> {
+    let count = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+    *rest = &rest[4..];
+    (count <= META_SEGMENTS_MAX).then_some(count)
+}
+
+fn take_segment(rest: &mut &[u8]) -> Option<SegmentId> {
+    let entry = rest.get(..5)?;
+    let replica = entry[4];
+    if replica as usize >= SEGMENTS_PER_PG {
+        return None;
+    }
+    let pg = PgId(u32::from_le_bytes(entry[..4].try_into().ok()?));
+    *rest = &rest[5..];
+    Some(SegmentId { pg, replica })
 }
 
 /// S17, S18: one line on what is wrong with a segment, empty when nothing is.

@@ -187,9 +187,11 @@ fn a_segment_rebuilt_empty_counts_as_no_answer_until_repaired() {
     );
     assert_eq!(cluster.gossip(3, 0), 3);
     assert!(
-        !cluster.store(3).is_repairing(segment(3)),
-        "S21: three peers"
+        cluster.store(3).is_repairing(segment(3)),
+        "S21: three peers, but no writer above the loss epoch (1) opened yet"
     );
+    cluster.store(3).note_open_writer(Epoch(3)).unwrap();
+    assert!(!cluster.store(3).is_repairing(segment(3)), "S21: ended");
 
     // S21: the end of repair is durable.
     cluster.restart(3, |_| {});
@@ -234,6 +236,17 @@ fn a_repairing_peer_or_an_incomplete_chain_does_not_end_a_repair() {
     assert!(
         cluster.store(3).is_repairing(segment(3)),
         "C is repairing too: only E and F count"
+    );
+    cluster.store(3).note_open_writer(Epoch(1)).unwrap();
+    assert!(
+        cluster.store(3).is_repairing(segment(3)),
+        "S21: a writer of the loss epoch may still count an ack given before the loss"
+    );
+    cluster.raise(2, &[0, 1, 2, 3, 4, 5]);
+    cluster.store(3).note_open_writer(Epoch(2)).unwrap();
+    assert!(
+        cluster.store(3).is_repairing(segment(3)),
+        "two peers so far"
     );
     cluster.gossip(3, 1);
     assert!(!cluster.store(3).is_repairing(segment(3)));

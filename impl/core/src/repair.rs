@@ -50,13 +50,25 @@ pub struct PeerAnswer {
     pub peer_scl: Lsn,
 }
 
+/// One repairing segment (S19, S21).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Repairing {
+    /// The node's epoch when the loss was found: a writer of this epoch may still count an
+    /// ack the segment gave before the loss, so the repair waits for a writer above it.
+    loss_epoch: Epoch,
+    /// Peer replicas it has caught up with (volatile: a restart starts again).
+    peers: BTreeSet<u8>,
+}
+
 /// S19–S21: the node's repair bookkeeping.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeRepair {
     birth: Birth,
     hosted: BTreeSet<SegmentId>,
-    /// Repairing segments, each with the peer replicas it has caught up with (S21).
-    repairing: BTreeMap<SegmentId, BTreeSet<u8>>,
+    repairing: BTreeMap<SegmentId, Repairing>,
+    /// S21: the highest epoch of an open writer (its heartbeat) this node has heard of
+    /// since it started (volatile).
+    open_writer: Epoch,
 }
 
 impl NodeRepair {
@@ -66,6 +78,7 @@ impl NodeRepair {
             birth: Birth::Unknown,
             hosted: BTreeSet::new(),
             repairing: BTreeMap::new(),
+            open_writer: Epoch(0),
         }
     }
 
@@ -74,15 +87,20 @@ impl NodeRepair {
     pub fn restored(
         birth: Birth,
         hosted: BTreeSet<SegmentId>,
-        repairing: BTreeSet<SegmentId>,
+        repairing: BTreeMap<SegmentId, Epoch>,
     ) -> NodeRepair {
+        let repairing = repairing
+            .into_iter()
+            .map(|(segment, loss_epoch)| {
+                let peers = BTreeSet::new();
+                (segment, Repairing { loss_epoch, peers })
+            })
+            .collect();
         NodeRepair {
             birth,
             hosted,
-            repairing: repairing
-                .into_iter()
-                .map(|s| (s, BTreeSet::new()))
-                .collect(),
+            repairing,
+            open_writer: Epoch(0),
         }
     }
 
@@ -94,8 +112,9 @@ impl NodeRepair {
         &self.hosted
     }
 
-    pub fn repairing(&self) -> impl Iterator<Item = SegmentId> + '_ {
-        self.repairing.keys().copied()
+    /// Each repairing segment with its loss epoch.
+    pub fn repairing(&self) -> impl Iterator<Item = (SegmentId, Epoch)> + '_ {
+        self.repairing.iter().map(|(s, r)| (*s, r.loss_epoch))
     }
 
     pub fn is_repairing(&self, segment: SegmentId) -> bool {
@@ -133,10 +152,15 @@ impl NodeRepair {
         true
     }
 
-    /// S19: the node opened and found `hosted_now` on disk, `rebuilt` of them emptied
-    /// because their metadata was lost (S17). Returns the segments it hosted whose
+    /// S19: the node opened at `epoch` and found `hosted_now` on disk, `rebuilt` of them
+    /// emptied because their metadata was lost (S17). Returns the segments it hosted whose
     /// directory is gone: the caller hosts them again (empty) and they repair.
-    pub fn open(&mut self, hosted_now: &[SegmentId], rebuilt: &[SegmentId]) -> Vec<SegmentId> {
+    pub fn open(
+        &mut self,
+        epoch: Epoch,
+        hosted_now: &[SegmentId],
+        rebuilt: &[SegmentId],
+    ) -> Vec<SegmentId> {
         let missing: Vec<SegmentId> = self
             .hosted
             .iter()
@@ -144,30 +168,61 @@ impl NodeRepair {
             .copied()
             .collect();
         for &segment in rebuilt.iter().chain(&missing) {
-            self.repairing.entry(segment).or_default();
+            self.mark(segment, epoch);
         }
         self.hosted.extend(hosted_now.iter().copied());
         missing
     }
 
-    /// S19: `segment` is about to be hosted. Returns whether the node's metadata must be
-    /// written first (it is new to the node), so that a later loss of its directory is seen.
-    pub fn host(&mut self, segment: SegmentId) -> bool {
+    fn mark(&mut self, segment: SegmentId, loss_epoch: Epoch) {
+        self.repairing.entry(segment).or_insert(Repairing {
+            loss_epoch,
+            peers: BTreeSet::new(),
+        });
+    }
+
+    /// S19: `segment` is about to be hosted, at the node's `epoch`. Returns whether the
+    /// node's metadata must be written first (it is new to the node), so that a later loss
+    /// of its directory is seen.
+    pub fn host(&mut self, segment: SegmentId, epoch: Epoch) -> bool {
         if !self.hosted.insert(segment) {
             return false;
         }
         if self.birth != Birth::WithVolume {
-            self.repairing.entry(segment).or_default();
+            self.mark(segment, epoch);
         }
         true
     }
 
+    /// S21: an open writer of `epoch` was heard from (its heartbeat). Returns the segments
+    /// whose repair just ended: the caller makes that durable before it reports them.
+    pub fn note_open_writer(&mut self, epoch: Epoch) -> Vec<SegmentId> {
+        self.open_writer = self.open_writer.max(epoch);
+        self.end_repairs()
+    }
+
+    /// S21: every repair with three peers and a writer above its loss epoch ends.
+    fn end_repairs(&mut self) -> Vec<SegmentId> {
+        let open_writer = self.open_writer;
+        let ended: Vec<SegmentId> = self
+            .repairing
+            .iter()
+            .filter(|(_, r)| r.peers.len() >= REPAIR_PEERS && open_writer > r.loss_epoch)
+            .map(|(s, _)| *s)
+            .collect();
+        for segment in &ended {
+            self.repairing.remove(segment);
+        }
+        ended
+    }
+
     /// S21: a gossip answer to `segment`, merged (or not); `scl_after` is the segment's SCL
-    /// after the merge. Returns true when the segment's repair just ended: the caller makes
-    /// that durable before it reports the segment.
+    /// after the merge. Returns true when the segment's repair just ended (three peers, and
+    /// an open writer above its loss epoch): the caller makes that durable before it
+    /// reports the segment.
     pub fn note_answer(&mut self, segment: SegmentId, scl_after: Lsn, answer: &PeerAnswer) -> bool {
         debug_assert_eq!(segment.pg, answer.peer.pg, "gossip stays within a PG");
-        let Some(peers) = self.repairing.get_mut(&segment) else {
+        let Some(repairing) = self.repairing.get_mut(&segment) else {
             return false;
         };
         let counts = !answer.peer_repairing
@@ -176,13 +231,9 @@ impl NodeRepair {
             && answer.peer != segment
             && scl_after >= answer.peer_scl;
         if counts {
-            peers.insert(answer.peer.replica);
+            repairing.peers.insert(answer.peer.replica);
         }
-        if peers.len() >= REPAIR_PEERS {
-            self.repairing.remove(&segment);
-            return true;
-        }
-        false
+        self.end_repairs().contains(&segment)
     }
 }
 
@@ -228,7 +279,7 @@ mod tests {
         let mut later_recovery = NodeRepair::fresh();
         later_recovery.learn_first_epoch(Epoch(2), true);
         assert_eq!(later_recovery.birth(), Birth::Late);
-        assert!(later_recovery.host(segment(0)));
+        assert!(later_recovery.host(segment(0), Epoch(2)));
         assert!(
             later_recovery.is_repairing(segment(0)),
             "S19: a late node's segments repair"
@@ -241,13 +292,14 @@ mod tests {
         let mut repair = NodeRepair::restored(
             Birth::WithVolume,
             [segment(0), segment(1), segment(2)].into(),
-            BTreeSet::new(),
+            BTreeMap::new(),
         );
-        let missing = repair.open(&[segment(0), segment(1)], &[segment(1)]);
+        let missing = repair.open(Epoch(4), &[segment(0), segment(1)], &[segment(1)]);
         assert_eq!(missing, vec![segment(2)]);
         assert!(!repair.is_repairing(segment(0)));
         assert!(repair.is_repairing(segment(1)));
         assert!(repair.is_repairing(segment(2)));
+        assert!(repair.repairing().all(|(_, loss)| loss == Epoch(4)));
     }
 
     #[test]
@@ -290,6 +342,23 @@ mod tests {
     }
 
     #[test]
+    fn repair_waits_for_a_writer_above_the_loss_epoch() {
+        // S21: a writer of the loss epoch may still count an ack given before the loss.
+        let mut repair = NodeRepair::restored(
+            Birth::WithVolume,
+            [segment(0)].into(),
+            [(segment(0), Epoch(3))].into(),
+        );
+        let me = segment(0);
+        for peer in 1..=3 {
+            assert!(!repair.note_answer(me, Lsn(5), &answer(peer, 5)));
+        }
+        assert!(repair.note_open_writer(Epoch(3)).is_empty(), "same epoch");
+        assert_eq!(repair.note_open_writer(Epoch(4)), vec![me]);
+        assert!(!repair.is_repairing(me));
+    }
+
+    #[test]
     fn absent_segments_of_an_unknown_or_late_node_answer_as_repairing() {
         // S20
         let fresh = NodeRepair::fresh();
@@ -297,7 +366,7 @@ mod tests {
         let mut born = NodeRepair::fresh();
         born.learn_first_epoch(Epoch(1), true);
         assert!(!born.answers_as_repairing(segment(0), false));
-        assert!(born.host(segment(0)));
+        assert!(born.host(segment(0), Epoch(1)));
         assert!(!born.answers_as_repairing(segment(0), true));
     }
 }
