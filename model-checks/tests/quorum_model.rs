@@ -271,3 +271,24 @@ fn two_pgs_commit_an_mtr_spanning_both() {
     let commit = report.verdict(sixfold_model_checks::quorum::COMMIT_ACKED);
     assert!(commit.is_some_and(|verdict| verdict.holds), "{report}");
 }
+
+#[test]
+#[ignore]
+fn scratch_disk_loss_report() {
+    let cap: u8 = std::env::var("CAP").unwrap().parse().unwrap();
+    let secs: u64 = std::env::var("SECS").unwrap().parse().unwrap();
+    let config = Config { lsn_cap: cap, ..Config::disk_loss() };
+    let report = run_check(&CheckOptions {
+        config: config.clone(),
+        bug: None,
+        threads: 1,
+        progress: false,
+        stop: Stop::Exhaustive,
+        time_limit: Some(std::time::Duration::from_secs(secs)),
+    });
+    println!("{report}");
+    for bug in [Bug::RepairingCountsInRecovery, Bug::RepairClearsEarly, Bug::RepairEndsInLossEpoch] {
+        let report = check(config.clone(), Some(bug), Stop::FirstFailure);
+        println!("{report}");
+    }
+}
