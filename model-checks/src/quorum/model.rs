@@ -78,8 +78,7 @@ pub const QUIESCENCE_REACHED: &str = "a run ends with only faults left";
 pub const NO_STALE_READ: &str =
     "a read served by a writer never misses a value acknowledged by a newer epoch";
 pub const STALE_WRITER_READS: &str = "a partitioned old writer serves a read under its lease";
-pub const REPAIR_RESTORES: &str =
-    "a segment ends its repair holding every record it held at a write quorum when it lost its disk";
+pub const REPAIR_RESTORES: &str = "a segment ends its repair holding every record it held at a write quorum when it lost its disk";
 pub const QUIESCENT_REPAIR_ENDS: &str = "when only faults are left, no segment is repairing";
 pub const REPAIR_ENDS: &str = "a repairing segment ends its repair";
 pub const RECOVERY_AFTER_DISK_LOSS: &str =
@@ -235,9 +234,9 @@ impl QuorumModel {
         let segment = &state.segments[index];
         segment.repairing
             && !segment.newer_writer_seen
-            && state
-                .writer
-                .is_some_and(|writer| writer.phase == Phase::Active && writer.epoch > segment.lost_epoch)
+            && state.writer.is_some_and(|writer| {
+                writer.phase == Phase::Active && writer.epoch > segment.lost_epoch
+            })
     }
 
     /// S21 in the bounded form of `segments_reach_vcl_when_quiescent`: once only reads and
@@ -545,7 +544,7 @@ impl QuorumModel {
                     " and ends its repair (S21)".to_string()
                 } else if merged.repair_peers != to.repair_peers {
                     format!(
-                        " and counts the answer toward its repair ({} of {} peers, S21)",
+                        " and counts the answer toward its repair ({} peers counted, {} needed, S21)",
                         merged.repair_peers.count_ones(),
                         self.gossip_rules().repair_peers_needed
                     )
@@ -571,7 +570,11 @@ impl QuorumModel {
                     "a heartbeat of writer e{epoch} reaches {}: a writer above its loss epoch {} opened{}",
                     segment_name(index),
                     state.segments[index as usize].lost_epoch,
-                    if ends { "; it ends its repair (S21)" } else { "" }
+                    if ends {
+                        "; it ends its repair (S21)"
+                    } else {
+                        ""
+                    }
                 )
             }
             Action::LoseDisk(index) => {
@@ -600,7 +603,9 @@ impl QuorumModel {
                 "failover: writer e{epoch} keeps running partitioned; writer e{} starts recovery",
                 state.ghost.epoch_max + 1
             ),
-            Action::RecoveryRead(index) if !writer::report_counts(&state.segments[index as usize], self.bug) => {
+            Action::RecoveryRead(index)
+                if !writer::report_counts(&state.segments[index as usize], self.bug) =>
+            {
                 format!(
                     "recovery e{epoch} raises {}'s epoch; its node answers that it is repairing, which counts as no answer (X11)",
                     segment_name(index)
@@ -844,8 +849,8 @@ impl Model for QuorumModel {
             }
             Action::LoseDisk(index) => {
                 state.disk_losses += 1;
-                let acked = members(state.ghost.acked)
-                    .fold(0, |set, commit| set | state.mtr_of(commit));
+                let acked =
+                    members(state.ghost.acked).fold(0, |set, commit| set | state.mtr_of(commit));
                 state.ghost.disk_lost_acked |= state.segments[index as usize].held & acked != 0;
                 segment::lose_disk(&mut state, index);
             }
@@ -894,8 +899,15 @@ impl Model for QuorumModel {
             }
         }
         segment::settle_repairs(&mut state, self.gossip_rules());
-        let opened = matches!(last.writer, Some(Writer { phase: Phase::Recovering(_), .. }))
-            && state.writer.is_some_and(|writer| writer.phase == Phase::Active);
+        let opened = matches!(
+            last.writer,
+            Some(Writer {
+                phase: Phase::Recovering(_),
+                ..
+            })
+        ) && state
+            .writer
+            .is_some_and(|writer| writer.phase == Phase::Active);
         if opened && state.ghost.disk_lost_acked {
             state.ghost.recovered_after_disk_loss = true;
         }

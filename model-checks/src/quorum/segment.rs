@@ -257,8 +257,8 @@ pub fn settle_repair(
     if !after.repairing {
         return (after, false);
     }
-    let newer_record = members(after.held)
-        .any(|lsn| records[lsn as usize].epoch > after.lost_epoch);
+    let newer_record =
+        members(after.held).any(|lsn| records[lsn as usize].epoch > after.lost_epoch);
     after.newer_writer_seen |= newer_record;
     let peers_answered = after.repair_peers.count_ones() >= rules.repair_peers_needed;
     let writer_moved_on = after.newer_writer_seen || !rules.repair_waits_for_newer_writer;
