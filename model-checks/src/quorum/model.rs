@@ -164,7 +164,7 @@ impl QuorumModel {
         }
     }
 
-    /// How segments take gossip (S6, S7, S15, S21); four mutants break it.
+    /// How segments take gossip and end repairs (S6, S7, S15, S21); five mutants break it.
     fn gossip_rules(&self) -> GossipRules {
         GossipRules {
             epoch_checked: self.bug != Some(Bug::GossipIgnoresEpoch),
