@@ -2,8 +2,9 @@
 //! each mutant is caught by the property named for it, with a counterexample.
 
 use sixfold_model_checks::quorum::{
-    Bug, Config, DURABILITY, FENCING, MTR_ATOMICITY, NO_STALE_READ, QUIESCENT_SEGMENTS_REACH_VCL,
-    READ_AT_POINT, SERVES_ONLY_VOLUME, STALE_WRITER_READS, VDL_RULES,
+    Bug, Config, DURABILITY, FENCING, MTR_ATOMICITY, NO_STALE_READ, QUIESCENT_REPAIR_ENDS,
+    QUIESCENT_SEGMENTS_REACH_VCL, READ_AT_POINT, RECOVERY_AFTER_DISK_LOSS, REPAIR_ENDS,
+    REPAIR_RESTORES, SERVES_ONLY_VOLUME, STALE_WRITER_READS, VDL_RULES,
 };
 use sixfold_model_checks::{CheckOptions, Report, Stop, run_check};
 
@@ -270,4 +271,76 @@ fn two_pgs_commit_an_mtr_spanning_both() {
     }
     let commit = report.verdict(sixfold_model_checks::quorum::COMMIT_ACKED);
     assert!(commit.is_some_and(|verdict| verdict.holds), "{report}");
+}
+
+// S17, S19–S21, X11: a record reaches four segments and is acknowledged while two lag; one
+// of the four loses its disk and comes back empty and repairing; the writer crashes and
+// recovery counts the repairing segment as no answer (X11) and reads three others, which
+// include a holder. The repair ends (S21) only after three distinct non-repairing peers
+// answered and a writer above the epoch of the loss opened. Exhaustive: every property
+// holds, and the scenario and the end of a repair are both witnessed.
+#[test]
+fn correct_model_disk_loss_config_keeps_every_acknowledged_commit() {
+    let report = check(Config::disk_loss(), None, Stop::Exhaustive);
+    assert!(
+        report.complete,
+        "disk-loss must be explored to the end:\n{report}"
+    );
+    assert!(report.all_hold(), "correct model failed:\n{report}");
+    for name in [REPAIR_ENDS, RECOVERY_AFTER_DISK_LOSS] {
+        let witnessed = report.verdict(name).expect("property exists");
+        assert!(witnessed.holds, "{name} never happened: vacuous\n{report}");
+    }
+    for name in [DURABILITY, REPAIR_RESTORES, QUIESCENT_REPAIR_ENDS] {
+        let verdict = report.verdict(name).expect("property exists");
+        assert!(
+            verdict.holds && verdict.counterexample.is_none(),
+            "{report}"
+        );
+    }
+    let rules = report
+        .verdict(REPAIR_RESTORES)
+        .expect("property exists")
+        .rules;
+    assert!(rules.contains(&"S19") && rules.contains(&"S21"));
+    let rules = report
+        .verdict(RECOVERY_AFTER_DISK_LOSS)
+        .expect("property exists")
+        .rules;
+    assert!(rules.contains(&"X11") && rules.contains(&"S20"));
+}
+
+// X11, S20 broken: recovery counts the repairing segment's empty report toward its read
+// quorum; with the two lagging segments it holds no copy of the acknowledged record, and
+// recovery truncates it.
+#[test]
+fn mutant_repairing_counts_in_recovery_loses_an_acknowledged_commit() {
+    let report = assert_mutant_caught(
+        Config::disk_loss(),
+        Bug::RepairingCountsInRecovery,
+        DURABILITY,
+    );
+    assert!(
+        report.to_string().contains("(repairing, counted as empty)"),
+        "{report}"
+    );
+}
+
+// S21 broken: a repair ends after answers from two distinct peers, the two lagging ones;
+// the segment ends its repair without the record it held at a write quorum when it lost
+// its disk.
+#[test]
+fn mutant_repair_clears_early_ends_a_repair_without_a_lost_record() {
+    assert_mutant_caught(Config::disk_loss(), Bug::RepairClearsEarly, REPAIR_RESTORES);
+}
+
+// S21 as first written (gossip answers alone end a repair): the writer still counts the
+// ack the segment gave before it lost its disk; a record reaches a write quorum with it
+// after three peers answered, one of them before it took the record. The repaired segment
+// then counts in recovery with the two lagging ones and the commit is truncated. S21's
+// newer-writer condition (a recovery above the loss epoch completed without the segment,
+// X11) closes it.
+#[test]
+fn mutant_repair_ends_in_loss_epoch_loses_an_acknowledged_commit() {
+    assert_mutant_caught(Config::disk_loss(), Bug::RepairEndsInLossEpoch, DURABILITY);
 }

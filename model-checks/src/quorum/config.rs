@@ -35,6 +35,9 @@ pub struct Config {
     /// Whether writers take read leases and a partitioned old writer serves reads from its
     /// cache (R7–R10).
     pub leases: bool,
+    /// Disk losses (S17, S19): a segment loses every record and its own metadata, keeps
+    /// its node's epoch and truncation history, and is repairing until S21 ends it.
+    pub disk_losses: u8,
 }
 
 const ONE_PG_SHAPES: &[MtrShape] = &[&[0], &[0, 0]];
@@ -59,6 +62,7 @@ impl Config {
             az_crashes: false,
             gossip: true,
             leases: false,
+            disk_losses: 0,
         }
     }
 
@@ -78,6 +82,7 @@ impl Config {
             az_crashes: false,
             gossip: false,
             leases: false,
+            disk_losses: 0,
         }
     }
 
@@ -97,6 +102,7 @@ impl Config {
             az_crashes: true,
             gossip: true,
             leases: false,
+            disk_losses: 0,
         }
     }
 
@@ -183,6 +189,22 @@ impl Config {
         }
     }
 
+    /// One disk loss (S17, S19–S21, X11): a record reaches four segments and is
+    /// acknowledged while two lag; one of the four loses its disk and comes back empty and
+    /// repairing; the writer crashes and recovery counts the repairing segment as no answer
+    /// (X11); gossip and the new writer's heartbeat end the repair (S21). One PG, one LSN,
+    /// one writer crash, gossip: with LSNs ≤ 2 the search did not end within 8 CPU-minutes.
+    pub fn disk_loss() -> Self {
+        Config {
+            name: "disk-loss",
+            lsn_cap: 1,
+            lal: 1,
+            mtr_shapes: ONE_RECORD_SHAPES,
+            disk_losses: 1,
+            ..Self::small()
+        }
+    }
+
     /// The model an implementation's trace is replayed through (conformance's refinement
     /// check): two PGs, every MTR shape of 1–2 records, the whole 4-bit LSN space, the
     /// implementation's LAL. Never explored exhaustively: its bounds on faults only limit
@@ -201,6 +223,7 @@ impl Config {
             az_crashes: true,
             gossip: true,
             leases: false,
+            disk_losses: 0,
         }
     }
 
@@ -214,6 +237,7 @@ impl Config {
         "history-no-gossip",
         "history-one-lsn",
         "lease",
+        "disk-loss",
     ];
 
     pub fn named(name: &str) -> Result<Self, UnknownName> {
@@ -227,6 +251,7 @@ impl Config {
             "history-no-gossip" => Ok(Self::history_no_gossip()),
             "history-one-lsn" => Ok(Self::history_one_lsn()),
             "lease" => Ok(Self::lease()),
+            "disk-loss" => Ok(Self::disk_loss()),
             _ => Err(UnknownName::new("config", name, Self::NAMES)),
         }
     }
@@ -281,6 +306,14 @@ pub enum Bug {
     StaleReadAfterFencing,
     /// R10 broken: recovery opens without waiting out the leases its quorum promised.
     LeaseNotWaited,
+    /// X11, S20 broken: a repairing segment's (empty) report counts toward the read quorum.
+    RepairingCountsInRecovery,
+    /// S21 broken: a repairing segment ends its repair after complete gossip answers from
+    /// two distinct peers instead of three.
+    RepairClearsEarly,
+    /// S21 as first written: the gossip answers alone end a repair, in the epoch of the
+    /// loss, while a writer may still count the acks the segment gave before it.
+    RepairEndsInLossEpoch,
 }
 
 impl Bug {
@@ -296,6 +329,9 @@ impl Bug {
         Bug::RecoverySendsOwnRange,
         Bug::StaleReadAfterFencing,
         Bug::LeaseNotWaited,
+        Bug::RepairingCountsInRecovery,
+        Bug::RepairClearsEarly,
+        Bug::RepairEndsInLossEpoch,
     ];
 
     pub const NAMES: &'static [&'static str] = &[
@@ -310,6 +346,9 @@ impl Bug {
         "recovery-sends-own-range",
         "stale-read-after-fencing",
         "lease-not-waited",
+        "repairing-counts-in-recovery",
+        "repair-clears-early",
+        "repair-ends-in-loss-epoch",
     ];
 
     /// The smallest named config in which the mutant is caught (what `--bug` uses when no
@@ -320,6 +359,9 @@ impl Bug {
             Bug::UnfencedRecoveryReads => Config::failover(),
             Bug::TruncationUnion | Bug::RecoverySendsOwnRange => Config::history(),
             Bug::StaleReadAfterFencing | Bug::LeaseNotWaited => Config::lease(),
+            Bug::RepairingCountsInRecovery
+            | Bug::RepairClearsEarly
+            | Bug::RepairEndsInLossEpoch => Config::disk_loss(),
             _ => Config::small(),
         }
     }

@@ -3,7 +3,7 @@
 use stateright::{Model, Property};
 
 use super::config::{Bug, Config};
-use super::segment::{self, HistoryMerge};
+use super::segment::{self, GossipRules, HistoryMerge, REPAIR_PEERS};
 use super::state::{
     AZ_COUNT, FIRST_EPOCH, Ghost, LsnSet, Message, Phase, RECORD_SLOTS, Record, SEGMENTS_PER_PG,
     Segment, SegmentIndex, State, Writer, contains, format_set, members, segment_name, violation,
@@ -31,6 +31,9 @@ pub enum Action {
         source: SegmentIndex,
         target: SegmentIndex,
     },
+    /// R12, S21: the open writer's heartbeat reaches a repairing segment's node, which
+    /// learns that a writer above the epoch of its loss opened.
+    Heartbeat(SegmentIndex),
     /// A segment crashes and restarts.
     CrashSegment(SegmentIndex),
     /// Every segment in one AZ crashes and restarts.
@@ -56,6 +59,8 @@ pub enum Action {
     RecoveryOpen,
     /// R9: the partitioned old writer serves a read of one PG from its cache.
     StaleRead(u8),
+    /// S17, S19: a segment loses its disk and is hosted again empty, repairing.
+    LoseDisk(SegmentIndex),
 }
 
 pub const DURABILITY: &str = "durability";
@@ -73,6 +78,11 @@ pub const QUIESCENCE_REACHED: &str = "a run ends with only faults left";
 pub const NO_STALE_READ: &str =
     "a read served by a writer never misses a value acknowledged by a newer epoch";
 pub const STALE_WRITER_READS: &str = "a partitioned old writer serves a read under its lease";
+pub const REPAIR_RESTORES: &str = "a segment ends its repair holding every record it held at a write quorum when it lost its disk";
+pub const QUIESCENT_REPAIR_ENDS: &str = "when only faults are left, no segment is repairing";
+pub const REPAIR_ENDS: &str = "a repairing segment ends its repair";
+pub const RECOVERY_AFTER_DISK_LOSS: &str =
+    "a recovery completes after a segment lost an acknowledged record with its disk";
 
 /// The spec rules each property checks.
 pub fn property_rules(name: &str) -> &'static [&'static str] {
@@ -90,6 +100,10 @@ pub fn property_rules(name: &str) -> &'static [&'static str] {
         QUIESCENCE_REACHED => &["W1", "S15"],
         NO_STALE_READ => &["R7", "R8", "R9", "R10", "R11", "E3", "Q2"],
         STALE_WRITER_READS => &["R8", "R9"],
+        REPAIR_RESTORES => &["S19", "S21", "S6", "Q1"],
+        QUIESCENT_REPAIR_ENDS => &["S21", "S6"],
+        REPAIR_ENDS => &["S21"],
+        RECOVERY_AFTER_DISK_LOSS => &["S17", "S19", "S20", "X11", "X1", "X5"],
         _ => &[],
     }
 }
@@ -150,6 +164,21 @@ impl QuorumModel {
         }
     }
 
+    /// How segments take gossip and end repairs (S6, S7, S15, S21); five mutants break it.
+    fn gossip_rules(&self) -> GossipRules {
+        GossipRules {
+            epoch_checked: self.bug != Some(Bug::GossipIgnoresEpoch),
+            merge: self.history_merge(),
+            repair_peers_needed: if self.bug == Some(Bug::RepairClearsEarly) {
+                REPAIR_PEERS - 1
+            } else {
+                REPAIR_PEERS
+            },
+            repair_waits_for_newer_writer: self.bug != Some(Bug::RepairEndsInLossEpoch),
+        }
+    }
+
+    /// A gossip answer changes the target: records, a history, or (S21) its repair.
     fn gossip_is_news(&self, state: &State, source: usize, target: usize) -> bool {
         let from = &state.segments[source];
         let to = &state.segments[target];
@@ -157,11 +186,11 @@ impl QuorumModel {
         let newer_history =
             merge != HistoryMerge::OwnRangeOnly && from.truncation_epoch > to.truncation_epoch;
         let offered: LsnSet = from.held & !to.held & !to.truncated;
-        if offered == 0 && !newer_history {
+        if offered == 0 && !newer_history && !to.repairing {
             return false;
         }
-        let checked = self.bug != Some(Bug::GossipIgnoresEpoch);
-        segment::gossip_answer(&state.records, from, to, checked, merge) != *to
+        let replica = source % SEGMENTS_PER_PG;
+        segment::gossip_repairing(&state.records, from, replica, to, self.gossip_rules()) != *to
     }
 
     /// Nothing is left to do but reads and faults: the writer is open and has allocated all
@@ -185,6 +214,7 @@ impl QuorumModel {
                 .network
                 .iter()
                 .any(|message| self.message_is_news(state, message))
+            || (0..self.segment_count()).any(|index| self.heartbeat_is_news(state, index))
         {
             return false;
         }
@@ -196,6 +226,33 @@ impl QuorumModel {
                     .any(|source| source != target && self.gossip_is_news(state, source, target))
             });
         !gossip_left
+    }
+
+    /// R12, S21: a heartbeat of the open writer tells a repairing segment's node something
+    /// new: that a writer above the epoch of its loss opened.
+    fn heartbeat_is_news(&self, state: &State, index: usize) -> bool {
+        let segment = &state.segments[index];
+        segment.repairing
+            && !segment.newer_writer_seen
+            && state.writer.is_some_and(|writer| {
+                writer.phase == Phase::Active && writer.epoch > segment.lost_epoch
+            })
+    }
+
+    /// S21 in the bounded form of `segments_reach_vcl_when_quiescent`: once only reads and
+    /// faults are left (heartbeats included), gossip and heartbeats have ended every repair
+    /// that a writer above its loss epoch can end; a segment that lost its disk in the
+    /// current writer's epoch stays repairing until a recovery. Stated only with gossip.
+    fn repair_ended_when_quiescent(&self, state: &State) -> bool {
+        let waits_for_newer_writer = self.gossip_rules().repair_waits_for_newer_writer;
+        let stuck = state.segments.iter().any(|segment| {
+            segment.repairing
+                && !(waits_for_newer_writer
+                    && state
+                        .writer
+                        .is_some_and(|writer| writer.epoch <= segment.lost_epoch))
+        });
+        !self.config.gossip || !stuck || !self.quiescent(state)
     }
 
     /// Liveness in the bounded form the checker can decide (S6, S15, X5, C2): stateright's
@@ -227,11 +284,9 @@ impl QuorumModel {
             return;
         };
         if let Some(recovery) = writer::recovery(&state.writer) {
-            if recovery.outcome.is_none() {
-                for index in 0..self.segment_count() {
-                    if recovery.reported & (1 << index) == 0 {
-                        actions.push(Action::RecoveryRead(index as SegmentIndex));
-                    }
+            for index in 0..self.segment_count() {
+                if writer::recovery_read_is_news(state, index as SegmentIndex, self.bug) {
+                    actions.push(Action::RecoveryRead(index as SegmentIndex));
                 }
             }
             if writer::recovery_can_decide(&recovery, self.config.pg_count, self.bug) {
@@ -256,6 +311,11 @@ impl QuorumModel {
             }
         }
         self.lease_actions(state, actions);
+        for index in 0..self.segment_count() {
+            if self.heartbeat_is_news(state, index) {
+                actions.push(Action::Heartbeat(index as SegmentIndex));
+            }
+        }
         // Lease configs: the first writer only reads (its cached view is the empty volume),
         // which keeps the space small; what it misses is the newer writer's commit.
         let reads_only = self.config.leases && current.epoch == FIRST_EPOCH;
@@ -292,8 +352,15 @@ impl QuorumModel {
         }
     }
 
-    /// Writer crash and failover, segment and AZ crashes.
+    /// Writer crash and failover, disk losses, segment and AZ crashes.
     fn fault_actions(&self, state: &State, actions: &mut Vec<Action>) {
+        if state.disk_losses < self.config.disk_losses {
+            for index in 0..self.segment_count() {
+                if !state.segments[index].repairing {
+                    actions.push(Action::LoseDisk(index as SegmentIndex));
+                }
+            }
+        }
         if let Some(current) = state.writer
             && state.writer_restarts < self.config.writer_restarts
         {
@@ -455,13 +522,15 @@ impl QuorumModel {
             ),
             Action::Gossip { source, target } => {
                 let to = state.segments[target as usize];
-                let after = segment::gossip_answer(
+                let merged = segment::gossip_repairing(
                     &state.records,
                     &state.segments[source as usize],
+                    source as usize % SEGMENTS_PER_PG,
                     &to,
-                    self.bug != Some(Bug::GossipIgnoresEpoch),
-                    self.history_merge(),
+                    self.gossip_rules(),
                 );
+                let (after, _) =
+                    segment::settle_repair(&state.records, &merged, self.gossip_rules());
                 let history = if after.truncation_epoch != to.truncation_epoch {
                     format!(
                         " and truncation history e{} {}",
@@ -471,11 +540,53 @@ impl QuorumModel {
                 } else {
                     String::new()
                 };
+                let repair = if to.repairing && !after.repairing {
+                    " and ends its repair (S21)".to_string()
+                } else if merged.repair_peers != to.repair_peers {
+                    format!(
+                        " and counts the answer toward its repair ({} peers counted, {} needed, S21)",
+                        merged.repair_peers.count_ones(),
+                        self.gossip_rules().repair_peers_needed
+                    )
+                } else {
+                    String::new()
+                };
                 format!(
-                    "{} gossips with {} and takes {}{history}",
+                    "{} gossips with {} and takes {}{history}{repair}",
                     segment_name(target),
                     segment_name(source),
                     format_set(after.held & !to.held),
+                )
+            }
+            Action::Heartbeat(index) => {
+                let ends = {
+                    let mut heard = state.segments[index as usize];
+                    heard.newer_writer_seen = true;
+                    !segment::settle_repair(&state.records, &heard, self.gossip_rules())
+                        .0
+                        .repairing
+                };
+                format!(
+                    "a heartbeat of writer e{epoch} reaches {}: a writer above its loss epoch {} opened{}",
+                    segment_name(index),
+                    state.segments[index as usize].lost_epoch,
+                    if ends {
+                        "; it ends its repair (S21)"
+                    } else {
+                        ""
+                    }
+                )
+            }
+            Action::LoseDisk(index) => {
+                let segment = &state.segments[index as usize];
+                format!(
+                    "{} loses its disk (holding {}, SCL {}); hosted again empty at epoch {} with truncation history e{} {}, repairing (S17, S19)",
+                    segment_name(index),
+                    format_set(segment.held | segment.pending),
+                    segment.scl,
+                    segment.epoch,
+                    segment.truncation_epoch,
+                    format_set(segment.truncated)
                 )
             }
             Action::CrashSegment(segment) => format!(
@@ -492,10 +603,23 @@ impl QuorumModel {
                 "failover: writer e{epoch} keeps running partitioned; writer e{} starts recovery",
                 state.ghost.epoch_max + 1
             ),
+            Action::RecoveryRead(index)
+                if !writer::report_counts(&state.segments[index as usize], self.bug) =>
+            {
+                format!(
+                    "recovery e{epoch} raises {}'s epoch; its node answers that it is repairing, which counts as no answer (X11)",
+                    segment_name(index)
+                )
+            }
             Action::RecoveryRead(index) => {
                 let segment = &state.segments[index as usize];
+                let repairing = if segment.repairing {
+                    " (repairing, counted as empty)"
+                } else {
+                    ""
+                };
                 format!(
-                    "recovery e{epoch} reads {}: SCL {}, VDL hint {}, holds {}, truncation history e{} {}",
+                    "recovery e{epoch} reads {}{repairing}: SCL {}, VDL hint {}, holds {}, truncation history e{} {}",
                     segment_name(index),
                     segment.scl,
                     segment.hint,
@@ -687,6 +811,7 @@ impl Model for QuorumModel {
             network: Vec::new(),
             writer_restarts: 0,
             segment_crashes: 0,
+            disk_losses: 0,
             ghost: Ghost {
                 epoch_max: 1,
                 ..Ghost::default()
@@ -717,8 +842,17 @@ impl Model for QuorumModel {
             Action::Deliver(message) => self.deliver(&mut state, message),
             Action::Flush(index) => segment::flush(&mut state, index, self.fencing()),
             Action::Gossip { source, target } => {
-                let checked = self.bug != Some(Bug::GossipIgnoresEpoch);
-                segment::gossip(&mut state, source, target, checked, self.history_merge());
+                segment::gossip(&mut state, source, target, self.gossip_rules());
+            }
+            Action::Heartbeat(index) => {
+                state.segments[index as usize].newer_writer_seen = true;
+            }
+            Action::LoseDisk(index) => {
+                state.disk_losses += 1;
+                let acked =
+                    members(state.ghost.acked).fold(0, |set, commit| set | state.mtr_of(commit));
+                state.ghost.disk_lost_acked |= state.segments[index as usize].held & acked != 0;
+                segment::lose_disk(&mut state, index);
             }
             Action::CrashSegment(index) => {
                 state.segment_crashes += 1;
@@ -764,6 +898,19 @@ impl Model for QuorumModel {
                 }
             }
         }
+        segment::settle_repairs(&mut state, self.gossip_rules());
+        let opened = matches!(
+            last.writer,
+            Some(Writer {
+                phase: Phase::Recovering(_),
+                ..
+            })
+        ) && state
+            .writer
+            .is_some_and(|writer| writer.phase == Phase::Active);
+        if opened && state.ghost.disk_lost_acked {
+            state.ghost.recovered_after_disk_loss = true;
+        }
         self.forget_dead_messages(&mut state);
         Some(state)
     }
@@ -804,7 +951,25 @@ impl Model for QuorumModel {
             Property::always(NO_STALE_READ, |_, state: &State| {
                 state.ghost.violations & violation::STALE_READ == 0
             }),
+            Property::always(REPAIR_RESTORES, |_, state: &State| {
+                state.ghost.violations & violation::REPAIR_ENDED_INCOMPLETE == 0
+            }),
+            Property::always(QUIESCENT_REPAIR_ENDS, |model: &QuorumModel, state| {
+                model.repair_ended_when_quiescent(state)
+            }),
         ];
+        if self.config.disk_losses > 0 {
+            // Guard the repair properties against vacuity: a repair ends, and the scenario
+            // of S19's reason (an acknowledged record lost with a disk, then a recovery) is
+            // reached.
+            properties.push(Property::sometimes(REPAIR_ENDS, |_, state: &State| {
+                state.ghost.repair_ended
+            }));
+            properties.push(Property::sometimes(
+                RECOVERY_AFTER_DISK_LOSS,
+                |_, state: &State| state.ghost.recovered_after_disk_loss,
+            ));
+        }
         if self.config.leases {
             // Guards the stale-read property against vacuity.
             properties.push(Property::sometimes(

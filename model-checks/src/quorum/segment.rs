@@ -1,8 +1,8 @@
 //! Storage-node behaviour of one segment: writes, fsync, gossip, truncation, crash, reads.
 
 use super::state::{
-    Epoch, FIRST_EPOCH, Lsn, LsnSet, Message, RECORD_SLOTS, Record, Segment, SegmentIndex, State,
-    bit, contains, members,
+    Epoch, FIRST_EPOCH, Lsn, LsnSet, Message, RECORD_SLOTS, Record, SEGMENTS_PER_PG, Segment,
+    SegmentIndex, State, WRITE_QUORUM, bit, contains, members, violation,
 };
 
 /// S4: extend the SCL along `prev_lsn_pg` while a held record links to it. When two held
@@ -200,20 +200,122 @@ pub fn gossip_answer(
     after
 }
 
-/// S6, S15: `target` gossips with `source` (see `gossip_answer`). Returns whether `target`
-/// changed.
-pub fn gossip(
-    state: &mut State,
-    source: SegmentIndex,
-    target: SegmentIndex,
-    epoch_checked: bool,
-    merge: HistoryMerge,
-) -> bool {
+/// How a segment takes a peer's gossip answer and ends a repair: the rules the mutants
+/// break.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GossipRules {
+    /// S7: an answer of a lower epoch is refused (mutant gossip-ignores-epoch: merged).
+    pub epoch_checked: bool,
+    pub merge: HistoryMerge,
+    /// S21: distinct non-repairing peers whose answers end a repair (3; mutant
+    /// repair-clears-early: 2).
+    pub repair_peers_needed: u32,
+    /// S21: a repair ends only once a writer above the epoch of the loss has opened (mutant
+    /// repair-ends-in-loss-epoch: the gossip answers suffice).
+    pub repair_waits_for_newer_writer: bool,
+}
+
+/// Q1: a write quorum of four, minus the segment itself, leaves at least three of its five
+/// peers holding each record it acknowledged; any three distinct peers include one (S21).
+pub const REPAIR_PEERS: u32 = 3;
+
+/// S6, S15, S21: `to` as it is after gossiping with `from` (replica `from_replica` of the
+/// PG): the answer merged (`gossip_answer`), then, if `to` is repairing, counted toward the
+/// end of its repair. The model's answers are always complete (a peer ships every record it
+/// holds that `to` lacks, S5, S6). An answer counts when it was merged (not refused for its
+/// epoch, S7), its peer is not repairing, and it left `to`'s SCL at or above the peer's.
+/// The repair itself ends in `settle_repair`.
+pub fn gossip_repairing(
+    records: &[Record; RECORD_SLOTS],
+    from: &Segment,
+    from_replica: usize,
+    to: &Segment,
+    rules: GossipRules,
+) -> Segment {
+    let mut after = gossip_answer(records, from, to, rules.epoch_checked, rules.merge);
+    let refused = rules.epoch_checked && from.epoch < to.epoch;
+    if to.repairing && !from.repairing && !refused && after.scl >= from.scl {
+        after.repair_peers |= 1 << from_replica;
+    }
+    after
+}
+
+/// S21: `segment` with its repair ended if it may end, and whether it then lacks a record
+/// it held at a write quorum when it lost its disk (not void since; a ghost check). A
+/// repair ends once enough distinct peers' answers counted (`gossip_repairing`) and the
+/// segment has learned that a writer above the epoch of the loss opened: that writer's
+/// recovery completed without the segment (X11), so no writer counts the acks it gave
+/// before the loss any more (W6 ignores acks of a lower epoch; a fenced writer cannot
+/// reach a quorum without the recovery's read quorum). The end of repair is durable
+/// before the node reports the segment.
+pub fn settle_repair(
+    records: &[Record; RECORD_SLOTS],
+    segment: &Segment,
+    rules: GossipRules,
+) -> (Segment, bool) {
+    let mut after = *segment;
+    if !after.repairing {
+        return (after, false);
+    }
+    let newer_record =
+        members(after.held).any(|lsn| records[lsn as usize].epoch > after.lost_epoch);
+    after.newer_writer_seen |= newer_record;
+    let peers_answered = after.repair_peers.count_ones() >= rules.repair_peers_needed;
+    let writer_moved_on = after.newer_writer_seen || !rules.repair_waits_for_newer_writer;
+    if !(peers_answered && writer_moved_on) {
+        return (after, false);
+    }
+    after.repairing = false;
+    after.repair_peers = 0;
+    after.newer_writer_seen = false;
+    after.lost_epoch = 0;
+    let missing = after.lost_at_quorum & !after.held & !after.truncated != 0;
+    after.lost_at_quorum = 0;
+    (after, missing)
+}
+
+/// S21: settles every segment's repair after a step (see `settle_repair`).
+pub fn settle_repairs(state: &mut State, rules: GossipRules) {
+    for index in 0..state.segments.len() {
+        let before = state.segments[index];
+        let (after, missing) = settle_repair(&state.records, &before, rules);
+        state.segments[index] = after;
+        if missing {
+            state.ghost.violations |= violation::REPAIR_ENDED_INCOMPLETE;
+        }
+        state.ghost.repair_ended |= before.repairing && !after.repairing;
+    }
+}
+
+/// S6, S15, S21: `target` gossips with `source` (see `gossip_repairing`).
+pub fn gossip(state: &mut State, source: SegmentIndex, target: SegmentIndex, rules: GossipRules) {
     let from = state.segments[source as usize];
     let to = state.segments[target as usize];
-    let after = gossip_answer(&state.records, &from, &to, epoch_checked, merge);
-    state.segments[target as usize] = after;
-    after != to
+    let replica = source as usize % SEGMENTS_PER_PG;
+    state.segments[target as usize] = gossip_repairing(&state.records, &from, replica, &to, rules);
+}
+
+/// S17, S19: the segment loses its disk: every record, its VDL hint and its queue are gone.
+/// It is hosted again empty, with its node's epoch and truncation history (V2), and is
+/// repairing: it may have lost records it acknowledged. Its lease promise is the node's
+/// and stays (R7). The records it held that were at a write quorum are kept as ghost
+/// state, to check the end of its repair (S21).
+pub fn lose_disk(state: &mut State, index: SegmentIndex) {
+    let lost_at_quorum = members(state.segments[index as usize].held)
+        .filter(|lsn| state.holders(*lsn) >= WRITE_QUORUM)
+        .fold(0, |set, lsn| set | bit(lsn));
+    let segment = &mut state.segments[index as usize];
+    *segment = Segment {
+        epoch: segment.epoch,
+        truncation_epoch: segment.truncation_epoch,
+        truncated: segment.truncated,
+        promise: segment.promise,
+        accepted_stale: segment.accepted_stale,
+        repairing: true,
+        lost_epoch: segment.epoch,
+        lost_at_quorum: segment.lost_at_quorum | lost_at_quorum,
+        ..Segment::default()
+    };
 }
 
 /// A crash loses what is volatile and keeps the durable log (S12).
@@ -222,6 +324,8 @@ pub fn crash(state: &mut State, index: SegmentIndex) {
     let segment = &mut state.segments[index as usize];
     segment.pending = 0;
     segment.pending_hint = 0;
+    // S21: the count of peers toward the end of a repair is volatile.
+    segment.repair_peers = 0;
     segment.scl = scl_rebuild(&records, segment.held);
 }
 

@@ -123,6 +123,25 @@ pub struct Segment {
     /// explicit step, which also ends the writer's count of it (R11: the writer's hold ends
     /// first, so both ending together loses no behaviour that matters).
     pub promise: Epoch,
+    /// Durable (node metadata): the segment lost its disk and may have lost records it
+    /// acknowledged (S19). It takes writes and gossip, answers gossip, and reports to no
+    /// recovery (S20, X11).
+    pub repairing: bool,
+    /// Durable (node metadata): the node's epoch when the segment lost its disk. Acks the
+    /// segment gave before the loss are of this epoch or lower, and a writer may still count
+    /// them; they stop mattering once a recovery of a higher epoch has completed without
+    /// the segment (X11).
+    pub lost_epoch: Epoch,
+    /// Durable: the segment has learned that a writer above `lost_epoch` opened (a write,
+    /// gossiped record or heartbeat of that writer): that writer's recovery completed.
+    pub newer_writer_seen: bool,
+    /// Volatile: the peers (replica numbers in the PG, a bit each) whose complete gossip
+    /// answers, merged while the segment was repairing, each left its SCL at or above the
+    /// peer's; three distinct non-repairing ones end the repair (S21).
+    pub repair_peers: u8,
+    /// Ghost: the records the segment held when it lost its disk that were then at a write
+    /// quorum of its PG; it must hold them again (unless void) when its repair ends (S21).
+    pub lost_at_quorum: LsnSet,
 }
 
 /// Recovery of a writer in progress (X1–X5).
@@ -225,6 +244,12 @@ pub struct Ghost {
     pub read_after_recovery: bool,
     /// A partitioned old writer served a read under its lease (R9).
     pub stale_writer_read: bool,
+    /// A repairing segment ended its repair (S21).
+    pub repair_ended: bool,
+    /// A segment lost, with its disk, a record of an acknowledged commit.
+    pub disk_lost_acked: bool,
+    /// A recovery completed after a disk loss, with a commit acknowledged before it.
+    pub recovered_after_disk_loss: bool,
 }
 
 /// Violations observed during a step (a read's answer is only seen in the step).
@@ -235,6 +260,9 @@ pub mod violation {
     pub const FENCED_ACK_NOT_DURABLE: u8 = 8;
     /// R9: a writer served a read that misses a commit a newer epoch acknowledged.
     pub const STALE_READ: u8 = 16;
+    /// S21: a segment ended its repair without a record it held at a write quorum when it
+    /// lost its disk.
+    pub const REPAIR_ENDED_INCOMPLETE: u8 = 32;
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -248,6 +276,8 @@ pub struct State {
     pub network: Vec<Message>,
     pub writer_restarts: u8,
     pub segment_crashes: u8,
+    /// Disk losses so far (S17, S19).
+    pub disk_losses: u8,
     pub ghost: Ghost,
 }
 

@@ -3,6 +3,9 @@
 //! state to the checker. When the model has no AZ crash, nothing reads the AZ at all and all
 //! six segments of a PG are interchangeable. The representative sorts each group of
 //! interchangeable segments by everything that mentions them and renames them everywhere.
+//! A repairing segment names the peers that answered it (S21): its view holds how many, and
+//! each peer's view holds whether a repairing segment counted it, so the order stays free
+//! of names; the names are then renamed like the rest.
 
 use super::state::{Lsn, Message, Phase, SEGMENTS_PER_PG, Segment, SegmentIndex, State, Writer};
 
@@ -10,6 +13,7 @@ use super::state::{Lsn, Message, Phase, SEGMENTS_PER_PG, Segment, SegmentIndex, 
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
 struct SegmentView {
     segment: Segment,
+    counted_by_repairing: bool,
     scl_known: (Lsn, Lsn),
     recovery_bits: (bool, bool),
     messages: Vec<Message>,
@@ -57,9 +61,22 @@ fn mentions(message: &Message, index: usize) -> bool {
     }
 }
 
+/// Whether a repairing segment of `index`'s PG counted `index`'s answer (S21).
+fn counted_by_repairing(state: &State, index: usize) -> bool {
+    let pg = index / SEGMENTS_PER_PG;
+    let replica = index % SEGMENTS_PER_PG;
+    state.segments[pg * SEGMENTS_PER_PG..(pg + 1) * SEGMENTS_PER_PG]
+        .iter()
+        .any(|segment| segment.repair_peers & (1 << replica) != 0)
+}
+
 fn view(state: &State, index: usize) -> SegmentView {
+    let mut segment = state.segments[index];
+    // The count of peers, not their names (they are in the peers' views).
+    segment.repair_peers = segment.repair_peers.count_ones() as u8;
     SegmentView {
-        segment: state.segments[index],
+        segment,
+        counted_by_repairing: counted_by_repairing(state, index),
         scl_known: (
             scl_known(&state.writer, index),
             scl_known(&state.writer_stale, index),
@@ -135,6 +152,13 @@ fn representative(state: &State, group_size: usize) -> State {
     let mut result = state.clone();
     for (position, index) in order.iter().enumerate() {
         result.segments[position] = state.segments[*index];
+        let pg = position / SEGMENTS_PER_PG;
+        let pg_order: Vec<usize> = order[pg * SEGMENTS_PER_PG..(pg + 1) * SEGMENTS_PER_PG]
+            .iter()
+            .map(|index| index - pg * SEGMENTS_PER_PG)
+            .collect();
+        let peers = state.segments[*index].repair_peers;
+        result.segments[position].repair_peers = permute_mask(peers.into(), &pg_order) as u8;
     }
     permute_writer(&mut result.writer, &state.writer, &order);
     permute_writer(&mut result.writer_stale, &state.writer_stale, &order);

@@ -183,8 +183,29 @@ fn reports_in_pg(mask: u16, pg: usize) -> usize {
     ((mask >> (pg * SEGMENTS_PER_PG)) & 0b11_1111).count_ones() as usize
 }
 
+/// X11, S20: a repairing segment's node reports it as repairing, which counts as no answer
+/// (mutant repairing-counts-in-recovery: as the empty answer it looks like).
+pub fn report_counts(segment: &Segment, bug: Option<Bug>) -> bool {
+    !segment.repairing || bug == Some(Bug::RepairingCountsInRecovery)
+}
+
+/// Whether recovery has something to read at `index`: a report it lacks, or (X11) a
+/// repairing segment still below the recovery's epoch, whose node takes the epoch and
+/// answers that the segment is repairing.
+pub fn recovery_read_is_news(state: &State, index: SegmentIndex, bug: Option<Bug>) -> bool {
+    let (Some(writer), Some(recovery)) = (state.writer, recovery(&state.writer)) else {
+        return false;
+    };
+    let segment = &state.segments[index as usize];
+    recovery.outcome.is_none()
+        && recovery.reported & (1 << index) == 0
+        && (report_counts(segment, bug) || segment.epoch < writer.epoch)
+}
+
 /// X1, E4: the recovery read carries the new epoch, so the segment stops taking the old
 /// writer's writes; it reports its SCL, VDL hint, LSNs above the hint and truncation set.
+/// X11, S20: a repairing segment's node takes the epoch too, but its report counts as no
+/// answer; recovery may ask again once its repair has ended (S21).
 pub fn recovery_read(state: &mut State, index: SegmentIndex, bug: Option<Bug>) {
     let (Some(writer), Some(mut recovery)) = (state.writer, recovery(&state.writer)) else {
         return;
@@ -198,6 +219,9 @@ pub fn recovery_read(state: &mut State, index: SegmentIndex, bug: Option<Bug>) {
     );
     if bug != Some(Bug::UnfencedRecoveryReads) {
         segment.epoch = writer.epoch;
+    }
+    if !report_counts(segment, bug) {
+        return;
     }
     recovery.reported |= 1 << index;
     recovery.hint_max = recovery.hint_max.max(segment.hint);
@@ -570,5 +594,9 @@ pub fn can_read(state: &State, index: SegmentIndex) -> bool {
     }
     let pg = index as usize / SEGMENTS_PER_PG;
     let needed = committed_value(state, &writer, pg, writer.vdl);
-    needed != 0 && writer.scl_by_segment[index as usize] >= needed
+    // R3, S20: the segment serves only when its own SCL covers the read's PG LSN too (a
+    // segment that lost its disk is behind the SCL it once acked).
+    needed != 0
+        && writer.scl_by_segment[index as usize] >= needed
+        && state.segments[index as usize].scl >= needed
 }
