@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-const AREAS: &str = "QLWCSRXEMVAI";
-const AREAS_NEEDING_TESTS: &str = "QLWCXE";
+const AREAS: &str = "QLWCSRXEMVAIH";
+const AREAS_NEEDING_TESTS: &str = "QLWCXEH";
 const AREAS_NEEDING_VECTORS: &str = "LWCSRXE";
 
 fn workspace() -> PathBuf {

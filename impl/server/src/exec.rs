@@ -235,9 +235,12 @@ fn run_transaction(
                 results,
                 commit_lsn: None,
             }),
-            note => Err(ExecError::Internal(format!(
-                "SQLite reported a commit the volume did not ({note:?})"
-            ))),
+            CommitNote::OutcomeUnknown => Err(ExecError::OutcomeUnknown(
+                "a commit attempt of this transaction ended with its outcome unknown".into(),
+            )),
+            CommitNote::Failed => Err(ExecError::Internal(
+                "SQLite reported a commit the volume refused".into(),
+            )),
         },
         Err(error) => {
             let note = commit_note();
@@ -379,6 +382,100 @@ pub fn code_name(code: i32) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::{Metrics, TrackedVolume};
+    use sixfold_sql::{MemVolume, PageWrite, VolumeError};
+    use std::sync::atomic::AtomicBool;
+
+    /// A volume whose commits can be made to end as a fenced writer's do: sent, and
+    /// then nobody knows (VolumeError::OutcomeUnknown), or refused before sending.
+    struct Faulty {
+        inner: MemVolume,
+        unknown: AtomicBool,
+    }
+
+    impl PageVolume for Faulty {
+        fn begin_read(&self) -> Result<u64, VolumeError> {
+            self.inner.begin_read()
+        }
+        fn end_read(&self, read_point: u64) {
+            self.inner.end_read(read_point)
+        }
+        fn read_page(&self, db: u32, page: u32, at: u64) -> Result<Option<Vec<u8>>, VolumeError> {
+            self.inner.read_page(db, page, at)
+        }
+        fn commit(&self, writes: Vec<PageWrite>) -> Result<u64, VolumeError> {
+            if self.unknown.load(Ordering::SeqCst) {
+                return Err(VolumeError::OutcomeUnknown(
+                    "writer fenced by epoch 9 while commit 77 waited".into(),
+                ));
+            }
+            self.inner.commit(writes)
+        }
+    }
+
+    fn databases() -> (Arc<Faulty>, Arc<Metrics>, Databases) {
+        let faulty = Arc::new(Faulty {
+            inner: MemVolume::new(),
+            unknown: AtomicBool::new(false),
+        });
+        let metrics = Arc::new(Metrics::new());
+        let tracked: Arc<dyn PageVolume> = Arc::new(TrackedVolume {
+            inner: faulty.clone(),
+            metrics: metrics.clone(),
+        });
+        let databases = Databases::new(tracked);
+        assert!(databases.create("app").unwrap());
+        (faulty, metrics, databases)
+    }
+
+    fn run(databases: &Databases, sql: &[&str]) -> Result<Outcome, ExecError> {
+        let statements: Vec<Statement> = sql
+            .iter()
+            .map(|sql| Statement {
+                sql: sql.to_string(),
+                params: Params::Positional(Vec::new()),
+            })
+            .collect();
+        databases.execute("app", &statements, &AtomicU8::new(STAGE_READING), |_| {})
+    }
+
+    #[test]
+    fn a_commit_whose_outcome_is_unknown_is_never_a_success() {
+        // H10, H9
+        let (faulty, metrics, databases) = databases();
+        let created = run(&databases, &["CREATE TABLE t(k)"]).unwrap();
+        assert!(created.commit_lsn.is_some(), "a write carries its commit LSN");
+        assert!(run(&databases, &["SELECT 1"]).unwrap().commit_lsn.is_none());
+        faulty.unknown.store(true, Ordering::SeqCst);
+        match run(&databases, &["INSERT INTO t VALUES (1)", "INSERT INTO t VALUES (2)"]) {
+            Err(ExecError::OutcomeUnknown(text)) => assert!(text.contains("fenced"), "{text}"),
+            other => panic!("expected outcome unknown, got {other:?}"),
+        }
+        assert!(metrics.outcome_unknown.get() >= 1);
+        // The connection went back to the pool usable; the volume took nothing.
+        faulty.unknown.store(false, Ordering::SeqCst);
+        let rows = run(&databases, &["SELECT count(*) FROM t"]).unwrap();
+        assert_eq!(rows.results[0].rows, vec![vec![Json::from(0)]]);
+    }
+
+    #[test]
+    fn a_commit_refused_before_sending_is_a_plain_error() {
+        // H10, H11: nothing was sent, so the outcome is known: not committed.
+        let (faulty, metrics, databases) = databases();
+        run(&databases, &["CREATE TABLE t(k)"]).unwrap();
+        // SQLite tries the batch, then falls back to its journal: both refused.
+        faulty.inner.fail_next_commits(2);
+        match run(&databases, &["INSERT INTO t VALUES (1)"]) {
+            Err(ExecError::Sql { statement: None, code, .. }) => {
+                assert_eq!(code & 0xff, ffi::SQLITE_IOERR)
+            }
+            other => panic!("expected an I/O error, got {other:?}"),
+        }
+        assert_eq!(metrics.commit_failures.get(), 2);
+        assert_eq!(metrics.outcome_unknown.get(), 0);
+        let rows = run(&databases, &["SELECT count(*) FROM t"]).unwrap();
+        assert_eq!(rows.results[0].rows, vec![vec![Json::from(0)]]);
+    }
 
     #[test]
     fn transaction_control_statements_are_recognised() {

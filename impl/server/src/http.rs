@@ -360,7 +360,8 @@ async fn create_database(
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
-    let text = app.metrics.render(app.volume.stats().as_ref());
+    let usable = not_ready_reason(&app.volume).is_none();
+    let text = app.metrics.render(app.volume.stats().as_ref(), usable);
     (
         [(
             header::CONTENT_TYPE,
@@ -378,7 +379,7 @@ async fn healthz() -> &'static str {
 
 /// H16: ready while the writer accepts reads and commits.
 async fn readyz(State(app): State<Arc<App>>) -> Response {
-    match app.volume.unusable_reason() {
+    match not_ready_reason(&app.volume) {
         None => (StatusCode::OK, "ready\n").into_response(),
         Some(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -388,13 +389,27 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     }
 }
 
+/// H16: why the writer cannot serve: crashed, poisoned by an unknown outcome, or fenced
+/// by a newer writer (E3) even before a commit found out.
+pub fn not_ready_reason(volume: &ClusterVolume) -> Option<String> {
+    if let Some(reason) = volume.unusable_reason() {
+        return Some(reason);
+    }
+    let fenced_by = volume.stats().and_then(|stats| stats.fenced_by)?;
+    Some(format!(
+        "writer fenced by epoch {}: a newer writer took over (E3)",
+        fenced_by.0
+    ))
+}
+
 /// H17: the writer and the server as one JSON object.
 async fn status(State(app): State<Arc<App>>) -> Response {
     let stats = app.volume.stats();
     let metrics = &app.metrics;
     let writer = match &stats {
         Some(stats) => json!({
-            "usable": true,
+            "usable": stats.fenced_by.is_none(),
+            "fenced_by": stats.fenced_by.map(|epoch| epoch.0),
             "epoch": stats.epoch.0,
             "vdl": stats.vdl.0,
             "vcl": stats.vcl.0,

@@ -70,7 +70,7 @@ pub fn serve_blocking(
     listener.set_nonblocking(true).map_err(ServeError::Listen)?;
     let metrics = Arc::new(metrics::Metrics::new());
     let tracked: Arc<dyn PageVolume> = Arc::new(metrics::TrackedVolume {
-        inner: volume.clone(),
+        inner: volume.clone() as Arc<dyn PageVolume>,
         metrics: metrics.clone(),
     });
     let app = Arc::new(http::App {

@@ -10,7 +10,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use sixfold_cluster::WriterStats;
-use sixfold_sql::{ClusterVolume, PAGE_SIZE, PageVolume, PageWrite, VolumeError};
+use sixfold_sql::{PAGE_SIZE, PageVolume, PageWrite, VolumeError};
 
 /// The server's counters; the writer's own numbers are read when `/metrics` is scraped.
 pub struct Metrics {
@@ -101,8 +101,8 @@ impl Metrics {
     }
 
     /// H15: the Prometheus text exposition, the writer's numbers read now.
-    pub fn render(&self, stats: Option<&WriterStats>) -> String {
-        self.writer_usable.set(i64::from(stats.is_some()));
+    pub fn render(&self, stats: Option<&WriterStats>, usable: bool) -> String {
+        self.writer_usable.set(i64::from(usable));
         if let Some(stats) = stats {
             let lsn = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
             self.vdl.set(lsn(stats.vdl.0));
@@ -151,7 +151,7 @@ pub fn commit_note() -> CommitNote {
 /// counted and timed, and noted for the thread that made it. SQLite commits on the
 /// thread that runs the statement, so the note reaches the request that caused it.
 pub struct TrackedVolume {
-    pub inner: Arc<ClusterVolume>,
+    pub inner: Arc<dyn PageVolume>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -195,7 +195,13 @@ impl PageVolume for TrackedVolume {
                 CommitNote::Failed
             }
         };
-        LAST_COMMIT.with(|last| last.set(note));
+        // SQLite retries a failed batch commit through its journal (a second commit
+        // here); an outcome already unknown stays unknown for the request (H10).
+        LAST_COMMIT.with(|last| {
+            if last.get() != CommitNote::OutcomeUnknown {
+                last.set(note);
+            }
+        });
         result
     }
 }
