@@ -6,6 +6,7 @@ mod cluster_init;
 mod conformance_cmds;
 mod demo;
 mod model_cmds;
+mod remote_cmds;
 mod serve_cmds;
 mod shell;
 mod sim_cmds;

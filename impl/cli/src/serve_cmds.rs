@@ -51,7 +51,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     // Tests and scripts read this line to learn the port.
     println!("listening on http://{address}");
-    std::io::stdout().flush().context("writing to standard output")?;
+    std::io::stdout()
+        .flush()
+        .context("writing to standard output")?;
     let served = sixfold_server::serve_blocking(
         session.volume.clone(),
         listener,

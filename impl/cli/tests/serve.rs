@@ -63,10 +63,7 @@ impl Server {
     /// SIGTERM, then waits for a clean exit.
     fn stop(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -162,7 +159,10 @@ fn typed_values_parameters_transactions_and_errors() {
     assert_eq!(status, 200);
     assert_eq!(answer["databases"][0]["name"], "app");
     let (status, answer) = server.json("POST", "/v1/db", &json!({"name": "bad/name"}));
-    assert_eq!((status, answer["error"]["kind"].as_str()), (400, Some("bad_request")));
+    assert_eq!(
+        (status, answer["error"]["kind"].as_str()),
+        (400, Some("bad_request"))
+    );
 
     // H3, H4, H5, H9: typed values in and out, positional and named, one transaction.
     let (status, answer) = server.sql(
@@ -184,10 +184,16 @@ fn typed_values_parameters_transactions_and_errors() {
     assert_eq!(answer["results"][1]["last_insert_rowid"], 1);
     let (_, status_json) = server.json("GET", "/status", &json!(null));
     assert!(status_json["writer"]["vdl"].as_u64().unwrap() >= commit_lsn);
-    let (status, answer) = server.sql("app", json!({"sql": "SELECT k, v, typeof(v) FROM t ORDER BY k"}));
+    let (status, answer) = server.sql(
+        "app",
+        json!({"sql": "SELECT k, v, typeof(v) FROM t ORDER BY k"}),
+    );
     assert_eq!(status, 200);
     assert_eq!(answer["commit_lsn"], Json::Null, "a read commits nothing");
-    assert_eq!(answer["results"][0]["columns"], json!(["k", "v", "typeof(v)"]));
+    assert_eq!(
+        answer["results"][0]["columns"],
+        json!(["k", "v", "typeof(v)"])
+    );
     assert_eq!(
         answer["results"][0]["rows"],
         json!([
@@ -201,7 +207,10 @@ fn typed_values_parameters_transactions_and_errors() {
         ])
     );
     let (_, text) = server.call("POST", "/v1/db/app", br#"{"sql": "SELECT 2.0, 2"}"#);
-    assert!(text.contains("[[2.0,2]]"), "REAL keeps its fraction: {text}");
+    assert!(
+        text.contains("[[2.0,2]]"),
+        "REAL keeps its fraction: {text}"
+    );
 
     // H7, H5: a failing statement rolls back the whole request and is named.
     let (status, answer) = server.sql(
@@ -217,10 +226,18 @@ fn typed_values_parameters_transactions_and_errors() {
     assert_eq!(error["statement"], 1);
     assert_eq!(error["code"], 1555, "SQLITE_CONSTRAINT_PRIMARYKEY");
     assert_eq!(error["code_name"], "SQLITE_CONSTRAINT");
-    assert!(error["message"].as_str().unwrap().contains("UNIQUE constraint failed"));
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("UNIQUE constraint failed")
+    );
     assert!(server.rows("app", "SELECT * FROM t WHERE k = 8").is_empty());
     let (status, answer) = server.sql("app", json!({"sql": "SELEC 1"}));
-    assert_eq!((status, answer["error"]["code_name"].as_str()), (422, Some("SQLITE_ERROR")));
+    assert_eq!(
+        (status, answer["error"]["code_name"].as_str()),
+        (422, Some("SQLITE_ERROR"))
+    );
 
     // H3: parameter mismatches and bad shapes are refused.
     for (body, expected) in [
@@ -228,7 +245,10 @@ fn typed_values_parameters_transactions_and_errors() {
         (json!({"sql": "SELECT ?", "params": [1, 2]}), 422),
         (json!({"sql": "SELECT :a", "params": {"b": 1}}), 422),
         (json!({"sql": "SELECT 1; SELECT 2"}), 422),
-        (json!({"sql": "SELECT ?", "params": [18446744073709551615u64]}), 400),
+        (
+            json!({"sql": "SELECT ?", "params": [18446744073709551615u64]}),
+            400,
+        ),
         (json!({"sql": "SELECT ?", "params": [[1]]}), 400),
         (json!({"sql": "SELECT 1", "param": []}), 400),
         (json!({"statements": []}), 400),
@@ -237,7 +257,11 @@ fn typed_values_parameters_transactions_and_errors() {
     ] {
         let (status, answer) = server.sql("app", body.clone());
         assert_eq!(status, expected, "{body}: {answer}");
-        assert!(answer["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
     }
     // H6: transaction control is refused before anything runs.
     let (status, answer) = server.sql(
@@ -257,7 +281,10 @@ fn typed_values_parameters_transactions_and_errors() {
     assert_eq!(status, 400);
     assert!(text.contains("bad_json") && text.contains("EOF"), "{text}");
     let (status, answer) = server.sql("nosuch", json!({"sql": "SELECT 1"}));
-    assert_eq!((status, answer["error"]["kind"].as_str()), (404, Some("no_such_database")));
+    assert_eq!(
+        (status, answer["error"]["kind"].as_str()),
+        (404, Some("no_such_database"))
+    );
     let (status, _) = server.call("GET", "/nowhere", b"");
     assert_eq!(status, 404);
     let big = json!({"sql": "SELECT ?", "params": ["x".repeat(5000)]}).to_string();
@@ -279,7 +306,10 @@ fn typed_values_parameters_transactions_and_errors() {
         assert!(metrics.contains(name), "{name} missing from {metrics}");
     }
     let commits = metric(&metrics, "sixfold_commits_total");
-    assert!(commits >= 3.0, "creates, the typed insert, the savepoint: {commits}");
+    assert!(
+        commits >= 3.0,
+        "creates, the typed insert, the savepoint: {commits}"
+    );
     assert!(metric(&metrics, "sixfold_http_request_errors_total") >= 10.0);
     assert_eq!(server.call("GET", "/healthz", b"").0, 200);
     assert_eq!(server.call("GET", "/readyz", b"").0, 200);
@@ -332,11 +362,16 @@ fn clients_that_disconnect_mid_request_leave_the_server_up() {
     let dir = tempfile::tempdir().unwrap();
     let server = data_server(dir.path(), &[]);
     create(&server, "app");
-    server.sql("app", json!({"sql": "CREATE TABLE t(k INTEGER PRIMARY KEY, v)"}));
+    server.sql(
+        "app",
+        json!({"sql": "CREATE TABLE t(k INTEGER PRIMARY KEY, v)"}),
+    );
     // Half a body, then gone.
     let mut stream = TcpStream::connect(&server.address).unwrap();
     stream
-        .write_all(b"POST /v1/db/app HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"sql\": \"INS")
+        .write_all(
+            b"POST /v1/db/app HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"sql\": \"INS",
+        )
         .unwrap();
     drop(stream);
     // A whole write request, and gone before the answer: it runs to its end.
@@ -356,18 +391,27 @@ fn clients_that_disconnect_mid_request_leave_the_server_up() {
     let idle: Vec<TcpStream> = (0..50)
         .map(|_| {
             let mut s = TcpStream::connect(&server.address).unwrap();
-            s.write_all(b"POST /v1/db/app HTTP/1.1\r\nHost: x\r\n").unwrap();
+            s.write_all(b"POST /v1/db/app HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
             s
         })
         .collect();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let count = server.rows("app", "SELECT count(*) FROM t")[0][0].as_i64().unwrap();
-        assert!(count == 0 || count == 50, "a request left in part: {count} rows");
+        let count = server.rows("app", "SELECT count(*) FROM t")[0][0]
+            .as_i64()
+            .unwrap();
+        assert!(
+            count == 0 || count == 50,
+            "a request left in part: {count} rows"
+        );
         if count == 50 {
             break;
         }
-        assert!(Instant::now() < deadline, "the abandoned request never committed");
+        assert!(
+            Instant::now() < deadline,
+            "the abandoned request never committed"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     drop(idle);
@@ -398,11 +442,18 @@ impl Txn {
     }
 
     fn text(&self) -> String {
-        format!("client {} txn {} {}", self.client, self.seq, "é".repeat(self.seq % 7))
+        format!(
+            "client {} txn {} {}",
+            self.client,
+            self.seq,
+            "é".repeat(self.seq % 7)
+        )
     }
 
     fn blob(&self) -> Vec<u8> {
-        (0..(self.seq * 13 % 300)).map(|i| (i * 7 + self.client) as u8).collect()
+        (0..(self.seq * 13 % 300))
+            .map(|i| (i * 7 + self.client) as u8)
+            .collect()
     }
 
     /// Three statements: two inserts and a counter every client of the database bumps.
@@ -422,7 +473,12 @@ impl Txn {
         let tx = conn.unchecked_transaction().unwrap();
         tx.execute(
             "INSERT INTO t(client, seq, r, s) VALUES (?, ?, ?, ?)",
-            rusqlite::params![self.client as i64, self.seq as i64, self.real(), self.text()],
+            rusqlite::params![
+                self.client as i64,
+                self.seq as i64,
+                self.real(),
+                self.text()
+            ],
         )
         .unwrap();
         tx.execute(
@@ -462,11 +518,7 @@ struct Record {
 }
 
 /// H8: `CLIENTS` threads, each sending `per_client` transactions to its database.
-fn run_clients(
-    address: &str,
-    seqs: std::ops::Range<usize>,
-    stop_at_first_failure: bool,
-) -> Record {
+fn run_clients(address: &str, seqs: std::ops::Range<usize>, stop_at_first_failure: bool) -> Record {
     let threads: Vec<_> = (0..CLIENTS)
         .map(|client| {
             let address = address.to_string();
@@ -476,7 +528,12 @@ fn run_clients(
                 for seq in seqs {
                     let txn = Txn { client, seq };
                     let body = txn.request().to_string();
-                    match http(&address, "POST", &format!("/v1/db/{}", txn.db()), body.as_bytes()) {
+                    match http(
+                        &address,
+                        "POST",
+                        &format!("/v1/db/{}", txn.db()),
+                        body.as_bytes(),
+                    ) {
                         Ok((200, text)) => {
                             let answer: Json = serde_json::from_str(&text).unwrap();
                             let lsn = answer["commit_lsn"].as_u64().expect("a commit LSN");
@@ -581,7 +638,11 @@ fn sixteen_clients_on_four_databases_equal_stock_sqlite() {
     let record = run_clients(&server.address, 0..per_client, false);
     assert_eq!(record.acknowledged.len(), CLIENTS * per_client);
     let lsns: BTreeSet<u64> = record.acknowledged.iter().map(|(lsn, _)| *lsn).collect();
-    assert_eq!(lsns.len(), record.acknowledged.len(), "one commit LSN per transaction");
+    assert_eq!(
+        lsns.len(),
+        record.acknowledged.len(),
+        "one commit LSN per transaction"
+    );
     assert_equals_stock_sqlite(&server, dir.path(), &record.acknowledged);
     let (_, metrics) = server.call("GET", "/metrics", b"");
     assert!(metric(&metrics, "sixfold_transactions_total") >= (CLIENTS * per_client) as f64);
@@ -615,12 +676,21 @@ fn kill_9_mid_run_keeps_every_acknowledged_transaction_whole() {
         let name = format!("db{db}");
         let t_keys = server.rows(&name, "SELECT client, seq, id FROM t ORDER BY id");
         let u_keys = server.rows(&name, "SELECT client, seq FROM u ORDER BY client, seq");
-        let counter = server.rows(&name, "SELECT n FROM counter")[0][0].as_u64().unwrap();
+        let counter = server.rows(&name, "SELECT n FROM counter")[0][0]
+            .as_u64()
+            .unwrap();
         assert_eq!(t_keys.len(), u_keys.len(), "{name}: a transaction in part");
-        assert_eq!(t_keys.len() as u64, counter, "{name}: a transaction in part");
+        assert_eq!(
+            t_keys.len() as u64,
+            counter,
+            "{name}: a transaction in part"
+        );
         let mut from_t: Vec<(usize, usize)> = Vec::new();
         for row in &t_keys {
-            let key = (row[0].as_u64().unwrap() as usize, row[1].as_u64().unwrap() as usize);
+            let key = (
+                row[0].as_u64().unwrap() as usize,
+                row[1].as_u64().unwrap() as usize,
+            );
             from_t.push(key);
             // The row id orders the transactions as they committed.
             present.insert(key, row[2].as_u64().unwrap());
@@ -628,7 +698,12 @@ fn kill_9_mid_run_keeps_every_acknowledged_transaction_whole() {
         from_t.sort();
         let from_u: Vec<(usize, usize)> = u_keys
             .iter()
-            .map(|row| (row[0].as_u64().unwrap() as usize, row[1].as_u64().unwrap() as usize))
+            .map(|row| {
+                (
+                    row[0].as_u64().unwrap() as usize,
+                    row[1].as_u64().unwrap() as usize,
+                )
+            })
             .collect();
         assert_eq!(from_t, from_u, "{name}: t and u disagree");
     }
@@ -656,7 +731,11 @@ fn kill_9_mid_run_keeps_every_acknowledged_transaction_whole() {
     assert_equals_stock_sqlite(&server, dir.path(), &replay);
     // And the restarted server takes writes again.
     let record = run_clients(&server.address, 1000..1002, false);
-    assert_eq!(record.acknowledged.len(), CLIENTS * 2, "writes after restart");
+    assert_eq!(
+        record.acknowledged.len(),
+        CLIENTS * 2,
+        "writes after restart"
+    );
 }
 
 // ---- Outcome unknown: a cluster of storage-node processes ----
@@ -692,7 +771,8 @@ impl Nodes {
             children: BTreeMap::new(),
         };
         for id in 1..=6 {
-            let log = std::fs::File::create(nodes.dir.path().join(format!("node{id}.log"))).unwrap();
+            let log =
+                std::fs::File::create(nodes.dir.path().join(format!("node{id}.log"))).unwrap();
             let child = Command::new(BIN)
                 .args(["storage-node", "--config"])
                 .arg(&nodes.config_path)
@@ -756,7 +836,11 @@ fn a_fenced_writer_refuses_and_is_not_ready() {
         .arg("other")
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let (status, answer) = server.sql("app", json!({"sql": "INSERT INTO t VALUES (1)"}));
     assert!(
         status == 503 || answer["error"]["kind"] == "outcome_unknown",
@@ -765,7 +849,11 @@ fn a_fenced_writer_refuses_and_is_not_ready() {
     let (status, text) = server.call("GET", "/readyz", b"");
     assert_eq!(status, 503, "{text}");
     assert!(text.contains("fenced"), "{text}");
-    assert_eq!(server.call("GET", "/healthz", b"").0, 200, "the process still serves");
+    assert_eq!(
+        server.call("GET", "/healthz", b"").0,
+        200,
+        "the process still serves"
+    );
     let (_, metrics) = server.call("GET", "/metrics", b"");
     assert!(metrics.contains("sixfold_writer_usable 0"), "{metrics}");
     let (_, answer) = server.json("GET", "/status", &json!(null));
@@ -791,4 +879,83 @@ fn losing_the_write_quorum_answers_outcome_unknown_never_success() {
     assert_eq!(server.call("GET", "/healthz", b"").0, 200);
     let (_, metrics) = server.call("GET", "/metrics", b"");
     assert!(metric(&metrics, "sixfold_commit_outcome_unknown_total") >= 1.0);
+}
+
+#[test]
+fn the_cli_runs_sql_and_lists_databases_through_the_server() {
+    // H19: no writer of its own, so the server's writer keeps its epoch and stays ready.
+    let dir = tempfile::tempdir().unwrap();
+    let server = data_server(dir.path(), &[]);
+    let url = format!("http://{}", server.address);
+    let (_, before) = server.json("GET", "/status", &json!(null));
+    let run = |args: &[&str], input: &str| {
+        let mut child = Command::new(BIN)
+            .args(["sql", "--server", &url, "--db", "app"])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = run(
+        &[
+            "CREATE TABLE t(a, b)",
+            "INSERT INTO t VALUES (1, 'x'), (2.5, NULL), (3, x'00ff')",
+            "SELECT a, b FROM t",
+        ],
+        "",
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    // A blob prints as sqlite3 prints it: cut at its first NUL byte.
+    assert_eq!(stdout, "1|x\n2.5|\n3|\n", "{stdout:?}");
+    let (code, stdout, stderr) = run(
+        &["-json"],
+        "SELECT a FROM t WHERE a > 1; -- two rows\nSELECT nope;\nSELECT typeof(b) FROM t WHERE a = 3;",
+    );
+    assert_eq!(code, Some(1), "an error makes the exit code 1");
+    assert_eq!(
+        stdout,
+        "[{\"a\":2.5},\n{\"a\":3}]\n[{\"typeof(b)\":\"blob\"}]\n"
+    );
+    assert!(stderr.contains("Error: no such column: nope"), "{stderr}");
+    let (code, stdout, _) = run(&["-bail", "SELECT nope", "SELECT 1"], "");
+    assert_eq!(
+        (code, stdout.as_str()),
+        (Some(1), ""),
+        "-bail stops at the error"
+    );
+    let output = Command::new(BIN)
+        .args(["db", "list", "--server", &url])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "app\t1\n");
+    let (_, after) = server.json("GET", "/status", &json!(null));
+    assert_eq!(
+        after["writer"]["epoch"], before["writer"]["epoch"],
+        "no new writer"
+    );
+    assert_eq!(server.call("GET", "/readyz", b"").0, 200);
+    let output = Command::new(BIN)
+        .args(["db", "list", "--server", "http://127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert!(
+        !output.status.success(),
+        "an unreachable server is an error"
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("127.0.0.1:1"));
 }

@@ -444,10 +444,16 @@ mod tests {
         // H10, H9
         let (faulty, metrics, databases) = databases();
         let created = run(&databases, &["CREATE TABLE t(k)"]).unwrap();
-        assert!(created.commit_lsn.is_some(), "a write carries its commit LSN");
+        assert!(
+            created.commit_lsn.is_some(),
+            "a write carries its commit LSN"
+        );
         assert!(run(&databases, &["SELECT 1"]).unwrap().commit_lsn.is_none());
         faulty.unknown.store(true, Ordering::SeqCst);
-        match run(&databases, &["INSERT INTO t VALUES (1)", "INSERT INTO t VALUES (2)"]) {
+        match run(
+            &databases,
+            &["INSERT INTO t VALUES (1)", "INSERT INTO t VALUES (2)"],
+        ) {
             Err(ExecError::OutcomeUnknown(text)) => assert!(text.contains("fenced"), "{text}"),
             other => panic!("expected outcome unknown, got {other:?}"),
         }
@@ -466,7 +472,11 @@ mod tests {
         // SQLite tries the batch, then falls back to its journal: both refused.
         faulty.inner.fail_next_commits(2);
         match run(&databases, &["INSERT INTO t VALUES (1)"]) {
-            Err(ExecError::Sql { statement: None, code, .. }) => {
+            Err(ExecError::Sql {
+                statement: None,
+                code,
+                ..
+            }) => {
                 assert_eq!(code & 0xff, ffi::SQLITE_IOERR)
             }
             other => panic!("expected an I/O error, got {other:?}"),
@@ -483,7 +493,12 @@ mod tests {
         for sql in ["BEGIN", " begin immediate", "COMMIT;", "end", "rollback"] {
             assert!(transaction_control(sql).is_some(), "{sql}");
         }
-        for sql in ["SELECT 1", "SAVEPOINT a", "ROLLBACKX", "INSERT INTO begin VALUES(1)"] {
+        for sql in [
+            "SELECT 1",
+            "SAVEPOINT a",
+            "ROLLBACKX",
+            "INSERT INTO begin VALUES(1)",
+        ] {
             assert!(transaction_control(sql).is_none(), "{sql}");
         }
     }
@@ -491,7 +506,10 @@ mod tests {
     #[test]
     fn primary_code_names_come_from_extended_codes() {
         // H7
-        assert_eq!(code_name(ffi::SQLITE_CONSTRAINT_UNIQUE), "SQLITE_CONSTRAINT");
+        assert_eq!(
+            code_name(ffi::SQLITE_CONSTRAINT_UNIQUE),
+            "SQLITE_CONSTRAINT"
+        );
         assert_eq!(code_name(ffi::SQLITE_IOERR_WRITE), "SQLITE_IOERR");
         assert_eq!(code_name(ffi::SQLITE_ERROR), "SQLITE_ERROR");
     }

@@ -135,7 +135,9 @@ fn parse_statement(index: usize, item: &Json) -> Result<Statement, String> {
     let value = |json: &Json| from_json(json).map_err(|e| format!("statement {index}: {e}"));
     let params = match params {
         None | Some(Json::Null) => Params::Positional(Vec::new()),
-        Some(Json::Array(list)) => Params::Positional(list.iter().map(value).collect::<Result<_, _>>()?),
+        Some(Json::Array(list)) => {
+            Params::Positional(list.iter().map(value).collect::<Result<_, _>>()?)
+        }
         Some(Json::Object(named)) => Params::Named(
             named
                 .iter()
@@ -207,7 +209,11 @@ async fn execute_request(
         Err(message) => return error(StatusCode::BAD_REQUEST, "bad_request", message),
     };
     let Ok(permit) = app.sessions.clone().acquire_owned().await else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "shutting down");
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "shutting down",
+        );
     };
     let stage = Arc::new(AtomicU8::new(crate::exec::STAGE_READING));
     let interrupt = Arc::new(Mutex::new(None));

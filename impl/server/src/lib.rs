@@ -11,6 +11,7 @@
 //! - [`http`]: routes, status codes, limits (H2, H3, H11–H17).
 //! - [`metrics`]: Prometheus metrics and the commit-counting volume wrapper (H15).
 
+pub mod client;
 pub mod exec;
 pub mod http;
 pub mod metrics;

@@ -48,16 +48,32 @@ impl Metrics {
         let (connected_nodes, waiting_commits) = (Gauge::default(), Gauge::default());
         let writer_usable = Gauge::default();
         let counters = [
-            ("commits", "MTRs acknowledged durable (VDL passed them)", &commits),
-            ("commit_failures", "MTRs refused or failed", &commit_failures),
+            (
+                "commits",
+                "MTRs acknowledged durable (VDL passed them)",
+                &commits,
+            ),
+            (
+                "commit_failures",
+                "MTRs refused or failed",
+                &commit_failures,
+            ),
             (
                 "commit_outcome_unknown",
                 "commits whose outcome became unknown (writer fenced or crashed while waiting, or the wait deadline passed)",
                 &outcome_unknown,
             ),
-            ("commit_pages", "pages written by acknowledged MTRs", &commit_pages),
+            (
+                "commit_pages",
+                "pages written by acknowledged MTRs",
+                &commit_pages,
+            ),
             ("http_requests", "API requests answered", &requests),
-            ("http_request_errors", "API requests answered with an error", &request_errors),
+            (
+                "http_request_errors",
+                "API requests answered with an error",
+                &request_errors,
+            ),
             ("transactions", "API transactions committed", &transactions),
         ];
         for (name, help, counter) in counters {
@@ -69,13 +85,29 @@ impl Metrics {
             commit_seconds.clone(),
         );
         let gauges = [
-            ("http_requests_in_flight", "API requests being served", &in_flight),
+            (
+                "http_requests_in_flight",
+                "API requests being served",
+                &in_flight,
+            ),
             ("vdl", "volume durable LSN", &vdl),
             ("vcl", "volume complete LSN", &vcl),
             ("epoch", "the writer's volume epoch", &epoch),
-            ("connected_nodes", "storage nodes the writer is connected to", &connected_nodes),
-            ("waiting_commits", "MTRs waiting for durability", &waiting_commits),
-            ("writer_usable", "1 while the writer accepts reads and commits", &writer_usable),
+            (
+                "connected_nodes",
+                "storage nodes the writer is connected to",
+                &connected_nodes,
+            ),
+            (
+                "waiting_commits",
+                "MTRs waiting for durability",
+                &waiting_commits,
+            ),
+            (
+                "writer_usable",
+                "1 while the writer accepts reads and commits",
+                &writer_usable,
+            ),
         ];
         for (name, help, gauge) in gauges {
             registry.register(name, help, gauge.clone());
