@@ -387,8 +387,8 @@ fn clients_that_disconnect_mid_request_leave_the_server_up() {
     stream.write_all(head.as_bytes()).unwrap();
     stream.write_all(body.as_bytes()).unwrap();
     drop(stream);
-    // Headers only, never finished, many times over.
-    let idle: Vec<TcpStream> = (0..50)
+    // 1,000 idle connections: headers begun, never finished.
+    let idle: Vec<TcpStream> = (0..1000)
         .map(|_| {
             let mut s = TcpStream::connect(&server.address).unwrap();
             s.write_all(b"POST /v1/db/app HTTP/1.1\r\nHost: x\r\n")
@@ -660,7 +660,8 @@ fn kill_9_mid_run_keeps_every_acknowledged_transaction_whole() {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (_, metrics) = server.call("GET", "/metrics", b"");
-        if metric(&metrics, "sixfold_transactions_total") >= 40.0 {
+        // The set-up's 4 transactions, then the clients'.
+        if metric(&metrics, "sixfold_transactions_total") >= 60.0 {
             break;
         }
         assert!(Instant::now() < deadline, "no progress");
@@ -668,7 +669,12 @@ fn kill_9_mid_run_keeps_every_acknowledged_transaction_whole() {
     }
     server.kill();
     let record = clients.join().unwrap();
-    assert!(record.acknowledged.len() >= 40);
+    // Some answers were still on their way when the server died.
+    assert!(
+        record.acknowledged.len() >= 20,
+        "{}",
+        record.acknowledged.len()
+    );
     let server = data_server(dir.path(), &[]);
     // Which transactions are present: each whole (t, u and the counter agree) ...
     let mut present: BTreeMap<(usize, usize), u64> = BTreeMap::new();

@@ -286,11 +286,7 @@ fn run_statement(
             }
         }
     }
-    let columns: Vec<String> = prepared
-        .column_names()
-        .into_iter()
-        .map(str::to_string)
-        .collect();
+    let columns: Vec<String> = prepared.column_names().map(str::to_string).collect();
     let changes_before = conn.total_changes();
     let mut rows = Vec::new();
     {

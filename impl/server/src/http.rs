@@ -74,7 +74,7 @@ async fn not_found() -> Response {
 }
 
 /// H2, H13: the body as JSON, or why not: too large (413) or not JSON (400).
-fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Json, Response> {
+fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Json, Box<Response>> {
     let bytes = body.map_err(|rejection| {
         let status = rejection.status();
         let kind = if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -82,14 +82,14 @@ fn json_body(body: Result<Bytes, BytesRejection>) -> Result<Json, Response> {
         } else {
             "bad_request"
         };
-        error(status, kind, rejection.body_text())
+        Box::new(error(status, kind, rejection.body_text()))
     })?;
     serde_json::from_slice(&bytes).map_err(|parse| {
-        error(
+        Box::new(error(
             StatusCode::BAD_REQUEST,
             "bad_json",
             format!("the body is not valid JSON: {parse}"),
-        )
+        ))
     })
 }
 
@@ -185,7 +185,19 @@ async fn execute(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let _counted = InFlight::new(&app.metrics);
-    let response = execute_request(&app, name, body).await;
+    // H14: a task of its own, so a client that goes away after sending its request does
+    // not cancel it half way: it runs to its end, commit or rollback.
+    let task = {
+        let app = app.clone();
+        tokio::spawn(async move { execute_request(&app, name, body).await })
+    };
+    let response = task.await.unwrap_or_else(|join| {
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("the request's task failed: {join}"),
+        )
+    });
     if !response.status().is_success() {
         app.metrics.request_errors.inc();
     }
@@ -199,7 +211,7 @@ async fn execute_request(
 ) -> Response {
     let body = match json_body(body) {
         Ok(body) => body,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     if let Err(invalid) = sixfold_sql::validate_name(&name) {
         return error(StatusCode::BAD_REQUEST, "bad_request", invalid.to_string());
@@ -220,8 +232,7 @@ async fn execute_request(
     let task = {
         let (databases, stage, interrupt) =
             (app.databases.clone(), stage.clone(), interrupt.clone());
-        // H14: the request runs to its end even if the client goes away meanwhile: a
-        // transaction is committed or rolled back whole, never left half done.
+        // H14: the transaction is committed or rolled back whole, never left half done.
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
             databases.execute(&name, &statements, &stage, |handle| {
@@ -344,7 +355,7 @@ async fn create_database(
 ) -> Response {
     let body = match json_body(body) {
         Ok(body) => body,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let Some(name) = body.get("name").and_then(Json::as_str).map(str::to_string) else {
         return error(
