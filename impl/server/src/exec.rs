@@ -142,18 +142,20 @@ impl Databases {
     }
 
     /// H5: runs `statements` on database `name` as one transaction. `stage` tells the
-    /// caller whether a write may have begun; `on_connection` receives the connection's
-    /// interrupt handle (the caller interrupts it when its deadline passes).
+    /// caller whether a write may have begun; `interrupt` holds the connection's
+    /// interrupt handle while the request runs (the caller interrupts a read whose
+    /// deadline passed), and is emptied under its lock before the connection is reused.
     pub fn execute(
         &self,
         name: &str,
         statements: &[Statement],
         stage: &AtomicU8,
-        on_connection: impl FnOnce(rusqlite::InterruptHandle),
+        interrupt: &Mutex<Option<rusqlite::InterruptHandle>>,
     ) -> Result<Outcome, ExecError> {
         let conn = self.take(name)?;
-        on_connection(conn.get_interrupt_handle());
+        *interrupt.lock() = Some(conn.get_interrupt_handle());
         let result = run_transaction(&conn, statements, stage);
+        interrupt.lock().take();
         self.give_back(name, conn);
         result
     }
@@ -432,7 +434,13 @@ mod tests {
                 params: Params::Positional(Vec::new()),
             })
             .collect();
-        databases.execute("app", &statements, &AtomicU8::new(STAGE_READING), |_| {})
+        let interrupt = Mutex::new(None);
+        databases.execute(
+            "app",
+            &statements,
+            &AtomicU8::new(STAGE_READING),
+            &interrupt,
+        )
     }
 
     #[test]

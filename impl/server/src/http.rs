@@ -235,9 +235,7 @@ async fn execute_request(
         // H14: the transaction is committed or rolled back whole, never left half done.
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            databases.execute(&name, &statements, &stage, |handle| {
-                *interrupt.lock() = Some(handle)
-            })
+            databases.execute(&name, &statements, &stage, &interrupt)
         })
     };
     match tokio::time::timeout(app.options.commit_wait, task).await {
@@ -261,7 +259,8 @@ async fn execute_request(
             )
         }
         Err(_elapsed) => {
-            if let Some(handle) = interrupt.lock().take() {
+            // Under the lock: the connection cannot go back to the pool meanwhile.
+            if let Some(handle) = interrupt.lock().as_ref() {
                 handle.interrupt();
             }
             error(
