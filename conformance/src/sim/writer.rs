@@ -1,12 +1,13 @@
-//! A simulated writer: the real `WriterState` and `RecoveryPlanner`, driven by a thin shell
-//! like the networked writer's: recovery first (X1–X5, E1, E4), then MTRs, acks, re-sends.
+//! A simulated writer: the real `RecoverySession` and `WriterState` machines, driven by a
+//! thin shell like the networked writer's: recovery first (X1–X5, E1, E4), then MTRs, acks,
+//! re-sends.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use sixfold_core::{
-    Edit, Epoch, Geometry, Lsn, Mtr, PageId, PgId, ProtocolEvent, QuorumConfig, RecoveryError,
-    RecoveryPlan, RecoveryPlanner, RedoBody, SEGMENTS_PER_PG, SegmentId, SubmittedMtr,
-    TruncationRange, WriteError, WriterConfig, WriterState,
+    Edit, Epoch, Geometry, Lsn, Mtr, PageId, PgId, ProtocolEvent, QuorumConfig, RecoveryEvent,
+    RecoveryPlan, RecoveryResend, RecoverySession, RecoveryStage, RedoBody, SEGMENTS_PER_PG,
+    SegmentId, SubmittedMtr, TruncationRange, WriteError, WriterConfig, WriterState,
 };
 
 use super::network::Message;
@@ -36,11 +37,9 @@ pub struct WriterOutput {
 }
 
 enum Phase {
+    /// X1–X5: the shared recovery machine decides; this shell only carries its messages.
     Recovering {
-        planner: RecoveryPlanner,
-        plan: Option<RecoveryPlan>,
-        /// SCL each segment reported with its truncation ack.
-        truncated: BTreeMap<SegmentId, Lsn>,
+        session: Box<RecoverySession>,
     },
     Open {
         state: Box<WriterState>,
@@ -88,9 +87,7 @@ impl SimWriter {
             id,
             epoch,
             phase: Phase::Recovering {
-                planner: RecoveryPlanner::new(QuorumConfig::AURORA, lal, epoch, pgs),
-                plan: None,
-                truncated: BTreeMap::new(),
+                session: Box::new(RecoverySession::new(QuorumConfig::AURORA, lal, epoch, pgs)),
             },
             lal,
             skip_truncation: mutant == Some(Mutant::RecoveryWithoutTruncation),
@@ -130,7 +127,9 @@ impl SimWriter {
 
     pub fn describe(&self) -> String {
         let phase = match &self.phase {
-            Phase::Recovering { plan, .. } => format!("recovering (plan: {})", plan.is_some()),
+            Phase::Recovering { session } => {
+                format!("recovering (plan: {})", session.plan().is_some())
+            }
             Phase::Open { state, .. } => format!("open, VCL {} VDL {}", state.vcl(), state.vdl()),
             Phase::Fenced => "fenced".into(),
             Phase::Crashed => "crashed".into(),
@@ -215,17 +214,16 @@ impl SimWriter {
         let mut output = WriterOutput::default();
         let resend = now % RESEND_EVERY_TICKS == (self.id as u64) % RESEND_EVERY_TICKS;
         match &mut self.phase {
-            Phase::Recovering {
-                plan, truncated, ..
-            } => {
+            Phase::Recovering { session } => {
                 if resend {
-                    match plan {
-                        None => output.messages.extend(self.recovery_queries()),
-                        Some(plan) => {
-                            let plan = plan.clone();
-                            let truncated = truncated.clone();
-                            self.send_truncations(&plan, &truncated, &mut output);
+                    match session.resend() {
+                        RecoveryResend::RaiseEpoch { .. } => {
+                            output.messages.extend(self.recovery_queries())
                         }
+                        RecoveryResend::Truncate { history, waiting } => {
+                            self.send_truncations(&history, waiting, &mut output)
+                        }
+                        RecoveryResend::Nothing => {}
                     }
                 }
             }
@@ -300,24 +298,20 @@ impl SimWriter {
         }
     }
 
+    /// X5: the plan's history to `segments` (none under mutant recovery-without-truncation).
     fn send_truncations(
         &self,
-        plan: &RecoveryPlan,
-        done: &BTreeMap<SegmentId, Lsn>,
+        history: &[TruncationRange],
+        segments: impl IntoIterator<Item = SegmentId>,
         output: &mut WriterOutput,
     ) {
-        for segment in all_segments() {
-            let repaired = done
-                .get(&segment)
-                .is_some_and(|&scl| scl >= plan.last_lsn_by_pg[&segment.pg]);
-            if !repaired {
-                output.messages.push(Message::Truncate {
-                    writer: self.id,
-                    segment,
-                    epoch: self.epoch,
-                    history: (!self.skip_truncation).then(|| plan.history.clone()),
-                });
-            }
+        for segment in segments {
+            output.messages.push(Message::Truncate {
+                writer: self.id,
+                segment,
+                epoch: self.epoch,
+                history: (!self.skip_truncation).then(|| history.to_vec()),
+            });
         }
     }
 
@@ -366,70 +360,74 @@ impl SimWriter {
     }
 
     fn take_report(&mut self, report: sixfold_core::SegmentReport, output: &mut WriterOutput) {
-        let Phase::Recovering { planner, plan, .. } = &mut self.phase else {
+        let Phase::Recovering { session } = &mut self.phase else {
             return;
         };
-        if plan.is_some() {
+        if session.stage() != RecoveryStage::Reporting {
             return;
         }
         let taken = SimEvent::report_taken(&report);
-        match planner.handle_report(report) {
-            Ok(()) => output.events.push(TraceEvent::Sim(taken)),
-            Err(RecoveryError::EpochTooLow { seen, .. }) => return self.fence(seen, output),
-            Err(_) => return,
-        }
-        if !planner.has_read_quorum() {
+        let fenced_by = (report.epoch > session.epoch()).then_some(report.epoch);
+        if session.handle_report(report).is_err() {
             return;
         }
-        let Ok((decided, events)) = planner.plan() else {
-            return;
-        };
-        output
-            .events
-            .extend(events.into_iter().map(TraceEvent::Protocol));
-        *plan = Some(decided.clone());
-        self.send_truncations(&decided, &BTreeMap::new(), output);
+        if fenced_by.is_none() {
+            output.events.push(TraceEvent::Sim(taken));
+        }
+        self.drain_recovery(output);
     }
 
-    /// X5: open once a write quorum of every PG holds the truncation and is repaired up to
-    /// the PG's last LSN ≤ VDL.
+    /// X5: the truncation acknowledged by `segment`, with its SCL.
     fn take_truncate_ack(&mut self, segment: SegmentId, scl: Lsn, output: &mut WriterOutput) {
-        let Phase::Recovering {
-            plan: Some(plan),
-            truncated,
-            ..
-        } = &mut self.phase
-        else {
+        let Phase::Recovering { session } = &mut self.phase else {
             return;
         };
+        if session.stage() != RecoveryStage::Truncating {
+            return;
+        }
         output
             .events
             .push(TraceEvent::Sim(SimEvent::TruncationAcked {
                 segment: segment.to_string(),
                 scl: scl.0,
             }));
-        let entry = truncated.entry(segment).or_default();
-        *entry = (*entry).max(scl);
-        let ready = (0..SIM_PGS).all(|pg| {
-            let needed = plan.last_lsn_by_pg[&PgId(pg)];
-            truncated
-                .iter()
-                .filter(|&(s, &scl)| s.pg == PgId(pg) && scl >= needed)
-                .count()
-                >= QuorumConfig::AURORA.write_quorum()
-        });
-        if !ready {
+        session.handle_truncate_ack(segment, scl);
+        self.drain_recovery(output);
+    }
+
+    /// Acts on what the recovery machine asks: trace its events, send the truncation, open
+    /// or stop.
+    fn drain_recovery(&mut self, output: &mut WriterOutput) {
+        let Phase::Recovering { session } = &mut self.phase else {
             return;
+        };
+        let events: Vec<RecoveryEvent> = std::iter::from_fn(|| session.poll_event()).collect();
+        for event in events {
+            match event {
+                RecoveryEvent::Protocol(event) => output.events.push(TraceEvent::Protocol(event)),
+                RecoveryEvent::Truncate { history } => {
+                    self.send_truncations(&history, all_segments(), output)
+                }
+                RecoveryEvent::Open { plan, scls } => self.open(plan, scls, output),
+                RecoveryEvent::Fenced { seen } => self.fence(seen, output),
+            }
         }
-        let plan = plan.clone();
-        let truncated = truncated.clone();
+    }
+
+    /// X5, X7: the writer opens where the plan says, with the SCLs recovery saw.
+    fn open(
+        &mut self,
+        plan: RecoveryPlan,
+        scls: BTreeMap<SegmentId, Lsn>,
+        output: &mut WriterOutput,
+    ) {
         let mut state = WriterState::new(config(self.lal), plan.writer_start());
         // Every seed checks the writer's invariants after every input, in release too.
         state.set_strict_invariants(true);
         if self.skip_truncation {
             state.forget_truncation_for_mutant();
         }
-        for (&segment, &scl) in &truncated {
+        for (&segment, &scl) in &scls {
             state.handle_ack(segment, scl, self.epoch);
         }
         output.recovered.push(Recovered {

@@ -4,6 +4,7 @@ mod bench_cmds;
 mod cluster_cmds;
 mod cluster_init;
 mod conformance_cmds;
+mod db_transfer_cmds;
 mod demo;
 mod model_cmds;
 mod remote_cmds;
@@ -53,7 +54,7 @@ enum Command {
     ConformanceTarget(conformance_cmds::ConformanceTargetArgs),
     /// Run SQL on a database of the volume (interactive on a terminal, else piped).
     Sql(sql_cmds::SqlArgs),
-    /// List, create or drop the databases of the volume.
+    /// List, create, drop, export or import the databases of the volume.
     Db(sql_cmds::DbArgs),
     /// The main demo: SQLite on an embedded cluster through AZ loss and a writer crash.
     Demo(demo::DemoArgs),

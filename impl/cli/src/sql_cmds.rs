@@ -94,7 +94,7 @@ impl ReadOnlySession {
 }
 
 /// Attempts of a read-only command whose read point the writer moved past (R12).
-const READ_ONLY_ATTEMPTS: usize = 3;
+pub const READ_ONLY_ATTEMPTS: usize = 3;
 
 impl Session {
     fn locate(
@@ -262,7 +262,7 @@ pub fn sqlite3_style_arguments(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::O
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Examples:\n  sixfold db list --data d\n  sixfold db create --data d orders\n  sixfold db drop --cluster cluster.toml orders"
+    after_help = "Examples:\n  sixfold db list --data d\n  sixfold db create --data d orders\n  sixfold db drop --cluster cluster.toml orders\n  sixfold db export --cluster cluster.toml orders orders.db\n  sixfold db import --data d orders_copy orders.db"
 )]
 pub struct DbArgs {
     #[command(subcommand)]
@@ -289,10 +289,16 @@ pub enum DbAction {
         location: VolumeLocation,
         name: String,
     },
+    /// Write a database to a plain SQLite file, as of one durable point (B1; a read-only
+    /// attach, R12: the running writer is not fenced).
+    Export(crate::db_transfer_cmds::ExportArgs),
+    /// Load a plain SQLite file into the volume as a new database (B3–B5: checked first,
+    /// visible whole or not at all).
+    Import(crate::db_transfer_cmds::ImportArgs),
 }
 
 /// A catalog refusal is the user's mistake, not a failure of sixfold: say it, exit 1.
-fn refused(error: CatalogError) -> anyhow::Result<ExitCode> {
+pub fn refused(error: CatalogError) -> anyhow::Result<ExitCode> {
     match error {
         CatalogError::Volume(error) => Err(anyhow::anyhow!("volume: {error}")),
         CatalogError::Corrupt(text) => Err(anyhow::anyhow!("corrupt catalog: {text}")),
@@ -305,6 +311,8 @@ fn refused(error: CatalogError) -> anyhow::Result<ExitCode> {
 
 pub fn db(args: DbArgs) -> anyhow::Result<ExitCode> {
     let (location, name) = match &args.action {
+        DbAction::Export(export) => return crate::db_transfer_cmds::export(export),
+        DbAction::Import(import) => return crate::db_transfer_cmds::import(import),
         DbAction::List { location } => (location, None),
         DbAction::Create { location, name } | DbAction::Drop { location, name } => {
             (location, Some(name.as_str()))
@@ -331,7 +339,7 @@ pub fn db(args: DbArgs) -> anyhow::Result<ExitCode> {
         (DbAction::Drop { .. }, Some(name)) => catalog
             .drop_database(name)
             .map(|()| println!("dropped database {name}")),
-        (_, None) => unreachable!("create and drop take a name"),
+        (_, _) => unreachable!("create and drop take a name; the others returned above"),
     };
     drop(catalog);
     session.close();

@@ -353,7 +353,7 @@ fn wait_caught_up(cluster: &Processes, id: u32) {
                     .map(|(_, (_, o))| o.scl)
                     .max()
                     .unwrap_or_default();
-                !s.problem.is_empty() || s.scl < top
+                !s.problem.is_empty() || s.repairing || s.scl < top
             })
             .map(|(segment, (_, s))| format!("{segment} SCL {} {}", s.scl, s.problem))
             .collect();
@@ -394,6 +394,12 @@ fn deleted_segment_meta_files_are_rebuilt_from_peers_and_nothing_acknowledged_is
     wait_caught_up(&cluster, 3);
     let log = std::fs::read_to_string(cluster.path().join("node3.log")).unwrap();
     assert!(log.contains("S17"), "node 3 says what it rebuilt: {log}");
+    // S19, S21: the rebuilt segments repaired (status showed them `repairing` until then,
+    // and `wait_caught_up` waited for an empty problem).
+    assert!(
+        log.contains("S21"),
+        "node 3 says its segments repaired: {log}"
+    );
     writer.close();
     cluster.kill(1);
     cluster.kill(2);

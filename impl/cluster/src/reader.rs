@@ -3,7 +3,7 @@
 //! reader asks every node for its status and reads at `F`, the highest VDL any segment or
 //! heartbeat reports (durable, C3).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -122,6 +122,8 @@ impl Reader {
             return Err(ReaderError::Identity(refusal));
         }
         let mut statuses: Vec<(NodeId, SegmentStatus)> = Vec::new();
+        // S20: each answering node, and whether a segment it lacks may be one it lost.
+        let mut answering: BTreeMap<NodeId, bool> = BTreeMap::new();
         let mut read_point = Lsn::ZERO;
         let mut epoch = Epoch(0);
         for (&node, link) in &self.links {
@@ -133,9 +135,11 @@ impl Reader {
                 epoch: node_epoch,
                 writer,
                 segments,
+                absent_may_be_lost,
                 ..
             }) = reply
             {
+                answering.insert(node, absent_may_be_lost);
                 epoch = epoch.max(node_epoch);
                 if let Some(info) = writer {
                     read_point = read_point.max(info.vdl);
@@ -148,7 +152,7 @@ impl Reader {
         }
         self.epoch = epoch;
         self.read_point = read_point;
-        self.pgs = plan_reads(&self.config, &statuses, read_point)?;
+        self.pgs = plan_reads(&self.config, &answering, &statuses, read_point)?;
         tracing::info!(
             epoch = epoch.0,
             read_point = read_point.0,
@@ -222,32 +226,51 @@ impl Drop for Reader {
     }
 }
 
-/// R12: per PG with any answering segment, `pg_lsn` = min(F, highest SCL) over at least a
-/// read quorum of answering segments placed where the config says, and the segments whose
-/// SCL covers it. Every record ≤ F reached a write quorum, which meets any read quorum
-/// (Q2), so the highest SCL covers the PG's last record ≤ F.
+/// R12, X11: per PG with any answering segment, `pg_lsn` = min(F, highest SCL) over at
+/// least a read quorum of answering segments placed where the config says, and the segments
+/// whose SCL covers it. Every record ≤ F reached a write quorum, which meets any read quorum
+/// (Q2), so the highest SCL covers the PG's last record ≤ F. A repairing segment, or a
+/// segment absent from a node that may have lost it (S20), is not one of that read quorum;
+/// its SCL still counts (it holds every record up to it).
 fn plan_reads(
     config: &ClusterConfig,
+    answering: &BTreeMap<NodeId, bool>,
     statuses: &[(NodeId, SegmentStatus)],
     read_point: Lsn,
 ) -> Result<BTreeMap<PgId, PgRead>, ReaderError> {
     let mut by_pg: BTreeMap<PgId, Vec<(SegmentId, Lsn)>> = BTreeMap::new();
+    let mut repairing: BTreeSet<SegmentId> = BTreeSet::new();
     for (node, status) in statuses {
         if config.node_of(status.segment) == Some(*node) {
             by_pg
                 .entry(status.segment.pg)
                 .or_default()
                 .push((status.segment, status.scl));
+            if status.repairing {
+                repairing.insert(status.segment);
+            }
         }
     }
     let need = QuorumConfig::AURORA.read_quorum();
     let mut plans = BTreeMap::new();
     for (pg, segments) in by_pg {
-        // A placed node that answered without the segment holds nothing of the PG (V2).
+        // A placed node that answered without the segment holds nothing of the PG (V2),
+        // unless it may have lost it (S20); a repairing segment is no answer (X11).
         let answered = config
             .placement(pg)
             .iter()
-            .filter(|n| statuses.iter().any(|(node, _)| node == *n))
+            .enumerate()
+            .filter(|(replica, node)| {
+                let segment = SegmentId {
+                    pg,
+                    replica: *replica as u8,
+                };
+                let Some(&absent_may_be_lost) = answering.get(node) else {
+                    return false;
+                };
+                let hosted = segments.iter().any(|(s, _)| *s == segment);
+                !repairing.contains(&segment) && (hosted || !absent_may_be_lost)
+            })
             .count();
         if answered < need {
             return Err(ReaderError::NoReadQuorum {
@@ -292,7 +315,12 @@ mod tests {
             max_held: Lsn(scl),
             records: 1,
             problem: String::new(),
+            repairing: false,
         }
+    }
+
+    fn answering(statuses: &[(NodeId, SegmentStatus)], late: bool) -> BTreeMap<NodeId, bool> {
+        statuses.iter().map(|(node, _)| (*node, late)).collect()
     }
 
     #[test]
@@ -312,19 +340,58 @@ mod tests {
                 (placed[r], status(segment, *scl))
             })
             .collect();
-        let plans = plan_reads(&config, &statuses, Lsn(8)).unwrap();
+        let nodes = answering(&statuses, false);
+        let plans = plan_reads(&config, &nodes, &statuses, Lsn(8)).unwrap();
         assert_eq!(plans[&pg].pg_lsn, Lsn(8));
         assert_eq!(
             plans[&pg].candidates.len(),
             1,
             "only the SCL-9 segment covers 8"
         );
-        let plans = plan_reads(&config, &statuses, Lsn(20)).unwrap();
+        let plans = plan_reads(&config, &nodes, &statuses, Lsn(20)).unwrap();
         assert_eq!(plans[&pg].pg_lsn, Lsn(9));
         let two = &statuses[..2];
         assert!(matches!(
-            plan_reads(&config, two, Lsn(8)),
+            plan_reads(&config, &answering(two, false), two, Lsn(8)),
             Err(ReaderError::NoReadQuorum { have: 2, .. })
         ));
+    }
+
+    #[test]
+    fn repairing_segments_and_late_nodes_are_not_a_read_quorum() {
+        // X11, S20, R12: the rebuilt segment and a late node without the segment do not
+        // make up the read quorum a stale read would need.
+        let config = config();
+        let pg = PgId(0);
+        let placed = config.placement(pg);
+        let mut statuses: Vec<(NodeId, SegmentStatus)> = [5u64, 9, 7]
+            .iter()
+            .enumerate()
+            .map(|(r, scl)| {
+                let segment = SegmentId {
+                    pg,
+                    replica: r as u8,
+                };
+                (placed[r], status(segment, *scl))
+            })
+            .collect();
+        statuses[2].1.repairing = true;
+        let mut nodes = answering(&statuses, false);
+        assert!(matches!(
+            plan_reads(&config, &nodes, &statuses, Lsn(8)),
+            Err(ReaderError::NoReadQuorum { have: 2, .. })
+        ));
+        nodes.insert(placed[3], true);
+        assert!(matches!(
+            plan_reads(&config, &nodes, &statuses, Lsn(8)),
+            Err(ReaderError::NoReadQuorum { have: 2, .. })
+        ));
+        nodes.insert(placed[4], false);
+        let plans = plan_reads(&config, &nodes, &statuses, Lsn(8)).unwrap();
+        assert_eq!(
+            plans[&pg].pg_lsn,
+            Lsn(8),
+            "the repairing segment's SCL still counts"
+        );
     }
 }

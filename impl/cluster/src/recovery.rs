@@ -49,8 +49,19 @@ pub enum RecoveryDriverError {
     },
 }
 
-/// Each answering node's reports and truncation ranges (X1).
-pub type Answers = BTreeMap<NodeId, (Vec<SegmentReport>, Vec<TruncationRange>)>;
+/// One node's answer to `RaiseEpoch` (X1, X11).
+#[derive(Clone, Debug, Default)]
+pub struct NodeAnswer {
+    pub reports: Vec<SegmentReport>,
+    pub truncations: Vec<TruncationRange>,
+    /// S20: segments that count as no answer.
+    pub repairing: Vec<SegmentId>,
+    /// S20: a placed segment the node does not host may be one it lost.
+    pub absent_may_be_lost: bool,
+}
+
+/// Each answering node's answer (X1).
+pub type Answers = BTreeMap<NodeId, NodeAnswer>;
 
 /// I3: every reported segment must be where the config places it. A report the config does
 /// not place on its node — an AZ renamed or added, nodes added, reordered or swapped — would
@@ -60,12 +71,17 @@ pub fn check_reports_placed(
     config: &ClusterConfig,
     answered: &Answers,
 ) -> Result<(), RecoveryDriverError> {
-    for (&node, (reports, _)) in answered {
-        for report in reports {
-            let placed = config.node_of(report.segment);
+    for (&node, answer) in answered {
+        let segments = answer
+            .reports
+            .iter()
+            .map(|report| report.segment)
+            .chain(answer.repairing.iter().copied());
+        for segment in segments {
+            let placed = config.node_of(segment);
             if placed != Some(node) {
                 return Err(RecoveryDriverError::Misplaced {
-                    segment: report.segment,
+                    segment,
                     found_on: node.0,
                     placed_on: placed.map_or("no node".into(), |n| format!("node {}", n.0)),
                 });
@@ -75,10 +91,11 @@ pub fn check_reports_placed(
     Ok(())
 }
 
-/// X1, X2, I3: the report of every placed segment whose node answered, for the PGs in
-/// `pgs`. A placed node that hosts no segment of a PG holds nothing of it (V2: created at
-/// its first write) and gets an empty report — only after [`check_reports_placed`] showed
-/// that no other node holds that segment.
+/// X1, X2, I3, X11: the report of every placed segment whose node answered, for the PGs
+/// in `pgs`. A placed node that hosts no segment of a PG holds nothing of it (V2: created
+/// at its first write) and gets an empty report — only after [`check_reports_placed`]
+/// showed that no other node holds that segment, and only if the node does not say it may
+/// have lost it (S19, a late node). A repairing segment gets no report at all (X11).
 pub fn placed_reports(
     config: &ClusterConfig,
     answered: &Answers,
@@ -89,27 +106,24 @@ pub fn placed_reports(
     let mut placed = Vec::new();
     for &pg in pgs {
         for (replica, node) in config.placement(pg).into_iter().enumerate() {
-            let Some((reports, truncations)) = answered.get(&node) else {
+            let Some(answer) = answered.get(&node) else {
                 continue;
             };
             let segment = SegmentId {
                 pg,
                 replica: replica as u8,
             };
-            let report = reports
-                .iter()
-                .find(|r| r.segment == segment)
-                .cloned()
-                .unwrap_or_else(|| SegmentReport {
-                    segment,
-                    epoch,
-                    scl: Lsn::ZERO,
-                    vdl_hint: Lsn::ZERO,
-                    tip_at_hint: Lsn::ZERO,
-                    held: Vec::new(),
-                    truncations: truncations.clone(),
-                });
-            placed.push(report);
+            if answer.repairing.contains(&segment) {
+                continue;
+            }
+            match answer.reports.iter().find(|r| r.segment == segment) {
+                Some(report) => placed.push(report.clone()),
+                None if answer.absent_may_be_lost => {}
+                None => placed.push(SegmentReport {
+                    truncations: answer.truncations.clone(),
+                    ..SegmentReport::empty(segment, epoch)
+                }),
+            }
         }
     }
     Ok(placed)
@@ -189,11 +203,29 @@ impl Driver<'_> {
                     reports,
                     truncations,
                     lease_remaining_ms,
+                    repairing,
+                    absent_may_be_lost,
                     ..
                 }) => {
                     let wait = recovery_wait_ms(u64::from(lease_remaining_ms));
                     leases_end = leases_end.max(Instant::now() + Duration::from_millis(wait));
-                    answered.insert(node, (reports, truncations));
+                    if !repairing.is_empty() || absent_may_be_lost {
+                        tracing::warn!(
+                            node = node.0,
+                            repairing = repairing.len(),
+                            absent_may_be_lost,
+                            "X11: segments that may have lost records count as no answer"
+                        );
+                    }
+                    answered.insert(
+                        node,
+                        NodeAnswer {
+                            reports,
+                            truncations,
+                            repairing,
+                            absent_may_be_lost,
+                        },
+                    );
                 }
                 Ok(Message::Error {
                     code: ErrorCode::StaleEpoch,
@@ -220,9 +252,14 @@ impl Driver<'_> {
                 nodes,
             });
         }
+        // X11: a PG only repairing segments know of is still a PG to recover (and to refuse
+        // while fewer than a read quorum of its segments can answer).
         let pgs: BTreeSet<PgId> = answered
             .values()
-            .flat_map(|(reports, _)| reports.iter().map(|r| r.segment.pg))
+            .flat_map(|answer| {
+                let reported = answer.reports.iter().map(|r| r.segment.pg);
+                reported.chain(answer.repairing.iter().map(|s| s.pg))
+            })
             .collect();
         // I3: before anything is counted, every report must be where the config places it.
         let reports = placed_reports(self.config, &answered, &pgs, proposed)?;
@@ -463,7 +500,7 @@ mod tests {
         for pg in 0..pgs {
             for (replica, node) in config.placement(PgId(pg)).into_iter().enumerate() {
                 let entry = answered.entry(node).or_default();
-                entry.0.push(report(pg, replica as u8, scl));
+                entry.reports.push(report(pg, replica as u8, scl));
             }
         }
         answered
@@ -507,7 +544,7 @@ mod tests {
         let config = parse(&six_node_toml("c", "s", 4, &[1, 2, 3, 4, 5, 6]));
         let mut answered = answers_of(&config, 1, 9);
         answered.remove(&NodeId(4));
-        answered.get_mut(&NodeId(1)).unwrap().0 = vec![report(0, 3, 9)];
+        answered.get_mut(&NodeId(1)).unwrap().reports = vec![report(0, 3, 9)];
         let error = placed_reports(&config, &answered, &pgs(1), Epoch(2)).unwrap_err();
         assert!(matches!(
             error,
@@ -526,10 +563,33 @@ mod tests {
         // an empty one) holds nothing: counted as an empty report, as before.
         let config = parse(&six_node_toml("c", "s", 4, &[1, 2, 3, 4, 5, 6]));
         let mut answered = answers_of(&config, 1, 9);
-        answered.get_mut(&NodeId(6)).unwrap().0.clear();
+        answered.get_mut(&NodeId(6)).unwrap().reports.clear();
         let reports = placed_reports(&config, &answered, &pgs(1), Epoch(2)).unwrap();
         let empty: Vec<_> = reports.iter().filter(|r| r.scl == Lsn::ZERO).collect();
         assert_eq!(empty.len(), 1);
         assert_eq!(empty[0].segment.replica, 5);
+    }
+
+    #[test]
+    fn repairing_segments_and_absent_segments_of_a_late_node_count_as_no_answer() {
+        // X11, S20: the safety gap: a segment rebuilt empty (or a late node without the
+        // segment) must not count as an empty report.
+        let config = parse(&six_node_toml("c", "s", 4, &[1, 2, 3, 4, 5, 6]));
+        let mut answered = answers_of(&config, 1, 9);
+        let placement = config.placement(PgId(0));
+        let rebuilt = answered.get_mut(&placement[3]).unwrap();
+        let segment = rebuilt.reports.remove(0).segment;
+        rebuilt.repairing.push(segment);
+        let late = answered.get_mut(&placement[4]).unwrap();
+        late.reports.clear();
+        late.absent_may_be_lost = true;
+        let reports = placed_reports(&config, &answered, &pgs(1), Epoch(2)).unwrap();
+        assert_eq!(reports.len(), 4, "two of six count as no answer");
+        assert!(reports.iter().all(|r| r.scl == Lsn(9)), "and none as empty");
+        assert!(
+            reports
+                .iter()
+                .all(|r| r.segment.replica != 3 && r.segment.replica != 4)
+        );
     }
 }

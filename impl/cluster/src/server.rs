@@ -635,25 +635,31 @@ fn handle(
             segment, request, ..
         } => {
             let asker = (client != crate::net::CLIENT_NODE_ID).then_some(NodeId(client));
+            // S20, S21: the asker judges its own repair by our SCL and standing.
+            let (scl, repairing) = store.gossip_standing(segment);
             Ok(Message::GossipRecords {
                 request_id,
                 segment,
                 epoch: store.epoch(),
                 truncations: store.truncations().to_vec(),
                 records: store.answer_gossip(segment, asker, &request),
+                scl,
+                repairing,
             })
         }
         Message::Truncate { history, .. } => store
             .truncate(&history)
             .map(|()| status_reply(shared, store, request_id)),
         Message::RaiseEpoch { epoch, .. } => {
-            store.raise_epoch(epoch).map(|reports| Message::Reports {
+            store.raise_epoch(epoch).map(|answer| Message::Reports {
                 request_id,
                 epoch: store.epoch(),
                 truncations: store.truncations().to_vec(),
-                reports,
+                reports: answer.reports,
                 // R10: the recovering writer waits this out before it opens.
                 lease_remaining_ms: lease_remaining(shared),
+                repairing: answer.repairing,
+                absent_may_be_lost: answer.absent_may_be_lost,
             })
         }
         Message::Heartbeat {
@@ -739,6 +745,7 @@ fn status_reply(shared: &Shared, store: &NodeStore, request_id: u64) -> Message 
         writer,
         segments: store.status(),
         lease_ms: 0,
+        absent_may_be_lost: store.absent_may_be_lost(),
     }
 }
 
@@ -862,12 +869,21 @@ fn gossip_with(shared: &Shared, peers: &mut Peers, segment: SegmentId, peer_segm
                 epoch,
                 truncations,
                 records,
+                scl,
+                repairing,
                 ..
             }) => {
                 let full = records.len() >= wire::BATCH_RECORDS_MAX;
-                let merged = shared
-                    .store()
-                    .merge_gossip(segment, epoch, &truncations, records);
+                let answer = crate::store::GossipAnswer {
+                    peer: peer_segment,
+                    epoch,
+                    truncations,
+                    records,
+                    peer_scl: scl,
+                    peer_repairing: repairing,
+                    complete: !full,
+                };
+                let merged = shared.store().merge_gossip(segment, answer);
                 match merged {
                     Ok(0) => return,
                     Ok(count) => {

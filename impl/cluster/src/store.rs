@@ -21,9 +21,11 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use std::collections::BTreeSet;
+
 use sixfold_core::{
-    Epoch, Geometry, GossipRequest, Lsn, NodeId, PageId, RedoRecord, SEGMENTS_PER_PG, SegmentId,
-    SegmentReport, TruncationRange, history_epoch,
+    Birth, Epoch, Geometry, GossipRequest, Lsn, NodeId, NodeRepair, PageId, PeerAnswer, PgId,
+    RedoRecord, SEGMENTS_PER_PG, SegmentId, SegmentReport, TruncationRange, history_epoch,
 };
 use sixfold_storage::{
     Ack, FlushOutcome, StdDisk, StorageConfig, StorageError, StorageNode, Ticket,
@@ -95,6 +97,34 @@ pub struct NodeStore {
     /// SCL of each peer segment, from its gossip requests (S6).
     peer_scl: HashMap<SegmentId, Lsn>,
     background_steps: u64,
+    /// S19–S21: segments that may have lost what they acknowledged.
+    repair: NodeRepair,
+}
+
+/// X1, X11: a node's answer to recovery's `RaiseEpoch`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EpochAnswer {
+    /// Reports of the hosted segments that are not repairing.
+    pub reports: Vec<SegmentReport>,
+    /// S20: hosted or lost segments that must count as no answer.
+    pub repairing: Vec<SegmentId>,
+    /// S20: a placed segment this node does not host may be one it lost (a late node).
+    pub absent_may_be_lost: bool,
+}
+
+/// S6, S21: a peer's gossip answer, with what the asker needs to judge its repair.
+#[derive(Clone, Debug)]
+pub struct GossipAnswer {
+    pub peer: SegmentId,
+    pub epoch: Epoch,
+    pub truncations: Vec<TruncationRange>,
+    pub records: Vec<RedoRecord>,
+    /// The peer segment's SCL when it answered (0 if it does not host it).
+    pub peer_scl: Lsn,
+    /// S20: the peer segment is repairing, or is absent from a node that may have lost it.
+    pub peer_repairing: bool,
+    /// The answer held everything the asker lacked (fewer records than a batch).
+    pub complete: bool,
 }
 
 impl NodeStore {
@@ -118,7 +148,7 @@ impl NodeStore {
         if let Some(recorded) = &recorded {
             identity::check_record(&dir, recorded, config, node)?;
         }
-        let (epoch, truncations) = read_meta(&dir)?;
+        let (epoch, truncations, repair) = read_meta(&dir)?;
         let storage_config = StorageConfig {
             geometry: Geometry {
                 pg_pages: config.pg_pages,
@@ -145,9 +175,28 @@ impl NodeStore {
             writer_pgmrpl: Lsn::ZERO,
             peer_scl: HashMap::new(),
             background_steps: 0,
+            repair,
         };
         store.adopt_rebuilt()?;
+        store.open_repair()?;
         Ok(store)
+    }
+
+    /// S19: segments rebuilt empty (S17) and segments whose directory is gone repair; a
+    /// gone one is hosted again (empty) so gossip refills it.
+    fn open_repair(&mut self) -> Result<(), StoreError> {
+        let hosted_now = self.engine.segments();
+        let rebuilt = self.engine.rebuilt_segments().to_vec();
+        let before = self.repair.clone();
+        let missing = self.repair.open(&hosted_now, &rebuilt);
+        for segment in missing {
+            tracing::error!(node = self.node.0, %segment, "S19: a segment this node hosted is gone; it is hosted again and repairs from its peers");
+            self.host_in_engine(segment)?;
+        }
+        if self.repair != before {
+            self.write_meta()?;
+        }
+        Ok(())
     }
 
     /// S17, V2: a segment the engine rebuilt empty (its metadata was lost) takes the
@@ -188,6 +237,9 @@ impl NodeStore {
         }
         if epoch > self.epoch {
             self.epoch = epoch;
+            // S19: an epoch learned first from anything but the volume's first recovery
+            // makes this folder late (its caller, `raise_epoch`, decided already if it was).
+            self.repair.learn_first_epoch(epoch, false);
             self.write_meta()?;
             self.engine.raise_epoch_all(epoch)?;
         }
@@ -199,21 +251,45 @@ impl NodeStore {
         self.check_epoch(epoch)
     }
 
-    /// E1, E4: recovery raises the node's epoch (strictly: two recoveries never share one)
-    /// and gets every hosted segment's report (X1).
-    pub fn raise_epoch(&mut self, epoch: Epoch) -> Result<Vec<SegmentReport>, StoreError> {
+    /// E1, E4, X1: recovery raises the node's epoch (strictly: two recoveries never share
+    /// one) and gets the report of every hosted segment that is not repairing (S20, X11).
+    pub fn raise_epoch(&mut self, epoch: Epoch) -> Result<EpochAnswer, StoreError> {
         if epoch <= self.epoch {
             return Err(StoreError::StaleEpoch {
                 got: epoch,
                 seen: self.epoch,
             });
         }
+        // S19: only the volume's first recovery proves this folder was there from the start.
+        self.repair.learn_first_epoch(epoch, true);
         self.check_epoch(epoch)?;
-        let mut reports = Vec::new();
+        let mut answer = EpochAnswer {
+            absent_may_be_lost: self.repair.absent_may_be_lost(),
+            ..EpochAnswer::default()
+        };
         for segment in self.engine.segments() {
-            reports.push(self.engine.report(segment)?);
+            if self.repair.is_repairing(segment) {
+                answer.repairing.push(segment);
+            } else {
+                answer.reports.push(self.engine.report(segment)?);
+            }
         }
-        Ok(reports)
+        Ok(answer)
+    }
+
+    /// S19: whether `segment` is repairing.
+    pub fn is_repairing(&self, segment: SegmentId) -> bool {
+        self.repair.is_repairing(segment)
+    }
+
+    /// S20: a placed segment this node does not host may be one it lost (a late node).
+    pub fn absent_may_be_lost(&self) -> bool {
+        self.repair.absent_may_be_lost()
+    }
+
+    /// S19: how this node's folder began.
+    pub fn birth(&self) -> Birth {
+        self.repair.birth()
     }
 
     /// S8, S15, X5: a recovery's truncation history (its own range newest) replaces an
@@ -256,6 +332,15 @@ impl NodeStore {
         }
         if self.engine.segments().contains(&segment) {
             return Ok(());
+        }
+        self.host_in_engine(segment)
+    }
+
+    /// V2, S19: creates `segment` in the engine at the node's epoch and history; the node's
+    /// metadata names it first, so a later loss of its directory is noticed.
+    fn host_in_engine(&mut self, segment: SegmentId) -> Result<(), StoreError> {
+        if self.repair.host(segment) {
+            self.write_meta()?;
         }
         self.engine.host_segment(segment)?;
         if !self.truncations.is_empty() {
@@ -355,21 +440,30 @@ impl NodeStore {
             .unwrap_or_default()
     }
 
+    /// S20, S21: what a gossip answer says of this node's `segment` besides its records: its
+    /// SCL, and whether it is repairing (or absent from a node that may have lost it).
+    pub fn gossip_standing(&self, segment: SegmentId) -> (Lsn, bool) {
+        let hosted = self.engine.segments().contains(&segment);
+        let scl = self
+            .engine
+            .segment_status(segment)
+            .map_or(Lsn::ZERO, |s| s.scl);
+        (scl, self.repair.answers_as_repairing(segment, hosted))
+    }
+
     /// S6, S7: what this node's `segment` asks a peer for; `None` if not hosted.
     pub fn gossip_request(&self, segment: SegmentId) -> Option<GossipRequest> {
         self.engine.gossip_request(segment).ok()
     }
 
-    /// S6, S7, S8: merges a peer's gossip answer, durably; returns how many records the
-    /// segment gained.
+    /// S6, S7, S8, S21: merges a peer's gossip answer, durably; returns how many records
+    /// the segment gained. A repairing segment notes the answer toward the end of its repair.
     pub fn merge_gossip(
         &mut self,
         segment: SegmentId,
-        peer_epoch: Epoch,
-        peer_truncations: &[TruncationRange],
-        records: Vec<RedoRecord>,
+        answer: GossipAnswer,
     ) -> Result<usize, StoreError> {
-        if peer_epoch != self.epoch {
+        if answer.epoch != self.epoch {
             // E1, S7: epochs spread only from the writer (RaiseEpoch, WriteBatch, Truncate).
             // A peer of a lower epoch is refused; one of a higher epoch is ignored until
             // the writer raises us — were gossip to raise epochs, a recovery's RaiseEpoch
@@ -377,16 +471,28 @@ impl NodeStore {
             return Ok(0);
         }
         // S15: a newer truncation history replaces ours; an older one tells us nothing.
-        self.adopt_history(peer_truncations)?;
+        self.adopt_history(&answer.truncations)?;
         if !self.engine.segments().contains(&segment) {
             return Ok(0);
         }
         let before = self.engine.segment_status(segment)?.records;
         self.engine
-            .handle_gossip(segment, peer_epoch, peer_truncations, records)?;
+            .handle_gossip(segment, answer.epoch, &answer.truncations, answer.records)?;
         self.engine.flush()?;
-        let after = self.engine.segment_status(segment)?.records;
-        Ok(after.saturating_sub(before))
+        let status = self.engine.segment_status(segment)?;
+        let peer = PeerAnswer {
+            peer: answer.peer,
+            peer_repairing: answer.peer_repairing,
+            complete: answer.complete,
+            same_epoch: true,
+            peer_scl: answer.peer_scl,
+        };
+        if self.repair.note_answer(segment, status.scl, &peer) {
+            // S21: durable before the segment is reported to any recovery.
+            self.write_meta()?;
+            tracing::info!(node = self.node.0, %segment, scl = status.scl.0, "S21: segment repaired: caught up with three peers");
+        }
+        Ok(status.records.saturating_sub(before))
     }
 
     /// R3, S9: `page` as of `read_point`, when this segment's SCL covers `pg_lsn` (the PG's
@@ -456,7 +562,8 @@ impl NodeStore {
                     vdl_hint: s.vdl_hint,
                     max_held,
                     records: s.records as u64,
-                    problem: segment_problem(&s),
+                    problem: segment_problem(&s, self.repair.is_repairing(s.segment)),
+                    repairing: self.repair.is_repairing(s.segment),
                 }
             })
             .collect()
@@ -510,6 +617,19 @@ impl NodeStore {
             body.extend_from_slice(&t.lsn_end.0.to_le_bytes());
             body.extend_from_slice(&t.epoch.0.to_le_bytes());
         }
+        // S19: the repair section (node.meta version 2).
+        body.push(birth_code(self.repair.birth()));
+        let repairing: Vec<SegmentId> = self.repair.repairing().collect();
+        for set in [
+            self.repair.hosted().iter().copied().collect::<Vec<_>>(),
+            repairing,
+        ] {
+            body.extend_from_slice(&(set.len() as u32).to_le_bytes());
+            for segment in set {
+                body.extend_from_slice(&segment.pg.0.to_le_bytes());
+                body.push(segment.replica);
+            }
+        }
         let crc = crc32c::crc32c(&body);
         body.extend_from_slice(&crc.to_le_bytes());
         let tmp = self.dir.join("node.meta.tmp");
@@ -531,11 +651,30 @@ impl NodeStore {
     }
 }
 
-fn read_meta(dir: &Path) -> Result<(Epoch, Vec<TruncationRange>), StoreError> {
+/// What `node.meta` holds: the epoch, the truncation history and the repair state.
+type NodeMeta = (Epoch, Vec<TruncationRange>, NodeRepair);
+
+/// Segments a node may list in its metadata, at most (hosted, and again repairing).
+const META_SEGMENTS_MAX: usize = 1 << 20;
+
+fn birth_code(birth: Birth) -> u8 {
+    match birth {
+        Birth::Unknown => 0,
+        Birth::WithVolume => 1,
+        Birth::Late => 2,
+    }
+}
+
+/// Reads `node.meta` (spec/formats.md). A missing file is a new folder (S19: it remembers
+/// nothing, so it is not yet known to be part of the volume). Version 1 files (no repair
+/// section) come from nodes that predate S19: their segments count as hosted from the start.
+fn read_meta(dir: &Path) -> Result<NodeMeta, StoreError> {
     let path = dir.join(META_FILE);
     let bytes = match std::fs::read(&path) {
         Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Epoch(0), Vec::new())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((Epoch(0), Vec::new(), NodeRepair::fresh()));
+        }
         Err(e) => return Err(disk(&path)(e)),
     };
     let damaged = |reason: &str| StoreError::Meta {
@@ -555,7 +694,8 @@ fn read_meta(dir: &Path) -> Result<(Epoch, Vec<TruncationRange>), StoreError> {
     }
     let epoch = Epoch(u64_at(4));
     let count = u32::from_le_bytes(body[12..16].try_into().expect("4")) as usize;
-    if count > TRUNCATIONS_MAX || body.len() != 16 + 24 * count {
+    let ranges_end = 16 + 24 * count;
+    if count > TRUNCATIONS_MAX || body.len() < ranges_end {
         return Err(damaged("truncation count does not match the file"));
     }
     let truncations = (0..count)
@@ -568,16 +708,64 @@ fn read_meta(dir: &Path) -> Result<(Epoch, Vec<TruncationRange>), StoreError> {
             }
         })
         .collect();
-    Ok((epoch, truncations))
+    let repair = if body.len() == ranges_end {
+        NodeRepair::restored(Birth::WithVolume, BTreeSet::new(), BTreeSet::new())
+    } else {
+        read_repair(&body[ranges_end..]).ok_or_else(|| damaged("bad repair section (S19)"))?
+    };
+    Ok((epoch, truncations, repair))
+}
+
+/// The repair section of `node.meta`: birth, hosted segments, repairing segments.
+fn read_repair(bytes: &[u8]) -> Option<NodeRepair> {
+    let (&birth, mut rest) = bytes.split_first()?;
+    let birth = match birth {
+        0 => Birth::Unknown,
+        1 => Birth::WithVolume,
+        2 => Birth::Late,
+        _ => return None,
+    };
+    let mut sets = Vec::new();
+    for _ in 0..2 {
+        let count = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+        if count > META_SEGMENTS_MAX {
+            return None;
+        }
+        rest = &rest[4..];
+        let mut set = BTreeSet::new();
+        for _ in 0..count {
+            let entry = rest.get(..5)?;
+            let replica = entry[4];
+            if replica as usize >= SEGMENTS_PER_PG {
+                return None;
+            }
+            set.insert(SegmentId {
+                pg: PgId(u32::from_le_bytes(entry[..4].try_into().ok()?)),
+                replica,
+            });
+            rest = &rest[5..];
+        }
+        sets.push(set);
+    }
+    if !rest.is_empty() {
+        return None;
+    }
+    let repairing = sets.pop()?;
+    let hosted = sets.pop()?;
+    Some(NodeRepair::restored(birth, hosted, repairing))
 }
 
 /// S17, S18: one line on what is wrong with a segment, empty when nothing is.
-fn segment_problem(status: &sixfold_storage::SegmentStatus) -> String {
+fn segment_problem(status: &sixfold_storage::SegmentStatus, repairing: bool) -> String {
     if let Some(error) = &status.write_error {
         return format!("blocked: the disk refuses writes: {error}");
     }
     match status.damage.first() {
         Some(damage) => format!("damaged ({} unrepaired): {damage}", status.damage.len()),
+        None if repairing => {
+            "repairing: may have lost records it acknowledged; refilled from its peers (S19)"
+                .to_string()
+        }
         None => String::new(),
     }
 }

@@ -23,7 +23,7 @@ use sixfold_core::{
 };
 
 /// Version of this wire protocol; both ends must speak the same one.
-pub const WIRE_VERSION: u16 = 3;
+pub const WIRE_VERSION: u16 = 4;
 /// Bytes before a frame's payload: length and CRC32C.
 pub const FRAME_HEADER_BYTES: usize = 8;
 /// The largest payload a frame may carry, in bytes; a larger length closes the connection.
@@ -122,8 +122,12 @@ pub struct SegmentStatus {
     pub vdl_hint: Lsn,
     pub max_held: Lsn,
     pub records: u64,
-    /// S17, S18: empty when healthy; else what is wrong ("damaged: …", "blocked: …").
+    /// S17, S18, S19: empty when healthy; else what is wrong ("damaged: …", "blocked: …",
+    /// "repairing: …").
     pub problem: String,
+    /// S19, S20: the segment may have lost records it acknowledged (a read-only attach and
+    /// recovery count it as no answer, R12, X11).
+    pub repairing: bool,
 }
 
 /// What the last writer heartbeat told a node.
@@ -210,6 +214,11 @@ pub enum Message {
         epoch: Epoch,
         truncations: Vec<TruncationRange>,
         records: Vec<RedoRecord>,
+        /// S21: the answering segment's SCL (0 if not hosted).
+        scl: Lsn,
+        /// S20: the answering segment is repairing, or absent from a node that may have
+        /// lost it.
+        repairing: bool,
     },
     /// X5, S15: a recovery's truncation history, its own range newest.
     Truncate {
@@ -227,6 +236,10 @@ pub enum Message {
         reports: Vec<SegmentReport>,
         /// R10: how long the node's latest lease promise still runs, on its clock.
         lease_remaining_ms: u32,
+        /// S20, X11: hosted segments that are repairing: no answer, never an empty one.
+        repairing: Vec<SegmentId>,
+        /// S20, X11: a placed segment this node does not host may be one it lost.
+        absent_may_be_lost: bool,
     },
     Heartbeat {
         request_id: u64,
@@ -248,6 +261,8 @@ pub enum Message {
         segments: Vec<SegmentStatus>,
         /// R7: the lease granted to the heartbeat this answers, in ms (0: none).
         lease_ms: u32,
+        /// S20: a placed segment this node does not host may be one it lost (a late node).
+        absent_may_be_lost: bool,
     },
 }
 
@@ -516,6 +531,8 @@ pub fn encode(message: &Message) -> Vec<u8> {
             epoch,
             truncations,
             records,
+            scl,
+            repairing,
         } => {
             o.u8(kind::GOSSIP_RECORDS);
             o.u64(*request_id);
@@ -523,6 +540,8 @@ pub fn encode(message: &Message) -> Vec<u8> {
             o.u64(epoch.0);
             o.ranges(truncations);
             o.records(records);
+            o.u64(scl.0);
+            o.u8(*repairing as u8);
         }
         Message::Truncate {
             request_id,
@@ -543,6 +562,8 @@ pub fn encode(message: &Message) -> Vec<u8> {
             truncations,
             reports,
             lease_remaining_ms,
+            repairing,
+            absent_may_be_lost,
         } => {
             o.u8(kind::REPORTS);
             o.u64(*request_id);
@@ -564,6 +585,11 @@ pub fn encode(message: &Message) -> Vec<u8> {
                 o.ranges(&report.truncations);
             }
             o.u32(*lease_remaining_ms);
+            o.u32(repairing.len() as u32);
+            for segment in repairing {
+                o.segment(*segment);
+            }
+            o.u8(*absent_may_be_lost as u8);
         }
         Message::Heartbeat {
             request_id,
@@ -598,6 +624,7 @@ pub fn encode(message: &Message) -> Vec<u8> {
             writer,
             segments,
             lease_ms,
+            absent_may_be_lost,
         } => {
             o.u8(kind::STATUS_REPLY);
             o.u64(*request_id);
@@ -622,8 +649,10 @@ pub fn encode(message: &Message) -> Vec<u8> {
                 o.u64(s.max_held.0);
                 o.u64(s.records);
                 o.string(&s.problem);
+                o.u8(s.repairing as u8);
             }
             o.u32(*lease_ms);
+            o.u8(*absent_may_be_lost as u8);
         }
     }
     o.0
@@ -857,6 +886,8 @@ pub fn decode(payload: &[u8]) -> Result<Message, WireError> {
             epoch: i.epoch()?,
             truncations: i.ranges()?,
             records: i.records()?,
+            scl: i.lsn()?,
+            repairing: i.flag()?,
         },
         kind::TRUNCATE => Message::Truncate {
             request_id: i.u64()?,
@@ -911,12 +942,19 @@ fn decode_reports(i: &mut In<'_>) -> Result<Message, WireError> {
             truncations: i.ranges()?,
         });
     }
+    let lease_remaining_ms = i.u32()?;
+    let repairing_count = i.count(5, LIST_ENTRIES_MAX)?;
+    let repairing = (0..repairing_count)
+        .map(|_| i.segment())
+        .collect::<Result<_, WireError>>()?;
     Ok(Message::Reports {
         request_id,
         epoch,
         truncations,
         reports,
-        lease_remaining_ms: i.u32()?,
+        lease_remaining_ms,
+        repairing,
+        absent_may_be_lost: i.flag()?,
     })
 }
 
@@ -934,7 +972,7 @@ fn decode_status_reply(i: &mut In<'_>) -> Result<Message, WireError> {
     } else {
         None
     };
-    let count = i.count(47, LIST_ENTRIES_MAX)?;
+    let count = i.count(48, LIST_ENTRIES_MAX)?;
     let segments = (0..count)
         .map(|_| {
             Ok(SegmentStatus {
@@ -945,6 +983,7 @@ fn decode_status_reply(i: &mut In<'_>) -> Result<Message, WireError> {
                 max_held: i.lsn()?,
                 records: i.u64()?,
                 problem: i.string()?,
+                repairing: i.flag()?,
             })
         })
         .collect::<Result<_, WireError>>()?;
@@ -955,6 +994,7 @@ fn decode_status_reply(i: &mut In<'_>) -> Result<Message, WireError> {
         writer,
         segments,
         lease_ms: i.u32()?,
+        absent_may_be_lost: i.flag()?,
     })
 }
 
@@ -1256,6 +1296,20 @@ mod tests {
                     truncations: vec![],
                 }],
                 lease_remaining_ms: 1_021,
+                repairing: vec![SegmentId {
+                    pg: PgId(7),
+                    replica: 5,
+                }],
+                absent_may_be_lost: true,
+            },
+            Message::GossipRecords {
+                request_id: 10,
+                segment,
+                epoch: Epoch(4),
+                truncations: vec![range],
+                records: vec![],
+                scl: Lsn(6),
+                repairing: true,
             },
             Message::Heartbeat {
                 request_id: 3,
@@ -1283,8 +1337,10 @@ mod tests {
                     max_held: Lsn(5),
                     problem: "blocked: disk full".into(),
                     records: 4,
+                    repairing: true,
                 }],
                 lease_ms: 1_021,
+                absent_may_be_lost: true,
             },
         ];
         for message in messages {

@@ -10,7 +10,9 @@ pub mod lease;
 pub mod quorum;
 pub mod record;
 pub mod recovery;
+pub mod recovery_session;
 pub mod redo;
+pub mod repair;
 pub mod segment;
 pub mod types;
 pub mod writer;
@@ -21,6 +23,8 @@ pub use lease::{LeasePromise, ReadLease};
 pub use quorum::{Availability, Placement, QuorumConfig, QuorumError};
 pub use record::{Edit, Mtr, RedoBody, RedoRecord};
 pub use recovery::{RecoveryError, RecoveryPlan, RecoveryPlanner};
+pub use recovery_session::{RecoveryEvent, RecoveryResend, RecoverySession, RecoveryStage};
+pub use repair::{Birth, NodeRepair, PeerAnswer};
 pub use segment::{GossipRequest, Hole, SegmentError, SegmentReport, SegmentState};
 pub use types::{
     AzId, DbId, Epoch, Geometry, Lsn, NodeId, PAGE_BYTES, PageId, PgId, SEGMENTS_PER_PG, SegmentId,

@@ -94,6 +94,21 @@ pub struct SegmentReport {
     pub truncations: Vec<TruncationRange>,
 }
 
+impl SegmentReport {
+    /// X1, V2: the report of a segment that holds nothing (never created on its node).
+    pub fn empty(segment: SegmentId, epoch: Epoch) -> SegmentReport {
+        SegmentReport {
+            segment,
+            epoch,
+            scl: Lsn::ZERO,
+            vdl_hint: Lsn::ZERO,
+            tip_at_hint: Lsn::ZERO,
+            held: Vec::new(),
+            truncations: Vec::new(),
+        }
+    }
+}
+
 /// The protocol state of one segment.
 #[derive(Clone, Debug)]
 pub struct SegmentState {

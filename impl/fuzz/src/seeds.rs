@@ -138,6 +138,7 @@ fn messages() -> Vec<(&'static str, Message)> {
         max_held: Lsn(9),
         records: 4,
         problem: "blocked: disk full".into(),
+        repairing: true,
     };
     vec![
         (
@@ -239,6 +240,8 @@ fn messages() -> Vec<(&'static str, Message)> {
                 epoch: Epoch(3),
                 truncations: vec![range()],
                 records: vec![record(5, edits())],
+                scl: Lsn(4),
+                repairing: false,
             },
         ),
         (
@@ -271,6 +274,8 @@ fn messages() -> Vec<(&'static str, Message)> {
                     truncations: vec![range()],
                 }],
                 lease_remaining_ms: 1_021,
+                repairing: vec![segment()],
+                absent_may_be_lost: true,
             },
         ),
         (
@@ -299,6 +304,7 @@ fn messages() -> Vec<(&'static str, Message)> {
                 }),
                 segments: vec![status],
                 lease_ms: 1_021,
+                absent_may_be_lost: false,
             },
         ),
     ]

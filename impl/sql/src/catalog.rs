@@ -29,6 +29,9 @@ pub const META_PAGE_NO: u32 = 0;
 pub const DB_NAME_BYTES_MAX: usize = 64;
 /// Most databases a volume's catalog holds.
 pub const DATABASES_MAX: u32 = 1024;
+/// B4: most pages one MTR of an import writes (1 MiB of images; the writer's bound is
+/// 2 048 pages).
+pub const IMPORT_MTR_PAGES: usize = 256;
 /// SQL database ids stay below this: ids from here up belong to `sixfold load`'s
 /// page-level databases (`sixfold_cluster::writer::PAGE_DB_ID_BASE`), so the two never
 /// share pages.
@@ -75,6 +78,12 @@ pub enum CatalogError {
     /// A catalog or metadata page does not decode.
     #[error("corrupt catalog or metadata: {0}")]
     Corrupt(String),
+    /// A file to import is larger than a database can be (2³² − 1 pages).
+    #[error("{0} bytes is more than a database holds")]
+    TooLarge(u64),
+    /// Reading the content of a database to import failed.
+    #[error("reading the file to import: {0}")]
+    Source(String),
     /// The volume failed.
     #[error("volume: {0}")]
     Volume(#[from] VolumeError),
@@ -384,6 +393,109 @@ impl Catalog {
             self.volume.commit(writes)?;
             Ok(())
         })
+    }
+
+    /// B4, B5: creates database `name` holding the `size_bytes` bytes `content` yields (an
+    /// SQLite file), visible to readers whole or not at all. Three steps: one MTR reserves
+    /// a fresh id (the catalog's `next_db_id` moves on, no name yet); MTRs of at most
+    /// [`IMPORT_MTR_PAGES`] pages write the content under that unnamed id; one last MTR
+    /// adds the catalog entry and the metadata page. A failure before the last MTR leaves
+    /// only pages of an id no name points to and no later database reuses (V3).
+    pub fn import_database(
+        &self,
+        name: &str,
+        size_bytes: u64,
+        content: &mut dyn std::io::Read,
+    ) -> Result<u32, CatalogError> {
+        validate_name(name)?;
+        if size_bytes.div_ceil(PAGE_SIZE as u64) >= u64::from(u32::MAX) {
+            return Err(CatalogError::TooLarge(size_bytes));
+        }
+        let _guard = self.state.catalog_guard();
+        let db_id = self.reserve_id(name)?;
+        self.write_content(db_id, size_bytes, content)?;
+        at_read_point(self.volume.as_ref(), |read_point| {
+            let (mut data, old_pages) = read_catalog(self.volume.as_ref(), read_point)?;
+            let Err(index) = data
+                .entries
+                .binary_search_by(|entry| entry.name.as_str().cmp(name))
+            else {
+                return Err(CatalogError::AlreadyExists(name.to_owned()));
+            };
+            if data.entries.len() >= DATABASES_MAX as usize {
+                return Err(CatalogError::Full);
+            }
+            let info = DatabaseInfo {
+                name: name.to_owned(),
+                db_id,
+            };
+            data.entries.insert(index, info);
+            let meta = MetaPage {
+                db_id,
+                size_bytes,
+                name: name.to_owned(),
+            };
+            let mut writes = catalog_writes(&data, &old_pages);
+            writes.push(PageWrite {
+                db: db_id,
+                page_no: META_PAGE_NO,
+                image: meta.encode(),
+            });
+            self.volume.commit(writes)?;
+            Ok(db_id)
+        })
+    }
+
+    /// B4: one MTR that takes the next id without naming it; refuses a name that exists (B5).
+    fn reserve_id(&self, name: &str) -> Result<u32, CatalogError> {
+        at_read_point(self.volume.as_ref(), |read_point| {
+            let (mut data, old_pages) = read_catalog(self.volume.as_ref(), read_point)?;
+            if data.lookup(name).is_some() {
+                return Err(CatalogError::AlreadyExists(name.to_owned()));
+            }
+            if data.entries.len() >= DATABASES_MAX as usize || data.next_db_id >= SQL_DB_ID_END {
+                return Err(CatalogError::Full);
+            }
+            let db_id = data.next_db_id;
+            data.next_db_id += 1;
+            self.volume.commit(catalog_writes(&data, &old_pages))?;
+            Ok(db_id)
+        })
+    }
+
+    /// B4: the content as SQLite's pages 1, 2, … of `db_id`, [`IMPORT_MTR_PAGES`] per MTR;
+    /// pages of zeros are skipped (an unwritten page of a fresh id reads as zeros).
+    fn write_content(
+        &self,
+        db_id: u32,
+        size_bytes: u64,
+        content: &mut dyn std::io::Read,
+    ) -> Result<(), CatalogError> {
+        let mut page_no: u32 = 1;
+        let mut left = size_bytes;
+        while left > 0 {
+            let mut writes = Vec::new();
+            while left > 0 && writes.len() < IMPORT_MTR_PAGES {
+                let take = left.min(PAGE_SIZE as u64) as usize;
+                let mut image = vec![0u8; PAGE_SIZE];
+                content.read_exact(&mut image[..take]).map_err(|error| {
+                    CatalogError::Source(format!("reading page {page_no}: {error}"))
+                })?;
+                if image.iter().any(|&byte| byte != 0) {
+                    writes.push(PageWrite {
+                        db: db_id,
+                        page_no,
+                        image,
+                    });
+                }
+                left -= take as u64;
+                page_no += 1;
+            }
+            if !writes.is_empty() {
+                self.volume.commit(writes)?;
+            }
+        }
+        Ok(())
     }
 
     /// The databases, sorted by name.

@@ -9,6 +9,8 @@
 //!   VFS registered once per volume instance (V4–V7).
 //! - [`shell`]: the statement runner behind `sixfold sql`.
 //! - [`slt`]: a sqllogictest runner over the VFS.
+//! - [`export_database`], [`import_database`]: one database to or from a plain SQLite
+//!   file (spec/backup.md B1–B5).
 //!
 //! docs/sql.md explains the design: the commit point, snapshot reads, what is refused.
 
@@ -20,6 +22,7 @@ mod readonly_volume;
 mod registry;
 pub mod shell;
 pub mod slt;
+mod transfer;
 mod vfs;
 mod volume;
 
@@ -29,11 +32,12 @@ use rusqlite::{Connection, OpenFlags, ffi};
 
 pub use catalog::{
     CATALOG_DB, Catalog, CatalogError, DATABASES_MAX, DB_NAME_BYTES_MAX, DatabaseInfo,
-    META_PAGE_NO, SQL_DB_ID_END, validate_name,
+    IMPORT_MTR_PAGES, META_PAGE_NO, SQL_DB_ID_END, validate_name,
 };
 pub use cluster_volume::{ClusterVolume, DURABLE_POLL_MS};
 pub use memvolume::{MemVolume, MemVolumeStats};
 pub use readonly_volume::ReadOnlyVolume;
+pub use transfer::{ImportFile, TransferError, TransferSummary, export_database, import_database};
 pub use vfs::last_vfs_error;
 pub use volume::{PAGE_SIZE, PageVolume, PageWrite, VolumeError, check_writes};
 
