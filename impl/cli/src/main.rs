@@ -7,6 +7,8 @@ mod conformance_cmds;
 mod db_transfer_cmds;
 mod demo;
 mod model_cmds;
+mod remote_cmds;
+mod serve_cmds;
 mod shell;
 mod sim_cmds;
 mod slt_cmds;
@@ -58,6 +60,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Run sqllogictest files on the volume, optionally with faults between records.
     Slt(slt_cmds::SltArgs),
+    /// Be the volume's one writer and serve SQL to many clients over HTTP/JSON.
+    Serve(serve_cmds::ServeArgs),
 }
 
 /// Colour in log lines only on a terminal, and never when `NO_COLOR` is set (to anything
@@ -102,6 +106,7 @@ fn main() -> ExitCode {
         Command::Db(args) => sql_cmds::db(args),
         Command::Demo(args) => demo::demo(args),
         Command::Slt(args) => slt_cmds::slt(args),
+        Command::Serve(args) => serve_cmds::serve(args),
     };
     match result {
         Ok(code) => code,

@@ -32,6 +32,10 @@ pub struct VolumeLocation {
     /// Config file (TOML) of a running cluster; this process is its writer.
     #[arg(long)]
     pub cluster: Option<PathBuf>,
+    /// URL of a running `sixfold serve` (http://HOST:PORT); only `sql` and `db list`
+    /// take it, and they then open no writer of their own (H19).
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
 }
 
 /// How long a commit waits before the writer logs that it is still waiting; it keeps
@@ -108,6 +112,9 @@ impl Session {
                 let config = ClusterConfig::load(file)
                     .with_context(|| format!("loading {}", file.display()))?;
                 (None, config)
+            }
+            (None, None) if location.server.is_some() => {
+                anyhow::bail!("--server URL works with `sql` and `db list` only")
             }
             (None, None) => anyhow::bail!("give --data DIR or --cluster FILE"),
         })
@@ -241,7 +248,7 @@ pub fn sqlite3_style_arguments(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::O
                 takes_value = true;
                 format!("--{name}")
             }
-            Some("data" | "cluster" | "db" | "mode") => {
+            Some("data" | "cluster" | "server" | "db" | "mode") => {
                 takes_value = true;
                 text.clone()
             }
@@ -317,6 +324,9 @@ pub fn db(args: DbArgs) -> anyhow::Result<ExitCode> {
         return refused(error);
     }
     if let DbAction::List { location } = &args.action {
+        if let Some(url) = &location.server {
+            return crate::remote_cmds::db_list(url);
+        }
         return list_read_only(location);
     }
     let session = Session::open(location)?;
@@ -381,6 +391,9 @@ fn sql_read_only(args: &SqlArgs) -> anyhow::Result<ExitCode> {
 pub fn sql(args: SqlArgs) -> anyhow::Result<ExitCode> {
     if let Err(error) = sixfold_sql::validate_name(&args.db) {
         return refused(error);
+    }
+    if let Some(url) = &args.location.server {
+        return crate::remote_cmds::sql(&args, url);
     }
     if args.readonly {
         return sql_read_only(&args);

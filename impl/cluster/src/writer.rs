@@ -164,6 +164,8 @@ pub struct WriterStats {
     pub geometry_epoch: u64,
     pub pgs: usize,
     pub connected_nodes: usize,
+    /// E3: the epoch of the newer writer that fenced this one, once a node said so.
+    pub fenced_by: Option<Epoch>,
 }
 
 /// The cache's veto on eviction (R6): only pages whose LSN ≤ VDL may go.
@@ -655,6 +657,7 @@ impl Writer {
                 geometry_epoch: core.geometry_epoch,
                 pgs: state.pgs().count(),
                 connected_nodes,
+                fenced_by: state.fenced_by(),
             },
             None => WriterStats::default(),
         }

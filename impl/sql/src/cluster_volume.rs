@@ -131,12 +131,20 @@ impl ClusterVolume {
         }
     }
 
+    /// Makes `generation` refuse every later call: the outcome of a commit it sent is
+    /// unknown ([`VolumeError::OutcomeUnknown`]).
     fn poison(&self, generation: u64, reason: String) -> VolumeError {
         let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
         if current.generation == generation && current.poisoned.is_none() {
             current.poisoned = Some(reason.clone());
         }
-        VolumeError::Backend(reason)
+        VolumeError::OutcomeUnknown(reason)
+    }
+
+    /// Whether the current writer refuses every call because a commit's outcome became
+    /// unknown (fenced, failed while waiting) or because it crashed: `None` when usable.
+    pub fn unusable_reason(&self) -> Option<String> {
+        self.current_writer().err().map(|error| error.to_string())
     }
 
     fn generation(&self) -> u64 {
@@ -157,7 +165,7 @@ impl ClusterVolume {
                     "the writer crashed while commit {lsn} waited for durability; its \
                      outcome is unknown until recovery"
                 );
-                return Err(VolumeError::Backend(reason));
+                return Err(VolumeError::OutcomeUnknown(reason));
             }
             match writer.wait_durable(lsn, Duration::from_millis(DURABLE_POLL_MS)) {
                 Ok(()) => return Ok(lsn.0),

@@ -89,6 +89,10 @@ pub enum VolumeError {
     /// An error of the implementation (the writer: fenced, quorum lost, ...), as text.
     #[error("{0}")]
     Backend(String),
+    /// A commit was sent but its durability could not be confirmed (the writer crashed
+    /// or was fenced while it waited): it may or may not show after recovery (X4).
+    #[error("{0}")]
+    OutcomeUnknown(String),
 }
 
 /// V5: what every `commit` checks first: an MTR has at least one page, and every image is

@@ -21,10 +21,9 @@ use std::time::Instant;
 use rusqlite::Connection;
 use rusqlite::fallible_iterator::FallibleIterator;
 
+pub use format::Value;
 pub use output_modes::Mode;
-use output_modes::{Renderer, Style};
-
-use format::Value;
+pub use output_modes::{Renderer, Style};
 
 /// What the command line asked of the shell (sqlite3's options).
 #[derive(Default)]
