@@ -17,8 +17,8 @@ pub struct CheckArgs {
     /// The model to check (quorum).
     pub model: String,
     /// Model size: small, reference, large, failover, two-recoveries, history,
-    /// history-no-gossip or history-one-lsn (default: small, or with --bug the smallest
-    /// config that catches it).
+    /// history-no-gossip, history-one-lsn, lease or disk-loss (default: small, or with --bug
+    /// the smallest config that catches it).
     #[arg(long)]
     pub config: Option<String>,
     /// Check a mutant instead of the correct protocol (e.g. write-quorum-3).
@@ -44,7 +44,7 @@ pub struct ExploreArgs {
     #[arg(long, default_value = "127.0.0.1:3000")]
     pub addr: SocketAddr,
     /// Model size: small, reference, large, failover, two-recoveries, history,
-    /// history-no-gossip or history-one-lsn.
+    /// history-no-gossip, history-one-lsn, lease or disk-loss.
     #[arg(long, default_value = "small")]
     pub config: String,
     /// Explore a mutant.
