@@ -305,9 +305,13 @@ mod tests {
     #[test]
     fn repair_ends_after_three_distinct_complete_peers_at_or_below_its_scl() {
         // S21
-        let mut repair =
-            NodeRepair::restored(Birth::WithVolume, [segment(0)].into(), [segment(0)].into());
+        let mut repair = NodeRepair::restored(
+            Birth::WithVolume,
+            [segment(0)].into(),
+            [(segment(0), Epoch(3))].into(),
+        );
         let me = segment(0);
+        assert!(repair.note_open_writer(Epoch(4)).is_empty(), "no peer yet");
         assert!(!repair.note_answer(me, Lsn(10), &answer(1, 10)));
         assert!(
             !repair.note_answer(me, Lsn(10), &answer(1, 10)),
