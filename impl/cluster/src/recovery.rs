@@ -336,10 +336,12 @@ impl Driver<'_> {
         Ok(session)
     }
 
-    /// X4, X5: the plan's history to every answering node at once; each node's SCLs after
-    /// it (and an SCL of 0 for a placed segment it does not host: the node keeps the history
-    /// for it, V2) are the session's truncation acknowledgements. Returns the nodes that
-    /// took it.
+    /// X4, X5: the plan's history to every node at once (a node whose `RaiseEpoch` answer
+    /// came after the plan takes its epoch from it too); each node's SCLs after it (and an
+    /// SCL of 0 for a placed segment it does not host: the node keeps the history for it,
+    /// V2) are the session's truncation acknowledgements. It waits for every node that
+    /// answered `RaiseEpoch`, and for the others only until the session opens. Returns the
+    /// nodes that took it.
     fn truncate_all(
         &self,
         session: &mut RecoverySession,
@@ -348,7 +350,7 @@ impl Driver<'_> {
         pgs: &BTreeSet<PgId>,
     ) -> Result<BTreeSet<NodeId>, RecoveryDriverError> {
         let history = plan.history.clone();
-        let (replies, asked) = self.ask_all(answered.keys().copied(), move |request_id| {
+        let (replies, asked) = self.ask_all(self.links.keys().copied(), move |request_id| {
             Message::Truncate {
                 request_id,
                 history: history.clone(),
@@ -356,11 +358,17 @@ impl Driver<'_> {
         });
         let deadline = Instant::now() + timeout();
         let mut truncated = BTreeSet::new();
+        let mut heard = BTreeSet::new();
         for _ in 0..asked {
+            let opened = session.stage() == sixfold_core::RecoveryStage::Open;
+            if opened && answered.keys().all(|node| heard.contains(node)) {
+                break;
+            }
             let wait = deadline.saturating_duration_since(Instant::now());
             let Ok((node, reply)) = replies.recv_timeout(wait) else {
                 break;
             };
+            heard.insert(node);
             let Ok(Message::StatusReply { segments, .. }) = reply else {
                 continue;
             };

@@ -483,6 +483,15 @@ impl LinkEvents for Events {
                 epoch,
                 ..
             } => inner.on_stale(epoch),
+            Message::Error {
+                code: ErrorCode::NotReady,
+                message,
+                ..
+            } => {
+                // R3, S15: a node still learning the recovery's history, or catching up;
+                // the request is re-sent (W7) or read elsewhere (R5): not an operator matter.
+                tracing::info!(node = node.0, %message, "node not ready yet; re-sending later");
+            }
             Message::Error { code, message, .. } => {
                 tracing::warn!(node = node.0, ?code, %message, "node refused a request");
             }
