@@ -312,6 +312,9 @@ impl NodeStore {
     /// older one in every segment, is remembered for segments created later, and is
     /// durable before this returns. A history no newer than the node's changes nothing.
     pub fn truncate(&mut self, history: &[TruncationRange]) -> Result<(), StoreError> {
+        // S19: the first recovery's truncation, like its `RaiseEpoch`, is sent before any
+        // writer opened: a new folder it reaches first was there from the start.
+        self.repair.learn_first_epoch(history_epoch(history), true);
         self.check_epoch(history_epoch(history))?;
         self.adopt_history(history)
     }

@@ -28,6 +28,8 @@ use crate::wire::{self, ErrorCode, Message};
 /// The writer's LSN allocation limit, in LSNs (W1). Recovery truncates up to LAL above the
 /// highest earlier truncation end (X4), so a later writer must not use a smaller LAL than
 /// the writers before it.
+/// How long recovery waits for the last two links once all others connected.
+const LINK_GRACE_MS: u64 = 100;
 pub const WRITER_LAL: u64 = 10_000;
 /// Pages one transaction may change, at most. One SQLite transaction is one MTR (V5), so
 /// this bounds the pages an SQL transaction may write: 2 048 pages (8 MiB of images),
@@ -572,15 +574,27 @@ impl Writer {
         let inner = &self.inner;
         let started = Instant::now();
         let deadline = started + inner.options.recovery_timeout;
-        // Give every link a moment to connect so recovery sees all reachable nodes.
-        while Instant::now() < deadline
-            && started.elapsed() < Duration::from_millis(2_000)
-            && inner
+        // Give the links a moment to connect so recovery sees the reachable nodes: all of
+        // them, or all but two and then 100 ms more (recovery needs all but two; a dead AZ
+        // must not cost the full wait).
+        let nodes = inner.links.len();
+        let mut quorum_since: Option<Instant> = None;
+        while Instant::now() < deadline && started.elapsed() < Duration::from_millis(2_000) {
+            let pending = inner
                 .links
                 .values()
-                .any(|l| !l.is_connected() && l.refusal().is_none())
-        {
-            std::thread::sleep(Duration::from_millis(20));
+                .filter(|l| !l.is_connected() && l.refusal().is_none())
+                .count();
+            if pending == 0 {
+                break;
+            }
+            if nodes - pending + 2 >= nodes {
+                let since = *quorum_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= Duration::from_millis(LINK_GRACE_MS) {
+                    break;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
         // I2: a node whose identity disagrees with this config stops the open before any
         // epoch is raised, so a misconfigured writer neither fences nor writes.

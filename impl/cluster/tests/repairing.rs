@@ -288,4 +288,12 @@ fn a_new_folder_reached_first_by_a_later_recovery_is_late() {
     assert_eq!(cluster.store(5).birth(), Birth::Unknown);
     cluster.restart(4, |_| {});
     assert_eq!(cluster.store(4).birth(), Birth::Late, "durable");
+    // The first recovery's truncation (epoch 1) is as good as its RaiseEpoch.
+    let history = [sixfold_core::TruncationRange {
+        lsn_begin: Lsn(0),
+        lsn_end: Lsn(100),
+        epoch: Epoch(1),
+    }];
+    cluster.store(5).truncate(&history).unwrap();
+    assert_eq!(cluster.store(5).birth(), Birth::WithVolume);
 }
