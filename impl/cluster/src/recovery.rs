@@ -235,9 +235,9 @@ impl Driver<'_> {
     /// One recovery attempt at `proposed` (X1–X5, E1): the session decides; this moves its
     /// messages.
     pub fn run(&self, proposed: Epoch) -> Result<Recovered, RecoveryDriverError> {
+        // `raise_and_plan` returns only once the epoch is at a write quorum of every PG.
         let (answered, session, leases_end) = self.raise_and_plan(proposed)?;
         let pgs = session_pgs(&answered);
-        self.check_write_quorum(&pgs, &answered.keys().copied().collect(), QUORUM)?;
         let plan = session.plan().cloned().expect("planned");
         tracing::info!(
             epoch = plan.epoch.0,

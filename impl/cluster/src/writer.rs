@@ -577,7 +577,6 @@ impl Writer {
         // Give the links a moment to connect so recovery sees the reachable nodes: all of
         // them, or all but two and then 100 ms more (recovery needs all but two; a dead AZ
         // must not cost the full wait).
-        let nodes = inner.links.len();
         let mut quorum_since: Option<Instant> = None;
         while Instant::now() < deadline && started.elapsed() < Duration::from_millis(2_000) {
             let pending = inner
@@ -588,7 +587,7 @@ impl Writer {
             if pending == 0 {
                 break;
             }
-            if nodes - pending + 2 >= nodes {
+            if pending <= 2 {
                 let since = *quorum_since.get_or_insert_with(Instant::now);
                 if since.elapsed() >= Duration::from_millis(LINK_GRACE_MS) {
                     break;

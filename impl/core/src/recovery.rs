@@ -104,7 +104,8 @@ impl RecoveryPlanner {
         self.missing_quorum().is_none()
     }
 
-    fn missing_quorum(&self) -> Option<RecoveryError> {
+    /// X2: the first PG without a read quorum of reports, as an error.
+    pub fn missing_quorum(&self) -> Option<RecoveryError> {
         let need = self.quorum.read_quorum();
         self.pgs.iter().find_map(|&pg| {
             let have = self.reports.keys().filter(|s| s.pg == pg).count();

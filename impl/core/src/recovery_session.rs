@@ -156,7 +156,7 @@ impl RecoverySession {
 
     /// X2: why the session cannot plan yet, for the driver's error when it gives up.
     pub fn missing_quorum(&self) -> Option<RecoveryError> {
-        self.planner.plan().err()
+        self.planner.missing_quorum()
     }
 
     fn decide(&mut self) -> Result<(), RecoveryError> {
