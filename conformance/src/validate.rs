@@ -35,7 +35,8 @@ struct Validator {
     durable: BTreeMap<String, u64>,
     /// Truncation ranges each segment made durable.
     applied: BTreeMap<String, BTreeSet<(u64, u64, u64)>>,
-    acknowledged: BTreeSet<u64>,
+    /// Acknowledged commit LSN -> the epoch of the writer that acknowledged it.
+    acknowledged: BTreeMap<u64, u64>,
     /// CPLs any writer sent, and VDLs recoveries chose: what a recovered VDL may be.
     cpls_anywhere: BTreeSet<u64>,
 }
@@ -145,9 +146,16 @@ impl Validator {
                 if vdl > vcl {
                     return Err(format!("C3: recovered VDL {vdl} above VCL {vcl}"));
                 }
-                if let Some(&lost) = self.acknowledged.iter().find(|&&a| a > vdl.0) {
+                // X12: a recovery keeps the commits of lower epochs; a newer writer's are
+                // not its to keep (it can neither commit nor read once that writer exists).
+                let epoch = self.writer(actor)?.epoch;
+                let lost = self
+                    .acknowledged
+                    .iter()
+                    .find(|&(&lsn, &acked_at)| acked_at < epoch && lsn > vdl.0);
+                if let Some((lost, _)) = lost {
                     return Err(format!(
-                        "C4, X3: recovered VDL {vdl} below acknowledged commit {lost}"
+                        "C4, X3, X12: recovered VDL {vdl} below acknowledged commit {lost}"
                     ));
                 }
                 if !self.cpls_anywhere.contains(&vdl.0) {
@@ -233,7 +241,8 @@ impl Validator {
                         writer.vdl
                     ));
                 }
-                if !self.acknowledged.insert(lsn.0) {
+                let epoch = writer.epoch;
+                if self.acknowledged.insert(lsn.0, epoch).is_some() {
                     return Err(format!("C5: commit {lsn} acknowledged twice"));
                 }
             }

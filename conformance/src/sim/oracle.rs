@@ -63,15 +63,30 @@ impl Oracle {
             .any(|t| t.epoch > record.epoch && t.contains(record.lsn))
     }
 
-    /// A recovery decided `vdl`: it must keep every acknowledged commit (C3 across epochs,
-    /// C4) and be a CPL (C3, X4).
+    /// A recovery at `epoch` decided `vdl`: it must keep every commit acknowledged by a
+    /// writer of a lower epoch (C3 across epochs, C4) and be a CPL (C3, X4).
+    ///
+    /// Commits acknowledged at a higher epoch are not its to keep: a writer whose recovery
+    /// stalled (its epoch's write quorum completes only after a newer writer took over)
+    /// may still open, but every write quorum and every lease quorum now meets a node of
+    /// the newer epoch, so it can neither commit (E3) nor serve a read (R8, R9): X12.
     pub fn recovered(
         &mut self,
         epoch: Epoch,
         vdl: Lsn,
         truncation: Option<TruncationRange>,
     ) -> Result<(), String> {
-        if let Some(&lost) = self.acknowledged.iter().find(|&&lsn| lsn > vdl) {
+        let acknowledged_earlier = |lsn: &&Lsn| {
+            self.records
+                .get(lsn)
+                .is_none_or(|record| record.epoch < epoch)
+        };
+        if let Some(&lost) = self
+            .acknowledged
+            .iter()
+            .filter(acknowledged_earlier)
+            .find(|&&lsn| lsn > vdl)
+        {
             return Err(format!(
                 "durability: recovery at epoch {epoch} chose VDL {vdl} below acknowledged commit {lost} (C3, C4, X3)"
             ));
@@ -117,5 +132,53 @@ impl Oracle {
             }
         }
         bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sixfold_core::{DbId, PgId, RedoBody};
+
+    fn commit(oracle: &mut Oracle, lsn: u64, epoch: u64) {
+        let record = RedoRecord {
+            lsn: Lsn(lsn),
+            pg: PgId(0),
+            prev_lsn_pg: Lsn::ZERO,
+            prev_lsn_page: Lsn::ZERO,
+            epoch: Epoch(epoch),
+            page: PageId {
+                db: DbId(1),
+                page_no: 0,
+            },
+            cpl: true,
+            body: RedoBody::Edits(Vec::new()),
+        };
+        let mtr = SubmittedMtr {
+            records: vec![record],
+            commit_lsn: Lsn(lsn),
+        };
+        oracle.submitted(&mtr).expect("fresh LSN");
+        oracle.acknowledged(Lsn(lsn));
+    }
+
+    /// X12: a recovery must keep the commits of lower epochs…
+    #[test]
+    fn recovery_below_a_lower_epoch_commit_is_a_loss() {
+        let mut oracle = Oracle::default();
+        commit(&mut oracle, 7, 1);
+        let verdict = oracle.recovered(Epoch(2), Lsn::ZERO, None);
+        assert!(verdict.is_err_and(|e| e.contains("below acknowledged commit 7")));
+        assert!(oracle.recovered(Epoch(2), Lsn(7), None).is_ok());
+    }
+
+    /// …and not those of a newer writer that took over while it stalled (seed 21009836).
+    #[test]
+    fn stalled_recovery_need_not_keep_a_newer_epochs_commits() {
+        let mut oracle = Oracle::default();
+        commit(&mut oracle, 7, 1);
+        commit(&mut oracle, 147, 3);
+        assert!(oracle.recovered(Epoch(2), Lsn(7), None).is_ok());
+        assert!(oracle.recovered(Epoch(4), Lsn(7), None).is_err());
     }
 }
