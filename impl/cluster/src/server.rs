@@ -23,7 +23,7 @@ use crate::net::{HANDSHAKE_TIMEOUT_MS, POLL_MS, SyncClient, WRITE_TIMEOUT_MS};
 use crate::session::{
     FrameOpener, FrameSealer, SECRET_BYTES_RECOMMENDED_MIN, ServerHandshake, Session,
 };
-use crate::store::{NodeStore, StoreError, Unrecorded};
+use crate::store::{self, NodeStore, NodeStoreError as StoreError, Unrecorded};
 use crate::wire::{self, ErrorCode, Message, WireError, WriterInfo};
 use sixfold_storage::Ticket;
 
@@ -55,6 +55,8 @@ pub enum ServerError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Open(#[from] store::StoreError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -122,7 +124,7 @@ impl NodeHandle {
         files::create_private_dir(&spec.data_dir)?;
         files::check_private(&spec.data_dir, PrivatePath::DataDir)?;
         let lock = DataDirLock::acquire(&spec.data_dir)?;
-        let store = NodeStore::open_with(config, node, unrecorded)?;
+        let store = store::open_with(config, node, unrecorded)?;
         let listener = TcpListener::bind(spec.addr).map_err(|source| ServerError::Listen {
             addr: spec.addr,
             source,
@@ -745,7 +747,7 @@ fn status_reply(shared: &Shared, store: &NodeStore, request_id: u64) -> Message 
         node_id: shared.node.0,
         epoch: store.epoch(),
         writer,
-        segments: store.status(),
+        segments: store::segment_statuses(store),
         lease_ms: 0,
         absent_may_be_lost: store.absent_may_be_lost(),
     }

@@ -1,47 +1,21 @@
-//! A storage node's durable state: the `sixfold-storage` engine ([`StorageNode`]) hosting
-//! its segments, plus the little the engine does not keep per node (S7, S8, V2):
-//!
-//! - the node's volume epoch and truncation ranges (`node.meta`), so a segment created
-//!   later — at a PG's first write, V2 — starts at the node's epoch with every range
-//!   applied, and an old writer cannot create a segment behind recovery's back (E4);
-//! - which segments the config's placement puts on this node (S13);
-//! - the volume it belongs to (`identity`, I1): checked against the config at every open,
-//!   with every hosted segment's placement, before anything is served;
-//! - each peer segment's SCL as its gossip requests tell it, to hold PGMRPL (and so the
-//!   engine's garbage collection, S10) below what every replica of the PG holds: a peer
-//!   that was down catches up from records, which the engine cannot ship once collected.
-//!
-//! `node.meta` is rewritten whole (temp file, fsync, rename, directory fsync) with a
-//! CRC32C.
+//! Opening a storage node's store from the cluster config: the node's protocol state
+//! ([`NodeStore`], in `sixfold-storage`, shared with the simulator) on the real disk, after
+//! the folder's identity (`identity`, I1) has been checked against the config, with every
+//! hosted segment's placement, before anything is served or written.
 
-use std::collections::HashMap;
-use std::fs::File;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use std::collections::{BTreeMap, BTreeSet};
-
-use sixfold_core::{
-    Birth, Epoch, Geometry, GossipRequest, Lsn, NodeId, NodeRepair, PageId, PeerAnswer, PgId,
-    RedoRecord, SEGMENTS_PER_PG, SegmentId, SegmentReport, TruncationRange, history_epoch,
-};
-use sixfold_storage::{
-    Ack, FlushOutcome, StdDisk, StorageConfig, StorageError, StorageNode, Ticket,
-};
+use sixfold_core::{NodeId, PgId, SEGMENTS_PER_PG};
+pub use sixfold_storage::node_store::{SCRUB_EVERY_STEPS, TRUNCATIONS_MAX};
+pub use sixfold_storage::{EpochAnswer, GossipAnswer, NodeStore, NodeStoreError};
+use sixfold_storage::{SegmentPlacement, StdDisk, StorageConfig};
 
 use crate::config::ClusterConfig;
 use crate::identity::{self, IdentityRecord, RecordError};
 use crate::wire::SegmentStatus;
 
-const META_MAGIC: u32 = u32::from_le_bytes(*b"SIXN");
-const META_FILE: &str = "node.meta";
-/// Background steps between two scrub steps (S11): scrubbing reads a whole file.
-pub const SCRUB_EVERY_STEPS: u64 = 25;
-/// Truncation ranges a node keeps, at most: the one limit of the core (S15).
-pub use sixfold_core::types::TRUNCATIONS_MAX;
-
+/// Why a node's store did not open.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("disk: {path}: {source}")]
@@ -49,20 +23,10 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("node meta {path} is damaged: {reason}")]
-    Meta { path: PathBuf, reason: String },
-    #[error("stale epoch {got}: this node has seen {seen} (S7)")]
-    StaleEpoch { got: Epoch, seen: Epoch },
-    #[error("segment {segment} is not placed on node {node} (S13)")]
-    WrongSegment { segment: SegmentId, node: NodeId },
+    #[error("node {0} is not in the config")]
+    UnknownNode(NodeId),
     #[error(transparent)]
-    Engine(#[from] StorageError),
-    #[error("segment {segment} is not hosted here and {needed} is needed (R3)")]
-    NotReady { segment: SegmentId, needed: Lsn },
-    #[error("the engine acknowledged no write for {segment}")]
-    NoAck { segment: SegmentId },
-    #[error("too many {0}")]
-    Limit(&'static str),
+    Node(#[from] NodeStoreError),
     #[error(transparent)]
     Identity(#[from] RecordError),
 }
@@ -77,723 +41,68 @@ pub enum Unrecorded {
     Adopt,
 }
 
-fn disk(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Disk {
-        path: path.to_path_buf(),
-        source,
+impl SegmentPlacement for ClusterConfig {
+    fn placement(&self, pg: PgId) -> [NodeId; SEGMENTS_PER_PG] {
+        ClusterConfig::placement(self, pg)
     }
 }
 
-/// One node's segments and metadata.
-pub struct NodeStore {
+/// Opens (or creates) `node`'s folder; the engine rebuilds every segment (S12).
+pub fn open(config: &ClusterConfig, node: NodeId) -> Result<NodeStore, StoreError> {
+    open_with(config, node, Unrecorded::Refuse)
+}
+
+/// I1, I4: opens `node`'s folder, first checking its identity record against the config
+/// (before the engine reads anything with a geometry that may be wrong); a new folder
+/// records the config's identity. Then every hosted segment must be placed here, and only
+/// then does the store act on what it found (S17, S19).
+pub fn open_with(
+    config: &ClusterConfig,
     node: NodeId,
-    dir: PathBuf,
-    config: ClusterConfig,
-    engine: StorageNode,
-    epoch: Epoch,
-    truncations: Vec<TruncationRange>,
-    /// The writer's PGMRPL (R4), from its heartbeats.
-    writer_pgmrpl: Lsn,
-    /// SCL of each peer segment, from its gossip requests (S6).
-    peer_scl: HashMap<SegmentId, Lsn>,
-    background_steps: u64,
-    /// S19–S21: segments that may have lost what they acknowledged.
-    repair: NodeRepair,
-}
-
-/// X1, X11: a node's answer to recovery's `RaiseEpoch`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct EpochAnswer {
-    /// Reports of the hosted segments that are not repairing.
-    pub reports: Vec<SegmentReport>,
-    /// S20: hosted or lost segments that must count as no answer.
-    pub repairing: Vec<SegmentId>,
-    /// S20: a placed segment this node does not host may be one it lost (a late node).
-    pub absent_may_be_lost: bool,
-}
-
-/// S6, S21: a peer's gossip answer, with what the asker needs to judge its repair.
-#[derive(Clone, Debug)]
-pub struct GossipAnswer {
-    pub peer: SegmentId,
-    pub epoch: Epoch,
-    pub truncations: Vec<TruncationRange>,
-    pub records: Vec<RedoRecord>,
-    /// The peer segment's SCL when it answered (0 if it does not host it).
-    pub peer_scl: Lsn,
-    /// S20: the peer segment is repairing, or is absent from a node that may have lost it.
-    pub peer_repairing: bool,
-    /// The answer held everything the asker lacked (fewer records than a batch).
-    pub complete: bool,
-}
-
-impl NodeStore {
-    /// Opens (or creates) the node's folder; the engine rebuilds every segment (S12).
-    pub fn open(config: &ClusterConfig, node: NodeId) -> Result<NodeStore, StoreError> {
-        Self::open_with(config, node, Unrecorded::Refuse)
+    unrecorded: Unrecorded,
+) -> Result<NodeStore, StoreError> {
+    let spec = config.node(node).ok_or(StoreError::UnknownNode(node))?;
+    let dir = spec.data_dir.clone();
+    std::fs::create_dir_all(&dir).map_err(|source| StoreError::Disk {
+        path: dir.clone(),
+        source,
+    })?;
+    let recorded = identity::read_record(&dir)?;
+    if let Some(recorded) = &recorded {
+        identity::check_record(&dir, recorded, config, node)?;
     }
-
-    /// I1, I4: opens the node's folder, first checking its identity record against the
-    /// config (before the engine reads anything with a geometry that may be wrong); a new
-    /// folder records the config's identity. Then every hosted segment must be placed here.
-    pub fn open_with(
-        config: &ClusterConfig,
-        node: NodeId,
-        unrecorded: Unrecorded,
-    ) -> Result<NodeStore, StoreError> {
-        let spec = config.node(node).ok_or(StoreError::Limit("unknown node"))?;
-        let dir = spec.data_dir.clone();
-        std::fs::create_dir_all(&dir).map_err(disk(&dir))?;
-        let recorded = identity::read_record(&dir)?;
-        if let Some(recorded) = &recorded {
-            identity::check_record(&dir, recorded, config, node)?;
-        }
-        let (epoch, truncations, repair) = read_meta(&dir)?;
-        let storage_config = StorageConfig {
-            geometry: Geometry {
-                pg_pages: config.pg_pages,
-            },
-            ..StorageConfig::default()
-        };
-        let engine = StorageNode::open(Arc::new(StdDisk), &dir, storage_config)?;
-        if recorded.is_none() {
-            let has_data = !engine.segments().is_empty() || dir.join(META_FILE).exists();
-            if has_data && unrecorded == Unrecorded::Refuse {
-                return Err(RecordError::Unrecorded { dir }.into());
-            }
-            identity::write_record(&dir, &IdentityRecord::of(config, node))?;
-            tracing::info!(node = node.0, volume = %config.volume_id, pg_pages = config.pg_pages, "identity recorded (I1)");
-        }
-        identity::check_segments_placed(&dir, config, node, &engine.segments())?;
-        let mut store = NodeStore {
-            node,
-            dir,
-            config: config.clone(),
-            engine,
-            epoch,
-            truncations,
-            writer_pgmrpl: Lsn::ZERO,
-            peer_scl: HashMap::new(),
-            background_steps: 0,
-            repair,
-        };
-        store.adopt_rebuilt()?;
-        store.open_repair()?;
-        Ok(store)
-    }
-
-    /// S19: segments rebuilt empty (S17) and segments whose directory is gone repair; a
-    /// gone one is hosted again (empty) so gossip refills it.
-    fn open_repair(&mut self) -> Result<(), StoreError> {
-        let hosted_now = self.engine.segments();
-        let rebuilt = self.engine.rebuilt_segments().to_vec();
-        let before = self.repair.clone();
-        let missing = self.repair.open(self.epoch, &hosted_now, &rebuilt);
-        for segment in missing {
-            tracing::error!(node = self.node.0, %segment, "S19: a segment this node hosted is gone; it is hosted again and repairs from its peers");
-            self.host_in_engine(segment)?;
-        }
-        if self.repair != before {
-            self.write_meta()?;
-        }
-        Ok(())
-    }
-
-    /// S17, V2: a segment the engine rebuilt empty (its metadata was lost) takes the
-    /// node's truncation history and epoch, as a newly hosted one does.
-    fn adopt_rebuilt(&mut self) -> Result<(), StoreError> {
-        for segment in self.engine.rebuilt_segments().to_vec() {
-            tracing::warn!(node = self.node.0, %segment, epoch = self.epoch.0, "S17: segment metadata was lost; the segment starts empty and is refilled from its peers");
-            if !self.truncations.is_empty() {
-                self.engine.truncate(segment, &self.truncations)?;
-            }
-            if self.epoch > Epoch(0) {
-                self.engine.raise_epoch(segment, self.epoch)?;
-            }
-        }
-        Ok(())
-    }
-
-    pub fn node(&self) -> NodeId {
-        self.node
-    }
-
-    pub fn epoch(&self) -> Epoch {
-        self.epoch
-    }
-
-    pub fn truncations(&self) -> &[TruncationRange] {
-        &self.truncations
-    }
-
-    /// S7, E2: refuses a lower epoch; persists a higher one (node and every segment)
-    /// before anything acknowledges it.
-    fn check_epoch(&mut self, epoch: Epoch) -> Result<(), StoreError> {
-        if epoch < self.epoch {
-            return Err(StoreError::StaleEpoch {
-                got: epoch,
-                seen: self.epoch,
-            });
-        }
-        if epoch > self.epoch {
-            self.epoch = epoch;
-            // S19: an epoch learned first from anything but the volume's first recovery
-            // makes this folder late (its caller, `raise_epoch`, decided already if it was).
-            self.repair.learn_first_epoch(epoch, false);
-            self.write_meta()?;
-            self.engine.raise_epoch_all(epoch)?;
-        }
-        Ok(())
-    }
-
-    /// E1, S7: takes an open writer's higher epoch (from its heartbeat), durably.
-    pub fn adopt_epoch(&mut self, epoch: Epoch) -> Result<(), StoreError> {
-        self.check_epoch(epoch)
-    }
-
-    /// E1, E4, X1: recovery raises the node's epoch (strictly: two recoveries never share
-    /// one) and gets the report of every hosted segment that is not repairing (S20, X11).
-    pub fn raise_epoch(&mut self, epoch: Epoch) -> Result<EpochAnswer, StoreError> {
-        if epoch <= self.epoch {
-            return Err(StoreError::StaleEpoch {
-                got: epoch,
-                seen: self.epoch,
-            });
-        }
-        // S19: only the volume's first recovery proves this folder was there from the start.
-        self.repair.learn_first_epoch(epoch, true);
-        self.check_epoch(epoch)?;
-        let mut answer = EpochAnswer {
-            absent_may_be_lost: self.repair.absent_may_be_lost(),
-            ..EpochAnswer::default()
-        };
-        for segment in self.engine.segments() {
-            if self.repair.is_repairing(segment) {
-                answer.repairing.push(segment);
-            } else {
-                answer.reports.push(self.engine.report(segment)?);
-            }
-        }
-        Ok(answer)
-    }
-
-    /// S19: whether `segment` is repairing.
-    pub fn is_repairing(&self, segment: SegmentId) -> bool {
-        self.repair.is_repairing(segment)
-    }
-
-    /// S21: an open writer of `epoch` (its heartbeat, at the node's epoch) was heard from;
-    /// a repair waiting only for a writer above its loss epoch ends, durably.
-    pub fn note_open_writer(&mut self, epoch: Epoch) -> Result<(), StoreError> {
-        if epoch != self.epoch {
-            return Ok(());
-        }
-        let ended = self.repair.note_open_writer(epoch);
-        if !ended.is_empty() {
-            self.write_meta()?;
-            for segment in ended {
-                tracing::info!(node = self.node.0, %segment, "S21: segment repaired: caught up with three peers, and a writer above its loss epoch opened");
-            }
-        }
-        Ok(())
-    }
-
-    /// S20: a placed segment this node does not host may be one it lost (a late node).
-    pub fn absent_may_be_lost(&self) -> bool {
-        self.repair.absent_may_be_lost()
-    }
-
-    /// S19: how this node's folder began.
-    pub fn birth(&self) -> Birth {
-        self.repair.birth()
-    }
-
-    /// S8, S15, X5: a recovery's truncation history (its own range newest) replaces an
-    /// older one in every segment, is remembered for segments created later, and is
-    /// durable before this returns. A history no newer than the node's changes nothing.
-    pub fn truncate(&mut self, history: &[TruncationRange]) -> Result<(), StoreError> {
-        // S19: the first recovery's truncation, like its `RaiseEpoch`, is sent before any
-        // writer opened: a new folder it reaches first was there from the start.
-        self.repair.learn_first_epoch(history_epoch(history), true);
-        self.check_epoch(history_epoch(history))?;
-        self.adopt_history(history)
-    }
-
-    /// S15: the epoch of the truncation history this node holds.
-    pub fn history_epoch(&self) -> Epoch {
-        history_epoch(&self.truncations)
-    }
-
-    fn adopt_history(&mut self, history: &[TruncationRange]) -> Result<(), StoreError> {
-        if history_epoch(history) <= history_epoch(&self.truncations) {
-            return Ok(());
-        }
-        if history.len() > TRUNCATIONS_MAX {
-            return Err(StoreError::Limit("truncation ranges"));
-        }
-        self.truncations = history.to_vec();
-        self.write_meta()?;
-        for segment in self.engine.segments() {
-            self.engine.truncate(segment, history)?;
-        }
-        Ok(())
-    }
-
-    /// S13, V2: hosts `segment` if the placement puts it here: created at the node's epoch
-    /// with every known truncation range, oldest first (the engine refuses a range of an
-    /// epoch below the segment's).
-    pub fn host(&mut self, segment: SegmentId) -> Result<(), StoreError> {
-        if self.config.node_of(segment) != Some(self.node) {
-            return Err(StoreError::WrongSegment {
-                segment,
-                node: self.node,
-            });
-        }
-        if self.engine.segments().contains(&segment) {
-            return Ok(());
-        }
-        self.host_in_engine(segment)
-    }
-
-    /// V2, S19: creates `segment` in the engine at the node's epoch and history; the node's
-    /// metadata names it first, so a later loss of its directory is noticed.
-    fn host_in_engine(&mut self, segment: SegmentId) -> Result<(), StoreError> {
-        if self.repair.host(segment, self.epoch) {
-            self.write_meta()?;
-        }
-        self.engine.host_segment(segment)?;
-        if !self.truncations.is_empty() {
-            self.engine.truncate(segment, &self.truncations)?;
-        }
-        if self.epoch > Epoch(0) {
-            self.engine.raise_epoch(segment, self.epoch)?;
-        }
-        tracing::info!(node = self.node.0, %segment, epoch = self.epoch.0, "segment created (V2)");
-        Ok(())
-    }
-
-    /// S1–S3, S7, S8, S13, W5: takes a write batch; returns the segment's SCL once the
-    /// batch is durable (the engine's group commit, S2).
-    pub fn write(
-        &mut self,
-        segment: SegmentId,
-        epoch: Epoch,
-        vdl_hint: Lsn,
-        truncation: Option<TruncationRange>,
-        records: Vec<RedoRecord>,
-    ) -> Result<Lsn, StoreError> {
-        let ticket = self.submit(segment, epoch, vdl_hint, truncation, records)?;
-        self.flush()?
-            .iter()
-            .find(|ack| ack.ticket == ticket)
-            .map(|ack| ack.scl)
-            .ok_or(StoreError::NoAck { segment })
-    }
-
-    /// W5, S3, S7, S8, S13: queues a write batch for the next [`NodeStore::flush`]; nothing
-    /// is acknowledged before that flush made it durable (S1).
-    pub fn submit(
-        &mut self,
-        segment: SegmentId,
-        epoch: Epoch,
-        vdl_hint: Lsn,
-        truncation: Option<TruncationRange>,
-        records: Vec<RedoRecord>,
-    ) -> Result<Ticket, StoreError> {
-        self.check_epoch(epoch)?;
-        if let Some(range) = truncation
-            && !self.truncations.contains(&range)
-            && range.epoch > self.history_epoch()
-        {
-            // S15: a recovery completed that this node has not heard of; its history
-            // comes by gossip from the write quorum that holds it.
-            return Err(StorageError::HistoryBehind {
-                segment,
-                needed: range.epoch,
-                held: self.history_epoch(),
-            }
-            .into());
-        }
-        self.host(segment)?;
-        Ok(self
-            .engine
-            .submit(segment, epoch, vdl_hint, truncation, records)?)
-    }
-
-    /// S1, S2: group commit: one fsync per segment covers every batch queued since the
-    /// last flush; returns their acks.
-    pub fn flush(&mut self) -> Result<Vec<Ack>, StoreError> {
-        Ok(self.engine.flush()?)
-    }
-
-    /// S1, S2, S18: group commit of each segment on its own: every ack that is ready, and
-    /// the error of each segment whose disk refused the commit.
-    pub fn flush_each(&mut self) -> FlushOutcome {
-        self.engine.flush_each()
-    }
-
-    /// S6: records of `segment` a peer that sent `request` is missing. The asker's SCL
-    /// is noted to hold garbage collection below it (see the module doc).
-    pub fn answer_gossip(
-        &mut self,
-        segment: SegmentId,
-        asker: Option<NodeId>,
-        request: &GossipRequest,
-    ) -> Vec<RedoRecord> {
-        if let Some(asker) = asker
-            && let Some(replica) = self
-                .config
-                .placement(segment.pg)
-                .iter()
-                .position(|&n| n == asker)
-        {
-            let peer = SegmentId {
-                pg: segment.pg,
-                replica: replica as u8,
-            };
-            let known = self.peer_scl.entry(peer).or_default();
-            *known = (*known).max(request.scl);
-        }
-        self.engine
-            .answer_gossip(segment, request)
-            .unwrap_or_default()
-    }
-
-    /// S20, S21: what a gossip answer says of this node's `segment` besides its records: its
-    /// SCL, and whether it is repairing (or absent from a node that may have lost it).
-    pub fn gossip_standing(&self, segment: SegmentId) -> (Lsn, bool) {
-        let hosted = self.engine.segments().contains(&segment);
-        let scl = self
-            .engine
-            .segment_status(segment)
-            .map_or(Lsn::ZERO, |s| s.scl);
-        (scl, self.repair.answers_as_repairing(segment, hosted))
-    }
-
-    /// S6, S7: what this node's `segment` asks a peer for; `None` if not hosted.
-    pub fn gossip_request(&self, segment: SegmentId) -> Option<GossipRequest> {
-        self.engine.gossip_request(segment).ok()
-    }
-
-    /// S6, S7, S8, S21: merges a peer's gossip answer, durably; returns how many records
-    /// the segment gained. A repairing segment notes the answer toward the end of its repair.
-    pub fn merge_gossip(
-        &mut self,
-        segment: SegmentId,
-        answer: GossipAnswer,
-    ) -> Result<usize, StoreError> {
-        if answer.epoch != self.epoch {
-            // E1, S7: epochs spread only from the writer (RaiseEpoch, WriteBatch, Truncate).
-            // A peer of a lower epoch is refused; one of a higher epoch is ignored until
-            // the writer raises us — were gossip to raise epochs, a recovery's RaiseEpoch
-            // would find nodes already at its epoch and be refused.
-            return Ok(0);
-        }
-        // S15: a newer truncation history replaces ours; an older one tells us nothing.
-        self.adopt_history(&answer.truncations)?;
-        if !self.engine.segments().contains(&segment) {
-            return Ok(0);
-        }
-        let before = self.engine.segment_status(segment)?.records;
-        self.engine
-            .handle_gossip(segment, answer.epoch, &answer.truncations, answer.records)?;
-        self.engine.flush()?;
-        let status = self.engine.segment_status(segment)?;
-        let peer = PeerAnswer {
-            peer: answer.peer,
-            peer_repairing: answer.peer_repairing,
-            complete: answer.complete,
-            same_epoch: true,
-            peer_scl: answer.peer_scl,
-        };
-        if self.repair.note_answer(segment, status.scl, &peer) {
-            // S21: durable before the segment is reported to any recovery.
-            self.write_meta()?;
-            tracing::info!(node = self.node.0, %segment, scl = status.scl.0, "S21: segment repaired: caught up with three peers, and a writer above its loss epoch opened");
-        }
-        Ok(status.records.saturating_sub(before))
-    }
-
-    /// R3, S9: `page` as of `read_point`, when this segment's SCL covers `pg_lsn` (the PG's
-    /// last LSN at or below the read point). `None` if the page has no record by then.
-    pub fn get_page(
-        &mut self,
-        segment: SegmentId,
-        epoch: Epoch,
-        read_point: Lsn,
-        pg_lsn: Lsn,
-        page: PageId,
-    ) -> Result<Option<(Lsn, Vec<u8>)>, StoreError> {
-        if epoch < self.epoch {
-            return Err(StoreError::StaleEpoch {
-                got: epoch,
-                seen: self.epoch,
-            });
-        }
-        if epoch > self.epoch || self.history_epoch() < epoch {
-            // E2, S15: this node has not seen the reader's epoch or lacks its recovery's
-            // truncation history (every recovery writes one, X4), so it may still hold
-            // records that history voids: it must not serve the read.
-            return Err(StoreError::NotReady {
-                segment,
-                needed: pg_lsn,
-            });
-        }
-        if !self.engine.segments().contains(&segment) {
-            if pg_lsn == Lsn::ZERO && self.config.node_of(segment) == Some(self.node) {
-                return Ok(None);
-            }
-            return Err(StoreError::NotReady {
-                segment,
-                needed: pg_lsn,
-            });
-        }
-        let image = self
-            .engine
-            .get_page(segment, epoch, page, read_point, pg_lsn)?;
-        if image.lsn == Lsn::ZERO {
-            return Ok(None);
-        }
-        Ok(Some((image.lsn, image.bytes)))
-    }
-
-    /// R4: the writer's PGMRPL, from its heartbeat.
-    pub fn note_writer_pgmrpl(&mut self, pgmrpl: Lsn) {
-        self.writer_pgmrpl = self.writer_pgmrpl.max(pgmrpl);
-    }
-
-    pub fn status(&self) -> Vec<SegmentStatus> {
-        self.engine
-            .status()
-            .into_iter()
-            .map(|s| {
-                let max_held = self
-                    .engine
-                    .report(s.segment)
-                    .ok()
-                    .and_then(|r| r.held.last().map(|&(lsn, _, _)| lsn))
-                    .unwrap_or(s.scl)
-                    .max(s.scl);
-                SegmentStatus {
-                    segment: s.segment,
-                    epoch: s.epoch,
-                    scl: s.scl,
-                    vdl_hint: s.vdl_hint,
-                    max_held,
-                    records: s.records as u64,
-                    problem: segment_problem(&s, self.repair.is_repairing(s.segment)),
-                    repairing: self.repair.is_repairing(s.segment),
-                }
-            })
-            .collect()
-    }
-
-    pub fn hosted(&self) -> Vec<SegmentId> {
-        self.engine.segments()
-    }
-
-    /// The engine's background work (S10, S11): PGMRPL of each segment is the writer's,
-    /// held at or below the lowest SCL any replica of the PG told us, then one
-    /// checkpoint/flush step, and every `SCRUB_EVERY_STEPS` steps one scrub step.
-    pub fn background_step(&mut self) -> Result<(), StoreError> {
-        for segment in self.engine.segments() {
-            let own = self
-                .engine
-                .segment_status(segment)
-                .map_or(Lsn::ZERO, |s| s.scl);
-            let peers_floor = (0..SEGMENTS_PER_PG as u8)
-                .filter(|&r| r != segment.replica)
-                .map(|replica| {
-                    let peer = SegmentId {
-                        pg: segment.pg,
-                        replica,
-                    };
-                    self.peer_scl.get(&peer).copied().unwrap_or(Lsn::ZERO)
-                })
-                .min()
-                .unwrap_or(Lsn::ZERO);
-            let pgmrpl = self.writer_pgmrpl.min(peers_floor).min(own);
-            self.engine.set_pgmrpl(segment, pgmrpl)?;
-        }
-        self.engine.background_step()?;
-        self.background_steps += 1;
-        if self.background_steps.is_multiple_of(SCRUB_EVERY_STEPS) {
-            let scrub = self.engine.scrub_step()?;
-            if scrub.damaged {
-                tracing::warn!(node = self.node.0, file = ?scrub.file, "S11: scrub found damage");
-            }
-        }
-        Ok(())
-    }
-
-    fn write_meta(&mut self) -> Result<(), StoreError> {
-        let mut body = Vec::new();
-        body.extend_from_slice(&META_MAGIC.to_le_bytes());
-        body.extend_from_slice(&self.epoch.0.to_le_bytes());
-        body.extend_from_slice(&(self.truncations.len() as u32).to_le_bytes());
-        for t in &self.truncations {
-            body.extend_from_slice(&t.lsn_begin.0.to_le_bytes());
-            body.extend_from_slice(&t.lsn_end.0.to_le_bytes());
-            body.extend_from_slice(&t.epoch.0.to_le_bytes());
-        }
-        // S19: the repair section (node.meta version 2).
-        body.push(birth_code(self.repair.birth()));
-        let hosted = self.repair.hosted();
-        body.extend_from_slice(&(hosted.len() as u32).to_le_bytes());
-        for segment in hosted {
-            put_segment(&mut body, *segment);
-        }
-        let repairing: Vec<(SegmentId, Epoch)> = self.repair.repairing().collect();
-        body.extend_from_slice(&(repairing.len() as u32).to_le_bytes());
-        for (segment, loss_epoch) in repairing {
-            put_segment(&mut body, segment);
-            body.extend_from_slice(&loss_epoch.0.to_le_bytes());
-        }
-        let crc = crc32c::crc32c(&body);
-        body.extend_from_slice(&crc.to_le_bytes());
-        let tmp = self.dir.join("node.meta.tmp");
-        let path = self.dir.join(META_FILE);
-        // A6: node metadata is the owner's alone.
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(crate::files::PRIVATE_FILE_MODE)
-            .open(&tmp)
-            .map_err(disk(&tmp))?;
-        file.write_all(&body).map_err(disk(&tmp))?;
-        file.sync_all().map_err(disk(&tmp))?;
-        std::fs::rename(&tmp, &path).map_err(disk(&path))?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(disk(&self.dir))
-    }
-}
-
-/// What `node.meta` holds: the epoch, the truncation history and the repair state.
-type NodeMeta = (Epoch, Vec<TruncationRange>, NodeRepair);
-
-/// Segments a node may list in its metadata, at most (hosted, and again repairing).
-const META_SEGMENTS_MAX: usize = 1 << 20;
-
-fn birth_code(birth: Birth) -> u8 {
-    match birth {
-        Birth::Unknown => 0,
-        Birth::WithVolume => 1,
-        Birth::Late => 2,
-    }
-}
-
-/// Reads `node.meta` (spec/formats.md). A missing file is a new folder (S19: it remembers
-/// nothing, so it is not yet known to be part of the volume). Version 1 files (no repair
-/// section) come from nodes that predate S19: their segments count as hosted from the start.
-fn read_meta(dir: &Path) -> Result<NodeMeta, StoreError> {
-    let path = dir.join(META_FILE);
-    let bytes = match std::fs::read(&path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok((Epoch(0), Vec::new(), NodeRepair::fresh()));
-        }
-        Err(e) => return Err(disk(&path)(e)),
+    let storage_config = StorageConfig {
+        geometry: config.geometry(),
+        ..StorageConfig::default()
     };
-    let damaged = |reason: &str| StoreError::Meta {
-        path: path.clone(),
-        reason: reason.to_string(),
-    };
-    if bytes.len() < 20 {
-        return Err(damaged("too short"));
+    let placement: Arc<dyn SegmentPlacement> = Arc::new(config.clone());
+    let mut store = NodeStore::open(Arc::new(StdDisk), &dir, node, placement, storage_config)?;
+    if recorded.is_none() {
+        if store.has_data()? && unrecorded == Unrecorded::Refuse {
+            return Err(RecordError::Unrecorded { dir }.into());
+        }
+        identity::write_record(&dir, &IdentityRecord::of(config, node))?;
+        tracing::info!(node = node.0, volume = %config.volume_id, pg_pages = config.pg_pages, "identity recorded (I1)");
     }
-    let (body, crc) = bytes.split_at(bytes.len() - 4);
-    if crc32c::crc32c(body) != u32::from_le_bytes(crc.try_into().expect("4")) {
-        return Err(damaged("CRC32C mismatch"));
-    }
-    let u64_at = |at: usize| u64::from_le_bytes(body[at..at + 8].try_into().expect("8"));
-    if u32::from_le_bytes(body[0..4].try_into().expect("4")) != META_MAGIC {
-        return Err(damaged("bad magic"));
-    }
-    let epoch = Epoch(u64_at(4));
-    let count = u32::from_le_bytes(body[12..16].try_into().expect("4")) as usize;
-    let ranges_end = 16 + 24 * count;
-    if count > TRUNCATIONS_MAX || body.len() < ranges_end {
-        return Err(damaged("truncation count does not match the file"));
-    }
-    let truncations = (0..count)
-        .map(|i| {
-            let at = 16 + 24 * i;
-            TruncationRange {
-                lsn_begin: Lsn(u64_at(at)),
-                lsn_end: Lsn(u64_at(at + 8)),
-                epoch: Epoch(u64_at(at + 16)),
-            }
+    identity::check_segments_placed(&dir, config, node, &store.hosted())?;
+    store.recover_segments()?;
+    Ok(store)
+}
+
+/// The node's segments as the wire's `StatusReply` carries them.
+pub fn segment_statuses(store: &NodeStore) -> Vec<SegmentStatus> {
+    store
+        .status()
+        .into_iter()
+        .map(|hosted| SegmentStatus {
+            segment: hosted.status.segment,
+            epoch: hosted.status.epoch,
+            scl: hosted.status.scl,
+            vdl_hint: hosted.status.vdl_hint,
+            max_held: hosted.max_held,
+            records: hosted.status.records as u64,
+            problem: hosted.problem,
+            repairing: hosted.repairing,
         })
-        .collect();
-    let repair = if body.len() == ranges_end {
-        NodeRepair::restored(Birth::WithVolume, BTreeSet::new(), BTreeMap::new())
-    } else {
-        read_repair(&body[ranges_end..]).ok_or_else(|| damaged("bad repair section (S19)"))?
-    };
-    Ok((epoch, truncations, repair))
-}
-
-/// The repair section of `node.meta`: birth, hosted segments, repairing segments.
-fn read_repair(bytes: &[u8]) -> Option<NodeRepair> {
-    let (&birth, mut rest) = bytes.split_first()?;
-    let birth = match birth {
-        0 => Birth::Unknown,
-        1 => Birth::WithVolume,
-        2 => Birth::Late,
-        _ => return None,
-    };
-    let mut hosted = BTreeSet::new();
-    for _ in 0..take_count(&mut rest)? {
-        hosted.insert(take_segment(&mut rest)?);
-    }
-    let mut repairing = BTreeMap::new();
-    for _ in 0..take_count(&mut rest)? {
-        let segment = take_segment(&mut rest)?;
-        let loss_epoch = Epoch(u64::from_le_bytes(rest.get(..8)?.try_into().ok()?));
-        rest = &rest[8..];
-        repairing.insert(segment, loss_epoch);
-    }
-    if !rest.is_empty() {
-        return None;
-    }
-    Some(NodeRepair::restored(birth, hosted, repairing))
-}
-
-fn put_segment(body: &mut Vec<u8>, segment: SegmentId) {
-    body.extend_from_slice(&segment.pg.0.to_le_bytes());
-    body.push(segment.replica);
-}
-
-fn take_count(rest: &mut &[u8]) -> Option<usize> {
-    let count = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
-    *rest = &rest[4..];
-    (count <= META_SEGMENTS_MAX).then_some(count)
-}
-
-fn take_segment(rest: &mut &[u8]) -> Option<SegmentId> {
-    let entry = rest.get(..5)?;
-    let replica = entry[4];
-    if replica as usize >= SEGMENTS_PER_PG {
-        return None;
-    }
-    let pg = PgId(u32::from_le_bytes(entry[..4].try_into().ok()?));
-    *rest = &rest[5..];
-    Some(SegmentId { pg, replica })
-}
-
-/// S17, S18: one line on what is wrong with a segment, empty when nothing is.
-fn segment_problem(status: &sixfold_storage::SegmentStatus, repairing: bool) -> String {
-    if let Some(error) = &status.write_error {
-        return format!("blocked: the disk refuses writes: {error}");
-    }
-    match status.damage.first() {
-        Some(damage) => format!("damaged ({} unrepaired): {damage}", status.damage.len()),
-        None if repairing => {
-            "repairing: may have lost records it acknowledged; refilled from its peers (S19)"
-                .to_string()
-        }
-        None => String::new(),
-    }
+        .collect()
 }

@@ -9,7 +9,7 @@ use sixfold_cluster::config::six_node_toml;
 use sixfold_cluster::identity::{IDENTITY_FILE, Identity};
 use sixfold_cluster::net::{self, CLIENT_NODE_ID};
 use sixfold_cluster::session::{HandshakeError, Session};
-use sixfold_cluster::store::{NodeStore, StoreError, Unrecorded};
+use sixfold_cluster::store::{self, StoreError, Unrecorded};
 use sixfold_cluster::wire::{self, ErrorCode, Message, WireError};
 use sixfold_cluster::{ClusterConfig, EmbeddedCluster};
 use sixfold_core::{Epoch, Lsn, NodeId, PgId, SegmentId};
@@ -38,7 +38,7 @@ fn segment(pg: u32, replica: u8) -> SegmentId {
 }
 
 fn open_error(config: &ClusterConfig, node: u32) -> String {
-    match NodeStore::open(config, NodeId(node)) {
+    match store::open(config, NodeId(node)) {
         Ok(_) => panic!("node {node} opened on an edited config"),
         Err(error) => error.to_string(),
     }
@@ -51,7 +51,7 @@ fn a_data_folder_refuses_a_config_that_changed_its_identity_or_placement() {
     let text = six_node_toml("c", "s", 4, &free_ports());
     let config = write_config(dir.path(), &text);
     {
-        let mut store = NodeStore::open(&config, NodeId(3)).unwrap();
+        let mut store = store::open(&config, NodeId(3)).unwrap();
         store.host(segment(0, 2)).unwrap();
         store.host(segment(1, 2)).unwrap();
     }
@@ -76,7 +76,7 @@ fn a_data_folder_refuses_a_config_that_changed_its_identity_or_placement() {
         "{error}"
     );
     // Restoring the config opens the folder again, with its segments.
-    let store = NodeStore::open(&write_config(dir.path(), &text), NodeId(3)).unwrap();
+    let store = store::open(&write_config(dir.path(), &text), NodeId(3)).unwrap();
     assert_eq!(store.hosted(), vec![segment(0, 2), segment(1, 2)]);
 }
 
@@ -86,20 +86,20 @@ fn a_folder_without_a_record_is_refused_until_adopted() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &six_node_toml("c", "s", 4, &free_ports()));
     {
-        let mut store = NodeStore::open(&config, NodeId(1)).unwrap();
+        let mut store = store::open(&config, NodeId(1)).unwrap();
         store.host(segment(0, 0)).unwrap();
     }
     let record = dir.path().join("node1").join(IDENTITY_FILE);
     std::fs::remove_file(&record).unwrap();
-    match NodeStore::open(&config, NodeId(1)) {
+    match store::open(&config, NodeId(1)) {
         Err(StoreError::Identity(error)) => {
             assert!(error.to_string().contains("--adopt-identity"), "{error}")
         }
         other => panic!("expected a refusal, got {:?}", other.err()),
     }
-    NodeStore::open_with(&config, NodeId(1), Unrecorded::Adopt).unwrap();
+    store::open_with(&config, NodeId(1), Unrecorded::Adopt).unwrap();
     assert!(record.exists());
-    NodeStore::open(&config, NodeId(1)).unwrap();
+    store::open(&config, NodeId(1)).unwrap();
 }
 
 /// Handshake only (no Identify), as an older or hostile client holding the secret would do.

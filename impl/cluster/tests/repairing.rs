@@ -10,7 +10,7 @@ use std::path::Path;
 
 use sixfold_cluster::config::{ClusterConfig, six_node_toml};
 use sixfold_cluster::recovery::{Answers, NodeAnswer, placed_reports};
-use sixfold_cluster::store::{GossipAnswer, NodeStore};
+use sixfold_cluster::store::{self, GossipAnswer, NodeStore};
 use sixfold_core::{
     Birth, DbId, Edit, Epoch, Lsn, NodeId, PageId, PgId, QuorumConfig, RecoveryPlanner, RedoBody,
     RedoRecord, SegmentId,
@@ -59,7 +59,7 @@ impl Cluster {
             (1..=6).map(NodeId).collect::<Vec<_>>()
         );
         let stores = (1..=6)
-            .map(|id| Some(NodeStore::open(&config, NodeId(id)).expect("open")))
+            .map(|id| Some(store::open(&config, NodeId(id)).expect("open")))
             .collect();
         Cluster { config, stores }
     }
@@ -73,7 +73,7 @@ impl Cluster {
         let dir = self.config.node(node(replica)).unwrap().data_dir.clone();
         before(&dir);
         self.stores[replica as usize] =
-            Some(NodeStore::open(&self.config, node(replica)).expect("reopen"));
+            Some(store::open(&self.config, node(replica)).expect("reopen"));
     }
 
     /// X1: `RaiseEpoch` to the nodes holding `replicas`, as recovery's driver sees it.

@@ -15,6 +15,7 @@ pub mod faulty;
 mod log;
 pub mod meta;
 mod node;
+pub mod node_store;
 mod pages;
 mod segment;
 
@@ -24,6 +25,10 @@ pub use faulty::{CrashMode, DiskOp, DiskStats, FaultKind, FaultyDisk, OpFilter};
 pub use node::{
     Ack, BackgroundWork, CacheKey, FlushOutcome, PG_PAGES_DEFAULT, ScrubWork, SegmentStatus,
     StorageConfig, StorageNode, Ticket,
+};
+pub use node_store::{
+    EpochAnswer, GossipAnswer, HostedSegment, NODE_META_FILE, NodeStore, NodeStoreError,
+    SegmentPlacement,
 };
 pub use pages::COMPACTION_BYTES_WRITTEN;
 pub use segment::Damage;
