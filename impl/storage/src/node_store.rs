@@ -179,14 +179,14 @@ impl NodeStore {
     fn open_repair(&mut self) -> Result<(), NodeStoreError> {
         let hosted_now = self.engine.segments();
         let rebuilt = self.engine.rebuilt_segments().to_vec();
-        let before = self.repair.clone();
+        let before = self.snapshot();
         let missing = self.repair.open(self.epoch, &hosted_now, &rebuilt);
+        if self.repair != before.repair {
+            self.persist_or_undo(before)?;
+        }
         for segment in missing {
             tracing::error!(node = self.node.0, %segment, "S19: a segment this node hosted is gone; it is hosted again and repairs from its peers");
             self.host_in_engine(segment)?;
-        }
-        if self.repair != before {
-            self.write_meta()?;
         }
         Ok(())
     }
@@ -228,11 +228,12 @@ impl NodeStore {
             });
         }
         if epoch > self.epoch {
+            let before = self.snapshot();
             self.epoch = epoch;
             // S19: an epoch learned first from anything but the volume's first recovery
             // makes this folder late (its caller, `raise_epoch`, decided already if it was).
             self.repair.learn_first_epoch(epoch, false);
-            self.write_meta()?;
+            self.persist_or_undo(before)?;
             self.engine.raise_epoch_all(epoch)?;
         }
         Ok(())
@@ -253,8 +254,12 @@ impl NodeStore {
             });
         }
         // S19: only the volume's first recovery proves this folder was there from the start.
+        let before = self.snapshot();
         self.repair.learn_first_epoch(epoch, true);
-        self.check_epoch(epoch)?;
+        if let Err(error) = self.check_epoch(epoch) {
+            self.restore(before);
+            return Err(error);
+        }
         let mut answer = EpochAnswer {
             absent_may_be_lost: self.repair.absent_may_be_lost(),
             ..EpochAnswer::default()
@@ -280,9 +285,10 @@ impl NodeStore {
         if epoch != self.epoch {
             return Ok(());
         }
+        let before = self.snapshot();
         let ended = self.repair.note_open_writer(epoch);
         if !ended.is_empty() {
-            self.write_meta()?;
+            self.persist_or_undo(before)?;
             for segment in ended {
                 tracing::info!(node = self.node.0, %segment, "S21: segment repaired: caught up with three peers, and a writer above its loss epoch opened");
             }
@@ -306,8 +312,12 @@ impl NodeStore {
     pub fn truncate(&mut self, history: &[TruncationRange]) -> Result<(), NodeStoreError> {
         // S19: the first recovery's truncation, like its `RaiseEpoch`, is sent before any
         // writer opened: a new folder it reaches first was there from the start.
+        let before = self.snapshot();
         self.repair.learn_first_epoch(history_epoch(history), true);
-        self.check_epoch(history_epoch(history))?;
+        if let Err(error) = self.check_epoch(history_epoch(history)) {
+            self.restore(before);
+            return Err(error);
+        }
         self.adopt_history(history)
     }
 
@@ -323,8 +333,9 @@ impl NodeStore {
         if history.len() > TRUNCATIONS_MAX {
             return Err(NodeStoreError::Limit("truncation ranges"));
         }
+        let before = self.snapshot();
         self.truncations = history.to_vec();
-        self.write_meta()?;
+        self.persist_or_undo(before)?;
         for segment in self.engine.segments() {
             self.engine.truncate(segment, history)?;
         }
@@ -350,8 +361,9 @@ impl NodeStore {
     /// V2, S19: creates `segment` in the engine at the node's epoch and history; the node's
     /// metadata names it first, so a later loss of its directory is noticed.
     fn host_in_engine(&mut self, segment: SegmentId) -> Result<(), NodeStoreError> {
+        let before = self.snapshot();
         if self.repair.host(segment, self.epoch) {
-            self.write_meta()?;
+            self.persist_or_undo(before)?;
         }
         self.engine.host_segment(segment)?;
         if !self.truncations.is_empty() {
@@ -498,9 +510,10 @@ impl NodeStore {
             same_epoch: true,
             peer_scl: answer.peer_scl,
         };
+        let meta_before = self.snapshot();
         if self.repair.note_answer(segment, status.scl, &peer) {
             // S21: durable before the segment is reported to any recovery.
-            self.write_meta()?;
+            self.persist_or_undo(meta_before)?;
             tracing::info!(node = self.node.0, %segment, scl = status.scl.0, "S21: segment repaired: caught up with three peers, and a writer above its loss epoch opened");
         }
         Ok(status.records.saturating_sub(before))
@@ -616,7 +629,29 @@ impl NodeStore {
         Ok(())
     }
 
-    fn write_meta(&mut self) -> Result<(), NodeStoreError> {
+    /// What `node.meta` holds now, to undo a change whose write fails.
+    fn snapshot(&self) -> MetaSnapshot {
+        MetaSnapshot {
+            epoch: self.epoch,
+            truncations: self.truncations.clone(),
+            repair: self.repair.clone(),
+        }
+    }
+
+    fn restore(&mut self, before: MetaSnapshot) {
+        self.epoch = before.epoch;
+        self.truncations = before.truncations;
+        self.repair = before.repair;
+    }
+
+    /// S22: `node.meta` is written ahead: a change is durable before the node acts on it,
+    /// and a change whose write fails is undone in memory, so the node never acts on (and
+    /// no later request sees) a state that a crash would take back.
+    fn persist_or_undo(&mut self, before: MetaSnapshot) -> Result<(), NodeStoreError> {
+        self.write_meta().inspect_err(|_| self.restore(before))
+    }
+
+    fn write_meta(&self) -> Result<(), NodeStoreError> {
         let mut body = Vec::new();
         body.extend_from_slice(&META_MAGIC.to_le_bytes());
         body.extend_from_slice(&self.epoch.0.to_le_bytes());
@@ -649,6 +684,13 @@ impl NodeStore {
             &body,
         )?)
     }
+}
+
+/// The node's state as `node.meta` last held it, before a change.
+struct MetaSnapshot {
+    epoch: Epoch,
+    truncations: Vec<TruncationRange>,
+    repair: NodeRepair,
 }
 
 /// What `node.meta` holds: the epoch, the truncation history and the repair state.

@@ -1,0 +1,119 @@
+//! The node store's `node.meta` on a faulty disk (S22): a change whose write fails is
+//! undone, so the node never acts on a state a crash would take back, and a crash keeps
+//! exactly what was written.
+
+use std::sync::Arc;
+
+use sixfold_core::{
+    Epoch, Geometry, Lsn, NodeId, PgId, SEGMENTS_PER_PG, SegmentId, TruncationRange,
+};
+use sixfold_storage::{
+    CrashMode, DiskOp, FaultKind, FaultyDisk, NodeStore, NodeStoreError, OpFilter,
+    SegmentPlacement, StorageConfig,
+};
+
+/// Replica `r` of every PG on node `r`, as in the simulator.
+#[derive(Debug)]
+struct NodePerReplica;
+
+impl SegmentPlacement for NodePerReplica {
+    fn placement(&self, _pg: PgId) -> [NodeId; SEGMENTS_PER_PG] {
+        std::array::from_fn(|replica| NodeId(replica as u32))
+    }
+}
+
+const NODE: NodeId = NodeId(2);
+const SEGMENT: SegmentId = SegmentId {
+    pg: PgId(0),
+    replica: 2,
+};
+
+fn open(disk: &Arc<FaultyDisk>) -> NodeStore {
+    let config = StorageConfig {
+        geometry: Geometry { pg_pages: 16 },
+        ..StorageConfig::default()
+    };
+    let mut store = NodeStore::open(
+        disk.clone(),
+        "/node2",
+        NODE,
+        Arc::new(NodePerReplica),
+        config,
+    )
+    .expect("opens");
+    store.recover_segments().expect("nothing to recover");
+    store
+}
+
+fn range(begin: u64, end: u64, epoch: u64) -> TruncationRange {
+    TruncationRange {
+        lsn_begin: Lsn(begin),
+        lsn_end: Lsn(end),
+        epoch: Epoch(epoch),
+    }
+}
+
+/// S22: a `RaiseEpoch` whose `node.meta` write fails leaves the node at its old epoch, so
+/// the same recovery's retry is answered (not refused as stale) once the disk works.
+#[test]
+fn a_failed_epoch_write_is_undone() {
+    let disk = Arc::new(FaultyDisk::new(7));
+    let mut store = open(&disk);
+    disk.inject(OpFilter::Only(DiskOp::Rename), FaultKind::Io, 0, 1);
+    assert!(
+        store.raise_epoch(Epoch(1)).is_err(),
+        "the meta write failed"
+    );
+    assert_eq!(store.epoch(), Epoch(0), "S22: memory did not run ahead");
+    assert_eq!(store.birth(), sixfold_core::Birth::Unknown, "S22, S19");
+    store.raise_epoch(Epoch(1)).expect("the retry is answered");
+    assert_eq!(store.epoch(), Epoch(1));
+    // The first recovery's epoch made the folder part of the volume (S19): a segment
+    // created now is no repair.
+    assert_eq!(store.birth(), sixfold_core::Birth::WithVolume);
+    store.host(SEGMENT).expect("placed here");
+    let answer = store.raise_epoch(Epoch(2)).expect("raised");
+    assert_eq!(answer.reports.len(), 1, "{answer:?}");
+}
+
+/// S22: a truncation history whose write tears is not adopted; a crash then finds the old
+/// history on disk, and the retry adopts the new one durably.
+#[test]
+fn a_torn_history_write_is_undone_and_a_crash_keeps_what_was_written() {
+    let disk = Arc::new(FaultyDisk::new(11));
+    let mut store = open(&disk);
+    store.truncate(&[range(0, 10, 1)]).expect("first history");
+    store.host(SEGMENT).expect("placed here");
+    disk.inject(OpFilter::Only(DiskOp::Write), FaultKind::TornWrite, 0, 1);
+    let newer = [range(0, 10, 1), range(5, 20, 2)];
+    assert!(store.truncate(&newer).is_err(), "the meta write tore");
+    assert_eq!(store.truncations(), &[range(0, 10, 1)], "S22: not adopted");
+    assert_eq!(store.epoch(), Epoch(1), "S22: nor its epoch");
+    // A stale writer of epoch 1 is still accepted: the node never claimed epoch 2.
+    assert_eq!(store.history_epoch(), Epoch(1));
+    drop(store);
+    disk.crash_with(CrashMode::Random);
+    let mut store = open(&disk);
+    assert_eq!(store.truncations(), &[range(0, 10, 1)]);
+    store.truncate(&newer).expect("the retry");
+    drop(store);
+    disk.crash_with(CrashMode::Random);
+    let store = open(&disk);
+    assert_eq!(store.truncations(), &newer);
+    assert_eq!(store.epoch(), Epoch(2));
+}
+
+/// S7, S22: after a failed write the node still refuses epochs below the one it holds.
+#[test]
+fn a_failed_write_never_lowers_the_epoch() {
+    let disk = Arc::new(FaultyDisk::new(3));
+    let mut store = open(&disk);
+    store.raise_epoch(Epoch(3)).expect("raised");
+    disk.inject(OpFilter::Mutations, FaultKind::NoSpace, 0, 4);
+    assert!(store.raise_epoch(Epoch(4)).is_err());
+    assert_eq!(store.epoch(), Epoch(3));
+    assert!(matches!(
+        store.raise_epoch(Epoch(2)),
+        Err(NodeStoreError::StaleEpoch { .. })
+    ));
+}
