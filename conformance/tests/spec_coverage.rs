@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-const AREAS: &str = "QLWCSRXEMVAIBKH";
+const AREAS: &str = "QLWCSRXEMVAIBKHP";
 const AREAS_NEEDING_TESTS: &str = "QLWCXEH";
 const AREAS_NEEDING_VECTORS: &str = "LWCSRXE";
 
