@@ -31,9 +31,10 @@ fn assert_mutant_caught(bug: Bug, property: &'static str) {
     assert!(!report.all_hold());
 }
 
-// P1-P9 hold, exhaustively, and every witness is reached: redo applied to a held page
-// (P4), a late storage read caught up (P6), collection while replicas read (P8), a warm
-// promotion (P9).
+// P2-P9 hold, exhaustively, and every witness is reached: the writer reaching its last VDL
+// with no replica having received anything (P1, P2: it never waits for one), redo applied
+// to a held page (P4), a late storage read caught up (P6), collection while replicas read
+// (P8), a warm promotion (P9).
 #[test]
 fn small_config_every_property_holds() {
     let report = check(Config::small(), None, Stop::Exhaustive);

@@ -58,6 +58,8 @@ pub const LATE_READ_CAUGHT_UP: &str =
     "a page read at an older read point is brought up to the current one";
 pub const STORAGE_COLLECTED: &str = "storage collects while replicas read";
 pub const WARM_PROMOTION: &str = "a replica is promoted with a warm cache";
+pub const WRITER_NEVER_WAITS: &str =
+    "the writer reaches its last vdl while no replica has received anything";
 
 /// The spec rules each property checks.
 pub fn property_rules(name: &str) -> &'static [&'static str] {
@@ -71,6 +73,7 @@ pub fn property_rules(name: &str) -> &'static [&'static str] {
         LATE_READ_CAUGHT_UP => &["P6"],
         STORAGE_COLLECTED => &["P8", "S10"],
         WARM_PROMOTION => &["P9"],
+        WRITER_NEVER_WAITS => &["P1", "P2"],
         _ => &[],
     }
 }
@@ -456,6 +459,20 @@ fn read_point_is_vdl(model: &ReplicaModel, state: &State) -> bool {
         .all(|index| state.ghost.vdls & bit(state.replicas[index].read_point) != 0)
 }
 
+/// P1, P2: the writer allocates to its cap and makes it all durable with every replica
+/// still empty-handed (nothing the writer does waits for one).
+fn writer_never_waits(model: &ReplicaModel, state: &State) -> bool {
+    let volume = &state.volume;
+    let untouched = model.replica_indexes().all(|index| {
+        let replica = &state.replicas[index];
+        replica.held == 0 && replica.heard_vdl == 0
+    });
+    volume.writer_alive
+        && volume.allocated == model.config.lsn_cap
+        && volume.vdl == volume.allocated
+        && untouched
+}
+
 fn failover_exposes_recovered(state: &State) -> bool {
     let Some(recovered) = state.ghost.recovered_vdl else {
         return true;
@@ -552,6 +569,7 @@ impl Model for ReplicaModel {
             Property::sometimes(STORAGE_COLLECTED, |_, state: &State| {
                 state.volume.collected > 0
             }),
+            Property::sometimes(WRITER_NEVER_WAITS, writer_never_waits),
         ];
         if self.config.failover {
             properties.push(Property::always(FAILOVER_EXPOSES_RECOVERED, |_, state| {
