@@ -193,10 +193,9 @@ impl ReplicaState {
         }
         self.reading.remove(&page);
         let records: Vec<RedoRecord> = self
-            .held
-            .range(read_point.next()..=self.read_point)
-            .filter(|(_, record)| record.page == page)
-            .map(|(_, record)| record.clone())
+            .held_between(read_point, self.read_point)
+            .filter(|record| record.page == page)
+            .cloned()
             .collect();
         self.pages.insert(page);
         self.prune_held();
@@ -276,7 +275,7 @@ impl ReplicaState {
     /// P4: one step from the read point to `to` (a heard VDL, every LSN held).
     fn advance_to(&mut self, to: Lsn) -> ReplicaStep {
         let mut apply: BTreeMap<PageId, Vec<RedoRecord>> = BTreeMap::new();
-        for (_, record) in self.held.range(self.read_point.next()..=to) {
+        for record in self.held_between(self.read_point, to) {
             if self.pages.contains(&record.page) {
                 apply.entry(record.page).or_default().push(record.clone());
             }
@@ -292,6 +291,13 @@ impl ReplicaState {
             evict: Vec::new(),
             report: self.take_report(),
         }
+    }
+
+    /// Held records with LSN in `(after, upto]`, ascending.
+    fn held_between(&self, after: Lsn, upto: Lsn) -> impl Iterator<Item = &RedoRecord> {
+        // BTreeMap::range panics on a range whose start is above its end.
+        let records = (after < upto).then(|| self.held.range(after.next()..=upto));
+        records.into_iter().flatten().map(|(_, record)| record)
     }
 
     /// P6: a record at or below the read point stays only while an open read of its page
