@@ -3,7 +3,7 @@
 
 use sixfold_model_checks::replica::{
     Bug, CACHE_AT_READ_POINT, Config, FAILOVER_EXPOSES_RECOVERED, NO_READ_REFUSED,
-    READ_POINT_IS_VDL, ReplicaCheckOptions, run_replica_check,
+    READ_POINT_IS_VDL, ReplicaCheckOptions, WHOLE_MTRS, run_replica_check,
 };
 use sixfold_model_checks::{Report, Stop};
 
@@ -48,9 +48,10 @@ fn mutant_apply_above_vdl_is_caught() {
     assert_mutant_caught(Bug::ApplyAboveVdl, CACHE_AT_READ_POINT);
 }
 
-// P3, P4: the read point never stops inside an MTR.
+// P3, P4, L2: the read point never stops inside an MTR, and is always a VDL.
 #[test]
 fn mutant_apply_partial_mtr_is_caught() {
+    assert_mutant_caught(Bug::ApplyPartialMtr, WHOLE_MTRS);
     assert_mutant_caught(Bug::ApplyPartialMtr, READ_POINT_IS_VDL);
 }
 
@@ -96,4 +97,23 @@ fn names_parse_and_configs_validate() {
     }
     assert!("no-such-bug".parse::<Bug>().is_err());
     assert!(sixfold_model_checks::validate_model("replica").is_ok());
+}
+
+/// The larger configs, for the numbers in docs/model-checking.md (optimized test profile):
+/// `cargo test -p sixfold-model-checks --test replica_model -- --ignored --nocapture`.
+#[test]
+#[ignore = "minutes; run by hand for the docs' state counts"]
+fn larger_configs_every_property_holds() {
+    for config in [Config::reference(), Config::three_pages()] {
+        let report = run_replica_check(&ReplicaCheckOptions {
+            config,
+            bug: None,
+            threads: 2,
+            progress: false,
+            stop: Stop::Exhaustive,
+            time_limit: None,
+        });
+        println!("{report}");
+        assert!(report.all_hold(), "{report}");
+    }
 }

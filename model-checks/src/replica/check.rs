@@ -23,7 +23,8 @@ pub struct ReplicaCheckOptions {
     pub time_limit: Option<Duration>,
 }
 
-/// Checks the replica model exhaustively (DFS, no depth bound).
+/// Checks the replica model exhaustively, breadth-first (no depth bound), so that a
+/// counterexample is a shortest one.
 pub fn run_replica_check(options: &ReplicaCheckOptions) -> Report {
     let model = ReplicaModel::new(options.config.clone(), options.bug);
     let threads = options.threads.max(1);
@@ -40,7 +41,7 @@ pub fn run_replica_check(options: &ReplicaCheckOptions) -> Report {
     let checker = builder
         .threads(threads)
         .finish_when(finish_when)
-        .spawn_dfs();
+        .spawn_bfs();
     let bar = progress_bar(options.progress);
     let plain = options.progress && !std::io::stderr().is_terminal();
     let mut last_line = Instant::now();

@@ -49,6 +49,7 @@ pub enum Action {
 
 pub const CACHE_AT_READ_POINT: &str = "every page a replica holds is the volume at its read point";
 pub const READ_POINT_IS_VDL: &str = "a replica's read point is a vdl the writer reached";
+pub const WHOLE_MTRS: &str = "a replica's read point is never inside an mtr";
 pub const READ_POINT_MONOTONIC: &str = "a replica's read point never goes backwards";
 pub const NO_READ_REFUSED: &str = "storage never refuses a replica's read as collected";
 pub const FAILOVER_EXPOSES_RECOVERED: &str =
@@ -66,6 +67,7 @@ pub fn property_rules(name: &str) -> &'static [&'static str] {
     match name {
         CACHE_AT_READ_POINT => &["P4", "P5", "P6", "P7", "R3", "S9"],
         READ_POINT_IS_VDL => &["P2", "P3", "P4", "L2", "C3"],
+        WHOLE_MTRS => &["P4", "L2"],
         READ_POINT_MONOTONIC => &["P3", "P7"],
         NO_READ_REFUSED => &["P8", "R3", "R4", "S10"],
         FAILOVER_EXPOSES_RECOVERED => &["P9", "X4", "C3"],
@@ -409,8 +411,8 @@ impl ReplicaModel {
                 state.replicas[replica as usize].read_point
             ),
             Action::FinishRead { replica, page } => format!(
-                "storage answers replica {replica}'s read of page {page} at {:?} (collected below {})",
-                state.replicas[replica as usize].reading[page as usize],
+                "storage answers replica {replica}'s read of page {page} at {} (collected below {})",
+                state.replicas[replica as usize].reading[page as usize].unwrap_or(0),
                 volume.collected
             ),
             Action::Evict { replica, page } => format!("replica {replica} evicts page {page}"),
@@ -556,6 +558,12 @@ impl Model for ReplicaModel {
         let mut properties = vec![
             Property::always(CACHE_AT_READ_POINT, cache_at_read_point),
             Property::always(READ_POINT_IS_VDL, read_point_is_vdl),
+            Property::always(WHOLE_MTRS, |model, state: &State| {
+                model.replica_indexes().all(|index| {
+                    let point = state.replicas[index].read_point;
+                    point == 0 || contains(state.volume.cpls, point)
+                })
+            }),
             Property::always(READ_POINT_MONOTONIC, |_, state: &State| {
                 !state.ghost.read_point_regressed
             }),
