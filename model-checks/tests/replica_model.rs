@@ -104,7 +104,7 @@ fn names_parse_and_configs_validate() {
 #[test]
 #[ignore = "minutes; run by hand for the docs' state counts"]
 fn larger_configs_every_property_holds() {
-    for config in [Config::reference(), Config::three_pages()] {
+    for config in [Config::two_replicas(), Config::reference()] {
         let report = run_replica_check(&ReplicaCheckOptions {
             config,
             bug: None,

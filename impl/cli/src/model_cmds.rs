@@ -19,8 +19,8 @@ pub struct CheckArgs {
     pub model: String,
     /// Model size: small, reference, large, failover, two-recoveries, history,
     /// history-no-gossip, history-one-lsn, lease or disk-loss; for replica: small,
-    /// reference or three-pages (default: small, or with --bug the smallest config that
-    /// catches it).
+    /// reference, two-replicas or large (default: small, or with --bug the smallest config
+    /// that catches it).
     #[arg(long)]
     pub config: Option<String>,
     /// Check a mutant instead of the correct protocol (e.g. write-quorum-3).

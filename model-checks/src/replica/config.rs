@@ -51,12 +51,13 @@ impl Config {
         }
     }
 
-    /// The configuration the docs quote: small with two replicas, so that PGMRPL is a
-    /// minimum over replicas and a promotion leaves a replica following.
-    pub fn reference() -> Self {
+    /// Small with two replicas and two LSNs: PGMRPL is a minimum over replicas, and a
+    /// promotion leaves a replica following.
+    pub fn two_replicas() -> Self {
         Config {
-            name: "reference",
+            name: "two-replicas",
             replicas: 2,
+            lsn_cap: 2,
             ..Self::small()
         }
     }
@@ -74,10 +75,11 @@ impl Config {
         }
     }
 
-    /// One replica, three pages of which it caches two, four LSNs.
-    pub fn three_pages() -> Self {
+    /// The configuration the docs quote: one replica, three pages of which it caches two,
+    /// four LSNs, MTRs of one and two records.
+    pub fn reference() -> Self {
         Config {
-            name: "three-pages",
+            name: "reference",
             pages: 3,
             cache_pages: 2,
             lsn_cap: 4,
@@ -86,13 +88,13 @@ impl Config {
         }
     }
 
-    pub const NAMES: &'static [&'static str] = &["small", "reference", "three-pages", "large"];
+    pub const NAMES: &'static [&'static str] = &["small", "reference", "two-replicas", "large"];
 
     pub fn named(name: &str) -> Result<Self, UnknownName> {
         match name {
             "small" => Ok(Self::small()),
             "reference" => Ok(Self::reference()),
-            "three-pages" => Ok(Self::three_pages()),
+            "two-replicas" => Ok(Self::two_replicas()),
             "large" => Ok(Self::large()),
             _ => Err(UnknownName::new("config", name, Self::NAMES)),
         }
