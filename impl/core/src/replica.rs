@@ -389,7 +389,10 @@ mod tests {
         assert_eq!(replica.read_point(), Lsn(0));
         assert_eq!(replica.first_gap(), Some(Lsn(2)));
         replica.on_redo(records[1].clone()).unwrap();
-        assert_eq!(replica.on_vdl(E1, Lsn(1)).unwrap().unwrap().read_point, Lsn(3));
+        assert_eq!(
+            replica.on_vdl(E1, Lsn(1)).unwrap().unwrap().read_point,
+            Lsn(3)
+        );
     }
 
     // P2: duplicates and messages of an older epoch change nothing; the highest VDL heard
@@ -484,7 +487,10 @@ mod tests {
         let lsns: Vec<Lsn> = step.apply[0].records.iter().map(|r| r.lsn).collect();
         assert_eq!((step.read_point, lsns), (Lsn(2), vec![Lsn(1), Lsn(2)]));
         assert!(warm.holds(page(0)));
-        assert_eq!(warm.on_redo(records[2].clone()), Err(ReplicaError::Promoted));
+        assert_eq!(
+            warm.on_redo(records[2].clone()),
+            Err(ReplicaError::Promoted)
+        );
 
         let mut cold = ReplicaState::attach(E1, Lsn(0));
         let read = cold.start_read(page(0)).unwrap();
@@ -498,7 +504,10 @@ mod tests {
     #[derive(Clone, Debug)]
     enum Op {
         /// Deliver the in-flight message at this index; keep it (a duplicate) or not.
-        Deliver { index: usize, keep: bool },
+        Deliver {
+            index: usize,
+            keep: bool,
+        },
         Lose(usize),
         AdvanceWriterVdl,
         StartRead(u32),

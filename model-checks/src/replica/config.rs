@@ -103,7 +103,10 @@ impl Config {
     /// Refuses a configuration the model cannot represent.
     pub fn validate(&self) -> Result<(), String> {
         if self.replicas == 0 || self.replicas > REPLICAS_MAX {
-            return Err(format!("replicas {} is not 1..={REPLICAS_MAX}", self.replicas));
+            return Err(format!(
+                "replicas {} is not 1..={REPLICAS_MAX}",
+                self.replicas
+            ));
         }
         if self.pages == 0 || self.pages > PAGES_MAX {
             return Err(format!("pages {} is not 1..={PAGES_MAX}", self.pages));
@@ -111,9 +114,10 @@ impl Config {
         if self.lsn_cap == 0 || self.lsn_cap > LSN_CAP_MAX {
             return Err(format!("lsn_cap {} is not 1..={LSN_CAP_MAX}", self.lsn_cap));
         }
-        let bad_shape = self.mtr_shapes.iter().any(|shape| {
-            shape.is_empty() || shape.iter().any(|page| *page as usize >= self.pages)
-        });
+        let bad_shape = self
+            .mtr_shapes
+            .iter()
+            .any(|shape| shape.is_empty() || shape.iter().any(|page| *page as usize >= self.pages));
         if bad_shape {
             return Err("an MTR shape is empty or names a missing page".into());
         }

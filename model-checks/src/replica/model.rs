@@ -25,20 +25,47 @@ pub enum Action {
     Persist,
     /// The writer's VDL advances to the highest durable CPL and is streamed (C3, P2).
     AdvanceVdl,
-    DeliverRedo { replica: u8, lsn: Lsn },
-    LoseRedo { replica: u8, lsn: Lsn },
-    DeliverVdl { replica: u8, vdl: Lsn },
-    LoseVdl { replica: u8, vdl: Lsn },
+    DeliverRedo {
+        replica: u8,
+        lsn: Lsn,
+    },
+    LoseRedo {
+        replica: u8,
+        lsn: Lsn,
+    },
+    DeliverVdl {
+        replica: u8,
+        vdl: Lsn,
+    },
+    LoseVdl {
+        replica: u8,
+        vdl: Lsn,
+    },
     /// A replica's oldest read point reaches the writer (P8).
-    DeliverReport { replica: u8, point: Lsn },
-    LoseReport { replica: u8, point: Lsn },
+    DeliverReport {
+        replica: u8,
+        point: Lsn,
+    },
+    LoseReport {
+        replica: u8,
+        point: Lsn,
+    },
     /// A replica moves its read point to the VDL it heard and applies the records (P3, P4).
     Advance(u8),
     /// A replica misses a page and reads it from storage at its read point (P6).
-    StartRead { replica: u8, page: u8 },
+    StartRead {
+        replica: u8,
+        page: u8,
+    },
     /// Storage answers that read (or refuses it below its collection horizon, R3).
-    FinishRead { replica: u8, page: u8 },
-    Evict { replica: u8, page: u8 },
+    FinishRead {
+        replica: u8,
+        page: u8,
+    },
+    Evict {
+        replica: u8,
+        page: u8,
+    },
     /// A replica with a gap evicts everything and jumps to the VDL it heard (P7).
     Resync(u8),
     /// The writer sends PGMRPL to storage, which collects below it (R4, S10, P8).
@@ -52,8 +79,7 @@ pub const READ_POINT_IS_VDL: &str = "a replica's read point is a vdl the writer 
 pub const WHOLE_MTRS: &str = "a replica's read point is never inside an mtr";
 pub const READ_POINT_MONOTONIC: &str = "a replica's read point never goes backwards";
 pub const NO_READ_REFUSED: &str = "storage never refuses a replica's read as collected";
-pub const FAILOVER_EXPOSES_RECOVERED: &str =
-    "a promoted replica holds exactly the volume at the recovered vdl, at or above the old writer's";
+pub const FAILOVER_EXPOSES_RECOVERED: &str = "a promoted replica holds exactly the volume at the recovered vdl, at or above the old writer's";
 pub const REDO_APPLIED: &str = "a replica applies redo to a page it holds";
 pub const LATE_READ_CAUGHT_UP: &str =
     "a page read at an older read point is brought up to the current one";
@@ -567,7 +593,9 @@ impl Model for ReplicaModel {
             Property::always(READ_POINT_MONOTONIC, |_, state: &State| {
                 !state.ghost.read_point_regressed
             }),
-            Property::always(NO_READ_REFUSED, |_, state: &State| !state.ghost.read_refused),
+            Property::always(NO_READ_REFUSED, |_, state: &State| {
+                !state.ghost.read_refused
+            }),
             Property::sometimes(REDO_APPLIED, |_, state: &State| {
                 state.ghost.redo_applied_to_cache
             }),
