@@ -10,7 +10,7 @@ use stateright::{Checker, Expectation, HasDiscoveries, Model};
 use crate::quorum::{Bug, Config, QuorumModel, UnknownName, property_rules, symmetry};
 
 /// The models `sixfold check` knows.
-pub const MODEL_NAMES: &[&str] = &["quorum"];
+pub const MODEL_NAMES: &[&str] = &["quorum", "replica"];
 
 /// Refuses a model name that is not one of `MODEL_NAMES`.
 pub fn validate_model(name: &str) -> Result<(), UnknownName> {
@@ -63,7 +63,8 @@ pub struct Verdict {
 pub struct Report {
     pub model: &'static str,
     pub config: &'static str,
-    pub bug: Option<Bug>,
+    /// The mutant's name, if one was checked.
+    pub bug: Option<&'static str>,
     pub threads: usize,
     pub unique_states: usize,
     pub states_generated: usize,
@@ -104,7 +105,7 @@ impl Report {
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let bug = self.bug.map(|bug| bug.name()).unwrap_or("none");
+        let bug = self.bug.unwrap_or("none");
         writeln!(
             f,
             "model {} config {} bug {} threads {}",
@@ -158,7 +159,7 @@ impl fmt::Display for Report {
     }
 }
 
-fn progress_bar(enabled: bool) -> ProgressBar {
+pub(crate) fn progress_bar(enabled: bool) -> ProgressBar {
     if !enabled {
         return ProgressBar::hidden();
     }
@@ -259,7 +260,7 @@ pub fn run_check(options: &CheckOptions) -> Report {
     Report {
         model: "quorum",
         config: options.config.name,
-        bug: options.bug,
+        bug: options.bug.map(Bug::name),
         threads,
         unique_states: checker.unique_state_count(),
         states_generated: checker.state_count(),

@@ -7,6 +7,7 @@
 
 pub mod check;
 pub mod quorum;
+pub mod replica;
 
 pub use check::{
     CheckOptions, MODEL_NAMES, Report, Stop, Verdict, run_check, serve_explorer, validate_model,

@@ -176,8 +176,8 @@ impl Scope {
 pub enum Mutant {
     /// Storage acknowledges a write before it is durable (S1 broken).
     AckBeforeFsync,
-    /// The writer acknowledges a commit once VCL reaches its MTR's first record, as P18
-    /// words it, instead of once VDL reaches its CPL (C4 broken).
+    /// The writer acknowledges a commit once VCL reaches its MTR's first record, as the SIGMOD
+    /// 2018 paper words it, instead of once VDL reaches its CPL (C4 broken).
     CommitAtVcl,
     /// The writer sends VCL as its VDL hint (W5 broken): recovery may land inside an MTR.
     HintAtVcl,

@@ -14,6 +14,7 @@ pub mod recovery;
 pub mod recovery_session;
 pub mod redo;
 pub mod repair;
+pub mod replica;
 pub mod segment;
 pub mod types;
 pub mod writer;
@@ -26,6 +27,7 @@ pub use record::{Edit, Mtr, RedoBody, RedoRecord};
 pub use recovery::{RecoveryError, RecoveryPlan, RecoveryPlanner};
 pub use recovery_session::{RecoveryEvent, RecoveryResend, RecoverySession, RecoveryStage};
 pub use repair::{Birth, NodeRepair, PeerAnswer};
+pub use replica::{PageApply, ReplicaError, ReplicaState, ReplicaStep, StorageRead};
 pub use segment::{GossipRequest, Hole, SegmentError, SegmentReport, SegmentState};
 pub use types::{
     AzId, DbId, Epoch, Geometry, Lsn, NodeId, PAGE_BYTES, PageId, PgId, SEGMENTS_PER_PG, SegmentId,

@@ -13,7 +13,7 @@ use crate::types::{
     Epoch, Geometry, Lsn, PageId, PgId, SEGMENTS_PER_PG, SegmentId, TruncationRange,
 };
 
-/// P17's LSN allocation limit, in LSNs (W1).
+/// The LSN allocation limit of the SIGMOD 2017 paper, in LSNs (W1).
 pub const LAL_DEFAULT: u64 = 10_000_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
