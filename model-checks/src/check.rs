@@ -184,12 +184,15 @@ pub struct SearchOptions {
     pub time_limit: Option<Duration>,
 }
 
+/// A symmetry reduction: the representative of a state's orbit.
+pub(crate) type Representative<M> = fn(&<M as Model>::State) -> <M as Model>::State;
+
 /// What a report names, and how it prints a model's steps and rules.
 pub(crate) struct Subject<'a, M: Model> {
     pub model_name: &'static str,
     pub config: &'static str,
     pub bug: Option<&'static str>,
-    pub symmetry: Option<fn(&M::State) -> M::State>,
+    pub symmetry: Option<Representative<M>>,
     pub describe: &'a dyn Fn(&M::State, &M::Action) -> String,
     pub rules: fn(&str) -> &'static [&'static str],
 }

@@ -13,6 +13,7 @@ pub mod membership;
 pub mod quorum;
 
 pub use check::{
-    CheckOptions, MODEL_NAMES, Report, SearchOptions, Stop, Verdict, run_check, serve_explorer, validate_model,
+    CheckOptions, MODEL_NAMES, Report, SearchOptions, Stop, Verdict, run_check, serve_explorer,
+    validate_model,
 };
 pub use quorum::{Bug, Config, QuorumModel, UnknownName};

@@ -1,15 +1,15 @@
-use sixfold_model_checks::membership::{CheckOptions, Config, run_check};
 use sixfold_model_checks::Stop;
+use sixfold_model_checks::membership::{CheckOptions, Config, run_check};
 #[test]
 fn measure() {
-    for name in ["composed-live", "reference"] {
+    for name in ["small", "composed", "two-moves", "reference"] {
         let report = run_check(&CheckOptions {
             config: Config::named(name).unwrap(),
             bug: None,
-            threads: 1,
+            threads: 2,
             progress: false,
             stop: Stop::Exhaustive,
-            time_limit: Some(std::time::Duration::from_secs(120)),
+            time_limit: Some(std::time::Duration::from_secs(400)),
         });
         println!("{report}");
     }

@@ -42,7 +42,10 @@ fn assert_mutant_caught(bug: Bug, property: &'static str) -> Report {
 #[test]
 fn correct_model_small_config_holds_every_property_exhaustively() {
     let report = check(Config::small(), None, Stop::Exhaustive);
-    assert!(report.complete, "small must be explored to the end:\n{report}");
+    assert!(
+        report.complete,
+        "small must be explored to the end:\n{report}"
+    );
     assert!(report.all_hold(), "correct model failed:\n{report}");
     for name in [
         NO_ACKED_WRITE_LOST,
@@ -71,7 +74,10 @@ fn correct_model_composed_changes_hold_exhaustively() {
     assert!(report.complete, "{report}");
     assert!(report.all_hold(), "correct model failed:\n{report}");
     let composed = report.verdict(CHANGES_COMPOSE).expect("property exists");
-    assert!(composed.holds, "two changes were never in flight:\n{report}");
+    assert!(
+        composed.holds,
+        "two changes were never in flight:\n{report}"
+    );
 }
 
 // M5 broken: F is replaced by G before G copied what F's peers hold; a write acknowledged

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sixfold_model_checks::{
-    Bug, CheckOptions, Config, Report, Stop, membership, run_check, serve_explorer,
-    validate_model,
+    Bug, CheckOptions, Config, Report, Stop, membership, run_check, serve_explorer, validate_model,
 };
 
 #[derive(clap::Args)]
@@ -19,7 +18,7 @@ pub struct CheckArgs {
     pub model: String,
     /// Model size. quorum: small, reference, large, failover, two-recoveries, history,
     /// history-no-gossip, history-one-lsn, lease or disk-loss; membership: small, composed,
-    /// composed-live or reference (default: small, or with --bug the smallest config that
+    /// two-moves or reference (default: small, or with --bug the smallest config that
     /// catches it).
     #[arg(long)]
     pub config: Option<String>,

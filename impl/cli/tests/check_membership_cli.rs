@@ -7,19 +7,26 @@ fn sixfold() -> &'static str {
     env!("CARGO_BIN_EXE_sixfold")
 }
 
-// M3 broken on purpose: the check fails with the read-quorum property and its steps.
+// M1 broken on purpose: the check fails with the epoch property and its steps.
 #[test]
 fn check_membership_with_a_mutant_fails_with_a_counterexample() {
     let output = Command::new(sixfold())
-        .args(["check", "membership", "--bug", "drop-f-before-finalize"])
+        .args(["check", "membership", "--bug", "epoch-follows-request"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("model membership config small bug drop-f-before-finalize"));
+    assert!(stdout.contains("model membership config small bug epoch-follows-request"));
     assert!(stdout.contains("result: FAILED"), "{stdout}");
     assert!(stdout.contains("counterexample to"), "{stdout}");
-    assert!(stdout.contains("control plane begins replacing"), "{stdout}");
+    assert!(
+        stdout.contains("counterexample to \"membership epochs never decrease\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("control plane begins replacing"),
+        "{stdout}"
+    );
 }
 
 #[test]

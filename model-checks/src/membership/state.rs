@@ -110,8 +110,9 @@ impl Membership {
     /// The quorum set with every change's new member (what mutant
     /// `write-quorum-only-new-set` counts alone).
     pub fn newest_set(&self) -> SlotSet {
-        self.pending()
-            .fold(self.base, |set, change| (set & !bit(change.old)) | bit(change.new))
+        self.pending().fold(self.base, |set, change| {
+            (set & !bit(change.old)) | bit(change.new)
+        })
     }
 
     /// Every slot of any quorum set: where writes go.

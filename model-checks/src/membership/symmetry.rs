@@ -6,8 +6,8 @@
 //! is still in the orbit: less reduction, never a wrong one.
 
 use super::state::{
-    Change, LSN_CAP_MAX, MEMBERS, Membership, PENDING_MAX, SLOTS_MAX, Slot, SlotSet, State,
-    bit, contains,
+    Change, LSN_CAP_MAX, MEMBERS, Membership, PENDING_MAX, SLOTS_MAX, Slot, SlotSet, State, bit,
+    contains,
 };
 
 /// Everything in a state that mentions one slot, its name left out.
@@ -46,7 +46,10 @@ fn view(state: &State, slot: u8) -> SlotView {
     SlotView {
         slot: own,
         used: contains(state.used, slot),
-        roles: [role(&state.membership, slot), role(&state.writer.view, slot)],
+        roles: [
+            role(&state.membership, slot),
+            role(&state.writer.view, slot),
+        ],
         acks,
         peer_of: state
             .slots
