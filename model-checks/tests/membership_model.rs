@@ -36,7 +36,7 @@ fn assert_mutant_caught(bug: Bug, property: &'static str) -> Report {
     report
 }
 
-// M1–M5, Q1: one replacement of a member (live or failed) by a spare, begun, hydrated,
+// M1, M2, M3, M4, M5, Q1: one replacement of a member (live or failed) by a spare, begun, hydrated,
 // finalized or aborted, with writes and a failure interleaved: exhaustively, every property
 // holds and every scenario is reached.
 #[test]
