@@ -1,6 +1,7 @@
 //! Running a model through stateright's checker and reporting what it found.
 
 use std::fmt;
+use std::hash::Hash;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
@@ -10,7 +11,7 @@ use stateright::{Checker, Expectation, HasDiscoveries, Model};
 use crate::quorum::{Bug, Config, QuorumModel, UnknownName, property_rules, symmetry};
 
 /// The models `sixfold check` knows.
-pub const MODEL_NAMES: &[&str] = &["quorum", "replica"];
+pub const MODEL_NAMES: &[&str] = &["quorum", "membership", "replica"];
 
 /// Refuses a model name that is not one of `MODEL_NAMES`.
 pub fn validate_model(name: &str) -> Result<(), UnknownName> {
@@ -63,7 +64,7 @@ pub struct Verdict {
 pub struct Report {
     pub model: &'static str,
     pub config: &'static str,
-    /// The mutant's name, if one was checked.
+    /// The mutant's CLI name, if one was checked.
     pub bug: Option<&'static str>,
     pub threads: usize,
     pub unique_states: usize,
@@ -171,9 +172,64 @@ pub(crate) fn progress_bar(enabled: bool) -> ProgressBar {
     bar
 }
 
+/// How a search runs, whatever the model.
+#[derive(Clone, Debug)]
+pub struct SearchOptions {
+    /// Checker threads (at least 1).
+    pub threads: usize,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+    pub stop: Stop,
+    /// Stop after this long (the report then says the search is incomplete).
+    pub time_limit: Option<Duration>,
+}
+
+/// A symmetry reduction: the representative of a state's orbit.
+pub(crate) type Representative<M> = fn(&<M as Model>::State) -> <M as Model>::State;
+
+/// What a report names, and how it prints a model's steps and rules.
+pub(crate) struct Subject<'a, M: Model> {
+    pub model_name: &'static str,
+    pub config: &'static str,
+    pub bug: Option<&'static str>,
+    pub symmetry: Option<Representative<M>>,
+    pub describe: &'a dyn Fn(&M::State, &M::Action) -> String,
+    pub rules: fn(&str) -> &'static [&'static str],
+}
+
 /// Checks the quorum model exhaustively (DFS, symmetry reduction, no depth bound).
 pub fn run_check(options: &CheckOptions) -> Report {
     let model = QuorumModel::new(options.config.clone(), options.bug);
+    let describe = |state: &_, action: &_| model.describe(state, action);
+    let subject = Subject {
+        model_name: "quorum",
+        config: options.config.name,
+        bug: options.bug.map(|bug| bug.name()),
+        symmetry: Some(if options.config.az_crashes {
+            symmetry::representative_az_pairs
+        } else {
+            symmetry::representative_pg
+        }),
+        describe: &describe,
+        rules: property_rules,
+    };
+    let search = SearchOptions {
+        threads: options.threads,
+        progress: options.progress,
+        stop: options.stop.clone(),
+        time_limit: options.time_limit,
+    };
+    search_model(&model, &search, subject)
+}
+
+/// Explores `model` with stateright's DFS checker (no depth bound) and reports each
+/// property's verdict.
+pub(crate) fn search_model<M>(model: &M, options: &SearchOptions, subject: Subject<M>) -> Report
+where
+    M: Model + Clone + Send + Sync + 'static,
+    M::State: Hash + Send + Sync + Clone + PartialEq + 'static,
+    M::Action: Clone + PartialEq,
+{
     let threads = options.threads.max(1);
     let started = Instant::now();
     let finish_when = match options.stop {
@@ -185,13 +241,11 @@ pub fn run_check(options: &CheckOptions) -> Report {
     if let Some(limit) = options.time_limit {
         builder = builder.timeout(limit);
     }
+    if let Some(representative) = subject.symmetry {
+        builder = builder.symmetry_fn(representative);
+    }
     let checker = builder
         .threads(threads)
-        .symmetry_fn(if options.config.az_crashes {
-            symmetry::representative_az_pairs
-        } else {
-            symmetry::representative_pg
-        })
         .finish_when(finish_when)
         .spawn_dfs();
     let bar = progress_bar(options.progress);
@@ -219,8 +273,8 @@ pub fn run_check(options: &CheckOptions) -> Report {
     bar.finish_and_clear();
     let duration = started.elapsed();
     let discoveries = checker.discoveries();
-    let verdicts = model
-        .properties()
+    let properties = model.properties();
+    let verdicts = properties
         .iter()
         .map(|property| {
             let found = discoveries.get(property.name);
@@ -231,7 +285,7 @@ pub fn run_check(options: &CheckOptions) -> Report {
                         .into_vec()
                         .into_iter()
                         .filter_map(|(state, action)| {
-                            action.map(|action| model.describe(&state, &action))
+                            action.map(|action| (subject.describe)(&state, &action))
                         })
                         .collect(),
                 ),
@@ -240,13 +294,12 @@ pub fn run_check(options: &CheckOptions) -> Report {
             Verdict {
                 name: property.name,
                 expectation: if always { "always" } else { "sometimes" },
-                rules: property_rules(property.name),
+                rules: (subject.rules)(property.name),
                 holds: always == found.is_none(),
                 counterexample,
             }
         })
         .collect();
-    let properties = model.properties();
     let timed_out = options.time_limit.is_some_and(|limit| duration >= limit);
     let complete = !timed_out
         && match &options.stop {
@@ -258,9 +311,9 @@ pub fn run_check(options: &CheckOptions) -> Report {
             Stop::Failed(name) => !discoveries.contains_key(name),
         };
     Report {
-        model: "quorum",
-        config: options.config.name,
-        bug: options.bug.map(Bug::name),
+        model: subject.model_name,
+        config: subject.config,
+        bug: subject.bug,
         threads,
         unique_states: checker.unique_state_count(),
         states_generated: checker.state_count(),

@@ -7,20 +7,21 @@ use std::time::Duration;
 use anyhow::Context;
 use sixfold_model_checks::replica::{self, ReplicaCheckOptions, run_replica_check};
 use sixfold_model_checks::{
-    Bug, CheckOptions, Config, Report, Stop, run_check, serve_explorer, validate_model,
+    Bug, CheckOptions, Config, Report, Stop, membership, run_check, serve_explorer, validate_model,
 };
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "Examples:\n  sixfold check quorum\n  sixfold check quorum --config reference --threads 2\n  sixfold check quorum --bug write-quorum-3   (the check must fail)\n  sixfold check replica --config reference\n  sixfold check replica --bug apply-above-vdl   (the check must fail)"
+    after_help = "Examples:\n  sixfold check quorum\n  sixfold check quorum --config reference --threads 2\n  sixfold check quorum --bug write-quorum-3   (the check must fail)\n  sixfold check membership --config composed\n  sixfold check membership --bug finalize-before-hydrate   (the check must fail)\n  sixfold check replica --config reference\n  sixfold check replica --bug apply-above-vdl   (the check must fail)"
 )]
 pub struct CheckArgs {
-    /// The model to check (quorum or replica).
+    /// The model to check: quorum, membership (replacing a PG's segments, M1–M6) or
+    /// replica (read replicas, P1–P10).
     pub model: String,
-    /// Model size: small, reference, large, failover, two-recoveries, history,
-    /// history-no-gossip, history-one-lsn, lease or disk-loss; for replica: small,
-    /// reference, two-replicas or large (default: small, or with --bug the smallest config
-    /// that catches it).
+    /// Model size. quorum: small, reference, large, failover, two-recoveries, history,
+    /// history-no-gossip, history-one-lsn, lease or disk-loss; membership: small, composed,
+    /// two-moves or reference; replica: small, reference, two-replicas or large (default:
+    /// small, or with --bug the smallest config that catches it).
     #[arg(long)]
     pub config: Option<String>,
     /// Check a mutant instead of the correct protocol (e.g. write-quorum-3).
@@ -40,13 +41,12 @@ pub struct CheckArgs {
 #[derive(clap::Args)]
 #[command(after_help = "Examples:\n  sixfold explore quorum   (then open http://127.0.0.1:3000)")]
 pub struct ExploreArgs {
-    /// The model to explore (quorum).
+    /// The model to explore (quorum or membership).
     pub model: String,
     /// Address the Explorer listens on.
     #[arg(long, default_value = "127.0.0.1:3000")]
     pub addr: SocketAddr,
-    /// Model size: small, reference, large, failover, two-recoveries, history,
-    /// history-no-gossip, history-one-lsn, lease or disk-loss.
+    /// Model size (see `sixfold check --help`).
     #[arg(long, default_value = "small")]
     pub config: String,
     /// Explore a mutant.
@@ -60,35 +60,54 @@ fn parse_bug(name: Option<&str>) -> anyhow::Result<Option<Bug>> {
         .map_err(anyhow::Error::from)
 }
 
-/// Exit 0 when every property holds, 1 when one fails; errors (unknown names) become exit 2.
-pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
-    validate_model(&args.model)?;
-    if args.model == "replica" {
-        return check_replica(args);
+fn search_stop(has_bug: bool, exhaustive: bool) -> Stop {
+    if has_bug && !exhaustive {
+        Stop::FirstFailure
+    } else {
+        Stop::Exhaustive
     }
+}
+
+fn check_quorum(args: &CheckArgs) -> anyhow::Result<Report> {
     let bug = parse_bug(args.bug.as_deref())?;
     let config = match (&args.config, bug) {
         (Some(name), _) => Config::named(name)?,
         (None, Some(bug)) => bug.config(),
         (None, None) => Config::small(),
     };
-    if args.threads == 0 {
-        anyhow::bail!("--threads must be at least 1");
-    }
-    let stop = stop_for(bug.is_some(), args.exhaustive);
-    let options = CheckOptions {
+    Ok(run_check(&CheckOptions {
         config,
         bug,
         threads: args.threads,
         progress: true,
-        stop,
+        stop: search_stop(bug.is_some(), args.exhaustive),
         time_limit: args.max_seconds.map(Duration::from_secs),
+    }))
+}
+
+fn check_membership(args: &CheckArgs) -> anyhow::Result<Report> {
+    let bug = args
+        .bug
+        .as_deref()
+        .map(|name| name.parse::<membership::Bug>())
+        .transpose()?;
+    let config = match (&args.config, bug) {
+        (Some(name), _) => membership::Config::named(name)?,
+        (None, Some(bug)) => bug.config(),
+        (None, None) => membership::Config::small(),
     };
-    Ok(print_verdict(&run_check(&options)))
+    Ok(membership::run_check(&membership::CheckOptions {
+        config,
+        bug,
+        threads: args.threads,
+        progress: true,
+        stop: search_stop(bug.is_some(), args.exhaustive),
+        time_limit: args.max_seconds.map(Duration::from_secs),
+    }))
 }
 
 /// `sixfold check replica`: the read-replica model (spec/replica.md).
-fn check_replica(args: CheckArgs) -> anyhow::Result<ExitCode> {
+fn check_replica(args: &CheckArgs) -> anyhow::Result<Report> {
     let bug = args
         .bug
         .as_deref()
@@ -99,58 +118,71 @@ fn check_replica(args: CheckArgs) -> anyhow::Result<ExitCode> {
         (None, Some(bug)) => bug.config(),
         (None, None) => replica::Config::small(),
     };
-    if args.threads == 0 {
-        anyhow::bail!("--threads must be at least 1");
-    }
-    let options = ReplicaCheckOptions {
+    Ok(run_replica_check(&ReplicaCheckOptions {
         config,
         bug,
         threads: args.threads,
         progress: true,
-        stop: stop_for(bug.is_some(), args.exhaustive),
+        stop: search_stop(bug.is_some(), args.exhaustive),
         time_limit: args.max_seconds.map(Duration::from_secs),
-    };
-    Ok(print_verdict(&run_replica_check(&options)))
+    }))
 }
 
-fn stop_for(mutant: bool, exhaustive: bool) -> Stop {
-    if mutant && !exhaustive {
-        Stop::FirstFailure
-    } else {
-        Stop::Exhaustive
+/// Exit 0 when every property holds, 1 when one fails; errors (unknown names) become exit 2.
+pub fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    validate_model(&args.model)?;
+    if args.threads == 0 {
+        anyhow::bail!("--threads must be at least 1");
     }
-}
-
-/// Prints the report; exit 0 when every property holds, 1 otherwise.
-fn print_verdict(report: &Report) -> ExitCode {
+    let report = match args.model.as_str() {
+        "membership" => check_membership(&args)?,
+        "replica" => check_replica(&args)?,
+        _ => check_quorum(&args)?,
+    };
     println!("{report}");
     let failed = report.failed();
     if !failed.is_empty() {
         println!("result: FAILED: {}", failed.join(", "));
-        return ExitCode::from(1);
+        return Ok(ExitCode::from(1));
     }
     if !report.all_hold() {
         println!("result: no property failed, but the search stopped before the end");
-        return ExitCode::from(1);
+        return Ok(ExitCode::from(1));
     }
     println!("result: every property holds");
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Serves the stateright Explorer until interrupted.
 pub fn explore(args: ExploreArgs) -> anyhow::Result<ExitCode> {
     validate_model(&args.model)?;
-    if args.model != "quorum" {
-        anyhow::bail!("the Explorer serves the quorum model only");
+    if args.model == "replica" {
+        anyhow::bail!("the Explorer serves the quorum and membership models only");
+    }
+    if args.model == "membership" {
+        let config = membership::Config::named(&args.config)?;
+        let bug = args
+            .bug
+            .as_deref()
+            .map(|name| name.parse::<membership::Bug>())
+            .transpose()?;
+        listen_check(&args, config.name)?;
+        membership::serve_explorer(config, bug, args.addr);
+        return Ok(ExitCode::SUCCESS);
     }
     let config = Config::named(&args.config)?;
     let bug = parse_bug(args.bug.as_deref())?;
-    // The Explorer panics on a bind failure; find it first and say so plainly.
-    drop(TcpListener::bind(args.addr).with_context(|| format!("cannot listen on {}", args.addr))?);
-    println!(
-        "Explorer for model {} (config {}) at http://{}/",
-        args.model, config.name, args.addr
-    );
+    listen_check(&args, config.name)?;
     serve_explorer(config, bug, args.addr);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The Explorer panics on a bind failure; find it first and say so plainly.
+fn listen_check(args: &ExploreArgs, config: &str) -> anyhow::Result<()> {
+    drop(TcpListener::bind(args.addr).with_context(|| format!("cannot listen on {}", args.addr))?);
+    println!(
+        "Explorer for model {} (config {config}) at http://{}/",
+        args.model, args.addr
+    );
+    Ok(())
 }
