@@ -51,6 +51,8 @@ enum Kind {
     Savepoint(&'static str),
     Set,
     Show(String),
+    /// `DEALLOCATE [PREPARE] name | ALL` (drivers send it to drop prepared statements).
+    Deallocate(Option<String>),
     Sql,
 }
 
@@ -81,6 +83,15 @@ fn classify(sql: &str) -> Kind {
         "SAVEPOINT" => Kind::Savepoint("SAVEPOINT"),
         "RELEASE" => Kind::Savepoint("RELEASE"),
         "SET" => Kind::Set,
+        "DEALLOCATE" => {
+            let name = sql
+                .split_whitespace()
+                .map(|w| w.trim_end_matches(';'))
+                .filter(|w| !w.eq_ignore_ascii_case("PREPARE"))
+                .nth(1)
+                .unwrap_or_default();
+            Kind::Deallocate((!name.eq_ignore_ascii_case("ALL")).then(|| name.trim_matches('"').to_string()))
+        }
         "SHOW" if words.len() == 2 => Kind::Show(sql.split_whitespace().nth(1).map_or(
             String::new(),
             |name| name.trim_end_matches(';').to_string(),
@@ -543,6 +554,17 @@ impl PgSession {
                 Ok(Done::tag(word))
             }
             (Kind::Set, _) => Ok(Done::tag("SET")),
+            (Kind::Deallocate(None), _) => {
+                self.statements.clear();
+                Ok(Done::tag("DEALLOCATE ALL"))
+            }
+            (Kind::Deallocate(Some(name)), _) => match self.statements.remove(&name) {
+                Some(_) => Ok(Done::tag("DEALLOCATE")),
+                None => Err(error(
+                    "26000",
+                    format!("prepared statement {name:?} does not exist"),
+                )),
+            },
             (Kind::Show(name), _) => show(&name),
             (Kind::Sql, Block::Idle) => self.autocommit(sql, params),
             (Kind::Sql, _) => {
@@ -961,6 +983,69 @@ mod tests {
             .collect()
     }
 
+    /// A volume whose commits end as a fenced writer's do: sent, then nobody knows.
+    struct Fenced {
+        inner: MemVolume,
+        fenced: std::sync::atomic::AtomicBool,
+    }
+
+    impl PageVolume for Fenced {
+        fn begin_read(&self) -> Result<u64, sixfold_sql::VolumeError> {
+            self.inner.begin_read()
+        }
+        fn end_read(&self, read_point: u64) {
+            self.inner.end_read(read_point)
+        }
+        fn read_page(
+            &self,
+            db: u32,
+            page: u32,
+            at: u64,
+        ) -> Result<Option<Vec<u8>>, sixfold_sql::VolumeError> {
+            self.inner.read_page(db, page, at)
+        }
+        fn commit(&self, writes: Vec<sixfold_sql::PageWrite>) -> Result<u64, sixfold_sql::VolumeError> {
+            if self.fenced.load(Ordering::SeqCst) {
+                return Err(sixfold_sql::VolumeError::OutcomeUnknown(
+                    "writer fenced by epoch 9".into(),
+                ));
+            }
+            self.inner.commit(writes)
+        }
+    }
+
+    #[test]
+    fn a_commit_whose_outcome_is_unknown_is_never_a_success() {
+        // H29, H30
+        let volume = Arc::new(Fenced {
+            inner: MemVolume::new(),
+            fenced: false.into(),
+        });
+        let metrics = Arc::new(Metrics::new());
+        let tracked: Arc<dyn PageVolume> = Arc::new(crate::metrics::TrackedVolume {
+            inner: volume.clone(),
+            metrics: metrics.clone(),
+        });
+        let databases = Arc::new(Databases::new(tracked));
+        databases.create("app").unwrap();
+        let mut s = PgSession::open(databases, metrics.clone(), "app").unwrap();
+        assert_eq!(tags(&query(&mut s, "CREATE TABLE t(k)")), ["CREATE TABLE", "ZI"]);
+        assert_eq!(metrics.transactions.get(), 1);
+        volume.fenced.store(true, Ordering::SeqCst);
+        assert_eq!(tags(&query(&mut s, "INSERT INTO t VALUES (1)")), ["E08007", "ZI"]);
+        query(&mut s, "BEGIN; INSERT INTO t VALUES (2)");
+        assert_eq!(tags(&query(&mut s, "COMMIT")), ["E08007", "ZI"]);
+        assert_eq!(
+            tags(&query(&mut s, "INSERT INTO t VALUES (3); INSERT INTO t VALUES (4)")),
+            ["INSERT 0 1", "INSERT 0 1", "E08007", "ZI"]
+        );
+        assert_eq!(metrics.transactions.get(), 1, "no unknown commit counted as done");
+        assert!(metrics.pg_queries.get() >= 5);
+        volume.fenced.store(false, Ordering::SeqCst);
+        let out = query(&mut s, "SELECT count(*) FROM t");
+        assert_eq!(out[1], Backend::DataRow(vec![Some(b"0".to_vec())]));
+    }
+
     #[test]
     fn statements_split_where_sqlite_says_they_end() {
         // H25
@@ -983,6 +1068,11 @@ mod tests {
         assert_eq!(classify("ABORT"), Kind::Rollback);
         assert_eq!(classify("ROLLBACK TO SAVEPOINT a"), Kind::Savepoint("ROLLBACK"));
         assert_eq!(classify("START x"), Kind::Sql);
+        assert_eq!(classify("DEALLOCATE ALL"), Kind::Deallocate(None));
+        assert_eq!(
+            classify("deallocate prepare _pg3_1"),
+            Kind::Deallocate(Some("_pg3_1".into()))
+        );
         assert_eq!(command_tag("insert into t values (1)", false, 0, 3), "INSERT 0 3");
         assert_eq!(command_tag("CREATE UNIQUE INDEX i ON t(k)", false, 0, 0), "CREATE INDEX");
         assert_eq!(command_tag("DELETE FROM t", false, 0, 2), "DELETE 2");
