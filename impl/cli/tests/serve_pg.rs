@@ -39,15 +39,21 @@ impl Server {
                 let _ = send.send(line);
             }
         });
-        let mut line = || {
+        let line = || {
             receive
                 .recv_timeout(Duration::from_secs(60))
                 .unwrap_or_else(|_| panic!("no address printed; log: {}", read(log)))
         };
         let http = line();
         let pg = line();
-        let http = http.strip_prefix("listening on http://").expect(&http).to_string();
-        let pg = pg.strip_prefix("listening on postgresql://").expect(&pg).to_string();
+        let http = http
+            .strip_prefix("listening on http://")
+            .expect(&http)
+            .to_string();
+        let pg = pg
+            .strip_prefix("listening on postgresql://")
+            .expect(&pg)
+            .to_string();
         Server { child, http, pg }
     }
 
@@ -221,7 +227,9 @@ impl Pg {
     fn until_ready(&mut self) -> Vec<Msg> {
         let mut messages = Vec::new();
         loop {
-            let msg = self.try_read().expect("connection closed before ReadyForQuery");
+            let msg = self
+                .try_read()
+                .expect("connection closed before ReadyForQuery");
             let ready = msg.kind == b'Z';
             messages.push(msg);
             if ready {
@@ -242,7 +250,13 @@ impl Pg {
     }
 
     /// H28: Parse, Bind (text parameters, `binary` results), Describe, Execute, Sync.
-    fn extended(&mut self, sql: &str, types: &[u32], params: &[Option<&[u8]>], binary: bool) -> Vec<Msg> {
+    fn extended(
+        &mut self,
+        sql: &str,
+        types: &[u32],
+        params: &[Option<&[u8]>],
+        binary: bool,
+    ) -> Vec<Msg> {
         let mut parse = Vec::new();
         cstr(&mut parse, "");
         cstr(&mut parse, sql);
@@ -339,8 +353,15 @@ fn the_protocol_over_tcp_startup_queries_types_transactions_errors() {
         .filter(|m| m.kind == b'S')
         .map(|m| String::from_utf8_lossy(&m.body).replace('\0', "="))
         .collect();
-    for wanted in ["client_encoding=UTF8=", "integer_datetimes=on=", "server_version=16"] {
-        assert!(parameters.iter().any(|p| p.starts_with(wanted)), "{parameters:?}");
+    for wanted in [
+        "client_encoding=UTF8=",
+        "integer_datetimes=on=",
+        "server_version=16",
+    ] {
+        assert!(
+            parameters.iter().any(|p| p.starts_with(wanted)),
+            "{parameters:?}"
+        );
     }
 
     // H25, H27: several statements in one Query, their tags, an empty query.
@@ -348,7 +369,11 @@ fn the_protocol_over_tcp_startup_queries_types_transactions_errors() {
         "CREATE TABLE t(k INTEGER PRIMARY KEY, v TEXT, r REAL, b BLOB); \
          INSERT INTO t VALUES (1, 'one', 1.5, x'00ff'); INSERT INTO t VALUES (2, '', NULL, NULL)",
     );
-    assert_eq!(tags(&out), ["CREATE TABLE", "INSERT 0 1", "INSERT 0 1"], "{out:?}");
+    assert_eq!(
+        tags(&out),
+        ["CREATE TABLE", "INSERT 0 1", "INSERT 0 1"],
+        "{out:?}"
+    );
     assert_eq!(status(&out), 'I');
     assert_eq!(kinds(&pg.query(" ; ")), "IZ");
 
@@ -369,7 +394,13 @@ fn the_protocol_over_tcp_startup_queries_types_transactions_errors() {
     assert_eq!(
         rows(&out),
         [
-            vec![some("1"), some("one"), some("1.5"), some("\\x00ff"), some("0")],
+            vec![
+                some("1"),
+                some("one"),
+                some("1.5"),
+                some("\\x00ff"),
+                some("0")
+            ],
             vec![some("2"), some(""), None, None, some("0")],
             vec![some("3"), None, some("-2.25"), some("\\x0102"), some("1")],
         ]
@@ -386,20 +417,35 @@ fn the_protocol_over_tcp_startup_queries_types_transactions_errors() {
     assert_eq!(status(&pg.query("BEGIN")), 'T');
     assert_eq!(status(&pg.query("DELETE FROM t")), 'T');
     let out = pg.query("ROLLBACK");
-    assert_eq!((tags(&out), status(&out)), (vec!["ROLLBACK".to_string()], 'I'));
+    assert_eq!(
+        (tags(&out), status(&out)),
+        (vec!["ROLLBACK".to_string()], 'I')
+    );
     assert_eq!(rows(&pg.query("SELECT count(*) FROM t")), [vec![some("3")]]);
     pg.query("BEGIN");
     pg.query("INSERT INTO t(k) VALUES (10)");
     let out = pg.query("INSERT INTO t(k) VALUES (10)");
-    assert_eq!((sqlstate(&out).as_deref(), status(&out)), (Some("23505"), 'E'));
+    assert_eq!(
+        (sqlstate(&out).as_deref(), status(&out)),
+        (Some("23505"), 'E')
+    );
     let out = pg.query("SELECT 1");
-    assert_eq!((sqlstate(&out).as_deref(), status(&out)), (Some("25P02"), 'E'));
+    assert_eq!(
+        (sqlstate(&out).as_deref(), status(&out)),
+        (Some("25P02"), 'E')
+    );
     let out = pg.query("COMMIT");
-    assert_eq!((tags(&out), status(&out)), (vec!["ROLLBACK".to_string()], 'I'));
+    assert_eq!(
+        (tags(&out), status(&out)),
+        (vec!["ROLLBACK".to_string()], 'I')
+    );
     pg.query("BEGIN");
     pg.query("INSERT INTO t(k) VALUES (11)");
     let out = pg.query("COMMIT");
-    assert_eq!((tags(&out), status(&out)), (vec!["COMMIT".to_string()], 'I'));
+    assert_eq!(
+        (tags(&out), status(&out)),
+        (vec!["COMMIT".to_string()], 'I')
+    );
     assert_eq!(
         rows(&pg.query("SELECT k FROM t WHERE k >= 10")),
         [vec![some("11")]],
@@ -408,10 +454,19 @@ fn the_protocol_over_tcp_startup_queries_types_transactions_errors() {
 
     // H23: errors carry SQLSTATEs, and the session goes on.
     let out = pg.query("SELEC 1");
-    assert_eq!((sqlstate(&out).as_deref(), status(&out)), (Some("42601"), 'I'));
-    assert_eq!(sqlstate(&pg.query("SELECT * FROM missing")).as_deref(), Some("42P01"));
+    assert_eq!(
+        (sqlstate(&out).as_deref(), status(&out)),
+        (Some("42601"), 'I')
+    );
+    assert_eq!(
+        sqlstate(&pg.query("SELECT * FROM missing")).as_deref(),
+        Some("42P01")
+    );
     let out = pg.extended("SELECT $1 +", &[], &[], false);
-    assert_eq!((sqlstate(&out).as_deref(), kinds(&out)), (Some("42601"), "EZ".into()));
+    assert_eq!(
+        (sqlstate(&out).as_deref(), kinds(&out)),
+        (Some("42601"), "EZ".into())
+    );
     let out = pg.extended("SELECT $1", &[20], &[Some(b"x")], false);
     assert_eq!(sqlstate(&out).as_deref(), Some("22P02"));
     assert_eq!(rows(&pg.query("SELECT 41 + 1")), [vec![some("42")]]);
@@ -559,7 +614,9 @@ fn psql() -> Option<PathBuf> {
     match found() {
         Some(_) => Some(PathBuf::from("psql")),
         None => {
-            eprintln!("SKIPPED: psql is not installed and `apt-get install postgresql-client` failed");
+            eprintln!(
+                "SKIPPED: psql is not installed and `apt-get install postgresql-client` failed"
+            );
             None
         }
     }
@@ -567,7 +624,16 @@ fn psql() -> Option<PathBuf> {
 
 fn run_psql(psql: &Path, server: &Server, args: &[&str]) -> (bool, String, String) {
     let output = Command::new(psql)
-        .args(["-h", "127.0.0.1", "-p", &server.port(), "-U", "tester", "-d", "app"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &server.port(),
+            "-U",
+            "tester",
+            "-d",
+            "app",
+        ])
         .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
         .args(args)
         .env("PGCONNECT_TIMEOUT", "20")
@@ -601,7 +667,12 @@ fn psql_connects_and_runs_sqlite_statements() {
     let (ok, out, err) = run_psql(
         &psql,
         &server,
-        &["-c", "\\pset null (null)", "-c", "SELECT k, v FROM t ORDER BY k"],
+        &[
+            "-c",
+            "\\pset null (null)",
+            "-c",
+            "SELECT k, v FROM t ORDER BY k",
+        ],
     );
     assert!(ok, "{err}");
     assert_eq!(out, "1|one\n2|\n3|(null)\n");
@@ -620,19 +691,39 @@ fn psql_connects_and_runs_sqlite_statements() {
     let (ok, _, err) = run_psql(
         &psql,
         &server,
-        &["-v", "VERBOSITY=verbose", "-c", "INSERT INTO t VALUES (1, 'again')"],
+        &[
+            "-v",
+            "VERBOSITY=verbose",
+            "-c",
+            "INSERT INTO t VALUES (1, 'again')",
+        ],
     );
     assert!(!ok);
-    assert!(err.contains("23505") && err.contains("UNIQUE constraint failed"), "{err}");
+    assert!(
+        err.contains("23505") && err.contains("UNIQUE constraint failed"),
+        "{err}"
+    );
     let (ok, _, err) = run_psql(&psql, &server, &["-c", "SELEC 1"]);
     assert!(!ok && err.contains("syntax error"), "{err}");
     // An unknown database.
     let output = Command::new(&psql)
-        .args(["-h", "127.0.0.1", "-p", &server.port(), "-d", "nope", "-c", "SELECT 1"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &server.port(),
+            "-d",
+            "nope",
+            "-c",
+            "SELECT 1",
+        ])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success() && err.contains("does not exist"), "{err}");
+    assert!(
+        !output.status.success() && err.contains("does not exist"),
+        "{err}"
+    );
 }
 
 /// A virtual environment with `psycopg[binary]` under the target folder; `None` (and a
@@ -661,7 +752,10 @@ fn psycopg_python() -> Option<PathBuf> {
     if installed && has_psycopg(&python) {
         Some(python)
     } else {
-        eprintln!("SKIPPED: could not install psycopg[binary] into {}", venv.display());
+        eprintln!(
+            "SKIPPED: could not install psycopg[binary] into {}",
+            venv.display()
+        );
         None
     }
 }
@@ -669,7 +763,9 @@ fn psycopg_python() -> Option<PathBuf> {
 #[test]
 fn psycopg_connects_binds_parameters_and_keeps_types() {
     // H20, H24, H26, H28
-    let Some(python) = psycopg_python() else { return };
+    let Some(python) = psycopg_python() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path());
     server.create("app");

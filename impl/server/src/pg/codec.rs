@@ -399,7 +399,8 @@ impl Backend {
             Backend::PortalSuspended => frame(out, b's', |_| {}),
             Backend::ParameterDescription(oids) => frame(out, b't', |b| {
                 count(b, oids.len());
-                oids.iter().for_each(|oid| b.extend_from_slice(&oid.to_be_bytes()));
+                oids.iter()
+                    .for_each(|oid| b.extend_from_slice(&oid.to_be_bytes()));
             }),
             Backend::Error(notice) => frame(out, b'E', |b| notice_fields(b, notice)),
             Backend::Notice(notice) => frame(out, b'N', |b| notice_fields(b, notice)),
@@ -505,7 +506,11 @@ mod tests {
         let mut parse = b"s\0SELECT $1\0".to_vec();
         parse.extend_from_slice(&1i16.to_be_bytes());
         parse.extend_from_slice(&20i32.to_be_bytes());
-        for valid in [typed(b'P', &parse), typed(b'B', &bind), typed(b'D', b"Px\0")] {
+        for valid in [
+            typed(b'P', &parse),
+            typed(b'B', &bind),
+            typed(b'D', b"Px\0"),
+        ] {
             for at in 0..valid.len() {
                 for byte in [0u8, 1, 0x7f, 0xff] {
                     let mut bad = valid.clone();
@@ -528,7 +533,10 @@ mod tests {
             decode_startup(&packet),
             Ok(Some((
                 Startup::Start {
-                    params: vec![("user".into(), "me".into()), ("database".into(), "app".into())],
+                    params: vec![
+                        ("user".into(), "me".into()),
+                        ("database".into(), "app".into())
+                    ],
                     minor: 0
                 },
                 packet.len()

@@ -147,7 +147,11 @@ impl Drop for Open {
     }
 }
 
-async fn connection(mut stream: TcpStream, app: &Arc<App>, cancels: &Cancels) -> std::io::Result<()> {
+async fn connection(
+    mut stream: TcpStream,
+    app: &Arc<App>,
+    cancels: &Cancels,
+) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let mut buffer = Vec::new();
     let Some((params, minor)) = startup(&mut stream, &mut buffer, cancels).await? else {
@@ -218,9 +222,7 @@ async fn open_session(app: &Arc<App>, name: &str) -> Result<PgSession, Backend> 
             code: "3D000",
             message: format!("database \"{name}\" does not exist"),
             detail: None,
-            hint: Some(
-                "create it with `sixfold db create` or POST /v1/db {\"name\": ...}".into(),
-            ),
+            hint: Some("create it with `sixfold db create` or POST /v1/db {\"name\": ...}".into()),
         }),
         other => fatal("58000", other.to_string()),
     })
@@ -316,6 +318,12 @@ async fn run_batch(
     };
     match finished {
         Ok((out, session)) => (out, session),
-        Err(join) => (vec![fatal("XX000", format!("the session's worker failed: {join}"))], None),
+        Err(join) => (
+            vec![fatal(
+                "XX000",
+                format!("the session's worker failed: {join}"),
+            )],
+            None,
+        ),
     }
 }

@@ -90,12 +90,15 @@ fn classify(sql: &str) -> Kind {
                 .filter(|w| !w.eq_ignore_ascii_case("PREPARE"))
                 .nth(1)
                 .unwrap_or_default();
-            Kind::Deallocate((!name.eq_ignore_ascii_case("ALL")).then(|| name.trim_matches('"').to_string()))
+            Kind::Deallocate(
+                (!name.eq_ignore_ascii_case("ALL")).then(|| name.trim_matches('"').to_string()),
+            )
         }
-        "SHOW" if words.len() == 2 => Kind::Show(sql.split_whitespace().nth(1).map_or(
-            String::new(),
-            |name| name.trim_end_matches(';').to_string(),
-        )),
+        "SHOW" if words.len() == 2 => Kind::Show(
+            sql.split_whitespace()
+                .nth(1)
+                .map_or(String::new(), |name| name.trim_end_matches(';').to_string()),
+        ),
         _ => Kind::Sql,
     }
 }
@@ -348,7 +351,14 @@ impl PgSession {
                 param_formats,
                 params,
                 result_formats,
-            } => self.bind(portal, &statement, &param_formats, params, result_formats, out),
+            } => self.bind(
+                portal,
+                &statement,
+                &param_formats,
+                params,
+                result_formats,
+                out,
+            ),
             Frontend::Describe { portal: true, name } => self.describe_portal(&name, out),
             Frontend::Describe {
                 portal: false,
@@ -376,7 +386,9 @@ impl PgSession {
             Frontend::Terminate => return false,
             Frontend::Unsupported(kind) => Err(error(
                 "0A000",
-                format!("message type {kind:?} is not supported (no COPY, function calls or passwords after startup)"),
+                format!(
+                    "message type {kind:?} is not supported (no COPY, function calls or passwords after startup)"
+                ),
             )),
         };
         if let Err(notice) = answered {
@@ -412,7 +424,10 @@ impl PgSession {
     fn conn(&mut self) -> Result<&Connection, Notice> {
         if self.conn.is_none() {
             let conn = self.databases.take(&self.database).map_err(|failure| {
-                error("58000", format!("opening database {:?}: {failure}", self.database))
+                error(
+                    "58000",
+                    format!("opening database {:?}: {failure}", self.database),
+                )
             })?;
             *self.interrupt.lock() = Some(conn.get_interrupt_handle());
             self.conn = Some(conn);
@@ -501,7 +516,8 @@ impl PgSession {
     fn run_in_block(&mut self, sql: &str, params: &[Value]) -> Result<Done, Notice> {
         match (classify(sql), self.block) {
             (Kind::Commit | Kind::Rollback, Block::Failed) => {
-                self.exec("ROLLBACK").or_else(|_| self.forget_connection())?;
+                self.exec("ROLLBACK")
+                    .or_else(|_| self.forget_connection())?;
                 self.block = Block::Idle;
                 Ok(Done::tag("ROLLBACK"))
             }
@@ -516,8 +532,10 @@ impl PgSession {
             )),
             (Kind::Begin(_), Block::Open | Block::Implicit) => {
                 let mut done = Done::tag("BEGIN");
-                done.notices
-                    .push(warning("25001", "there is already a transaction in progress"));
+                done.notices.push(warning(
+                    "25001",
+                    "there is already a transaction in progress",
+                ));
                 Ok(done)
             }
             (Kind::Begin(begin), Block::Idle) => {
@@ -605,9 +623,10 @@ impl PgSession {
                 Ok(value)
             }
             (Ok(value), CommitNote::Nothing) => Ok(value),
-            (Ok(_), CommitNote::Failed) => {
-                Err(error("XX000", "SQLite reported a commit the volume refused"))
-            }
+            (Ok(_), CommitNote::Failed) => Err(error(
+                "XX000",
+                "SQLite reported a commit the volume refused",
+            )),
             (Err(failure), _) => Err(sql_notice(self.conn.as_ref(), failure)),
         }
     }
@@ -642,7 +661,9 @@ impl PgSession {
                 "cannot insert multiple commands into a prepared statement",
             ));
         }
-        let sql = pieces.first().map_or(String::new(), |piece| piece.to_string());
+        let sql = pieces
+            .first()
+            .map_or(String::new(), |piece| piece.to_string());
         let kind_is_sql = classify(&sql) == Kind::Sql && !sql.is_empty();
         if kind_is_sql {
             // A syntax error or an unknown table is reported now, as PostgreSQL does.
@@ -663,9 +684,12 @@ impl PgSession {
     }
 
     fn prepared(&self, name: &str) -> Result<&Prepared, Notice> {
-        self.statements
-            .get(name)
-            .ok_or_else(|| error("26000", format!("prepared statement {name:?} does not exist")))
+        self.statements.get(name).ok_or_else(|| {
+            error(
+                "26000",
+                format!("prepared statement {name:?} does not exist"),
+            )
+        })
     }
 
     fn bind(
@@ -839,7 +863,10 @@ impl PgSession {
             _ => remaining,
         };
         let rows = &done.rows[portal.sent..portal.sent + take];
-        out.extend(rows.iter().map(|row| done.data_row(row, &portal.result_formats)));
+        out.extend(
+            rows.iter()
+                .map(|row| done.data_row(row, &portal.result_formats)),
+        );
         portal.sent += take;
         if portal.sent < done.rows.len() {
             out.push(Backend::PortalSuspended);
@@ -864,7 +891,12 @@ fn show(name: &str) -> Result<Done, Notice> {
         .find(|(known, _)| known.eq_ignore_ascii_case(name))
         .map(|(_, value)| *value)
         .or_else(|| (name.eq_ignore_ascii_case("transaction_isolation")).then_some("serializable"))
-        .ok_or_else(|| error("42704", format!("unrecognized configuration parameter {name:?}")))?;
+        .ok_or_else(|| {
+            error(
+                "42704",
+                format!("unrecognized configuration parameter {name:?}"),
+            )
+        })?;
     Ok(Done {
         names: vec![name.to_string()],
         oids: vec![types::TEXT],
@@ -939,7 +971,11 @@ fn statement(conn: &Connection, sql: &str, params: &[Value]) -> rusqlite::Result
             types::column_type(rows.iter().map(|row| &row[at]), declared.as_deref())
         })
         .collect();
-    let changes = if prepared.readonly() { 0 } else { conn.changes() };
+    let changes = if prepared.readonly() {
+        0
+    } else {
+        conn.changes()
+    };
     let tag = command_tag(sql, !names.is_empty(), rows.len(), changes);
     Ok(Done {
         names,
@@ -1004,7 +1040,10 @@ mod tests {
         ) -> Result<Option<Vec<u8>>, sixfold_sql::VolumeError> {
             self.inner.read_page(db, page, at)
         }
-        fn commit(&self, writes: Vec<sixfold_sql::PageWrite>) -> Result<u64, sixfold_sql::VolumeError> {
+        fn commit(
+            &self,
+            writes: Vec<sixfold_sql::PageWrite>,
+        ) -> Result<u64, sixfold_sql::VolumeError> {
             if self.fenced.load(Ordering::SeqCst) {
                 return Err(sixfold_sql::VolumeError::OutcomeUnknown(
                     "writer fenced by epoch 9".into(),
@@ -1029,17 +1068,30 @@ mod tests {
         let databases = Arc::new(Databases::new(tracked));
         databases.create("app").unwrap();
         let mut s = PgSession::open(databases, metrics.clone(), "app").unwrap();
-        assert_eq!(tags(&query(&mut s, "CREATE TABLE t(k)")), ["CREATE TABLE", "ZI"]);
+        assert_eq!(
+            tags(&query(&mut s, "CREATE TABLE t(k)")),
+            ["CREATE TABLE", "ZI"]
+        );
         assert_eq!(metrics.transactions.get(), 1);
         volume.fenced.store(true, Ordering::SeqCst);
-        assert_eq!(tags(&query(&mut s, "INSERT INTO t VALUES (1)")), ["E08007", "ZI"]);
+        assert_eq!(
+            tags(&query(&mut s, "INSERT INTO t VALUES (1)")),
+            ["E08007", "ZI"]
+        );
         query(&mut s, "BEGIN; INSERT INTO t VALUES (2)");
         assert_eq!(tags(&query(&mut s, "COMMIT")), ["E08007", "ZI"]);
         assert_eq!(
-            tags(&query(&mut s, "INSERT INTO t VALUES (3); INSERT INTO t VALUES (4)")),
+            tags(&query(
+                &mut s,
+                "INSERT INTO t VALUES (3); INSERT INTO t VALUES (4)"
+            )),
             ["INSERT 0 1", "INSERT 0 1", "E08007", "ZI"]
         );
-        assert_eq!(metrics.transactions.get(), 1, "no unknown commit counted as done");
+        assert_eq!(
+            metrics.transactions.get(),
+            1,
+            "no unknown commit counted as done"
+        );
         assert!(metrics.pg_queries.get() >= 5);
         volume.fenced.store(false, Ordering::SeqCst);
         let out = query(&mut s, "SELECT count(*) FROM t");
@@ -1062,22 +1114,40 @@ mod tests {
     fn statements_are_classified_and_tagged() {
         // H26, H27
         assert_eq!(classify("begin"), Kind::Begin("BEGIN IMMEDIATE"));
-        assert_eq!(classify("START TRANSACTION READ ONLY"), Kind::Begin("BEGIN DEFERRED"));
-        assert_eq!(classify("BEGIN DEFERRED TRANSACTION"), Kind::Begin("BEGIN DEFERRED"));
+        assert_eq!(
+            classify("START TRANSACTION READ ONLY"),
+            Kind::Begin("BEGIN DEFERRED")
+        );
+        assert_eq!(
+            classify("BEGIN DEFERRED TRANSACTION"),
+            Kind::Begin("BEGIN DEFERRED")
+        );
         assert_eq!(classify("end"), Kind::Commit);
         assert_eq!(classify("ABORT"), Kind::Rollback);
-        assert_eq!(classify("ROLLBACK TO SAVEPOINT a"), Kind::Savepoint("ROLLBACK"));
+        assert_eq!(
+            classify("ROLLBACK TO SAVEPOINT a"),
+            Kind::Savepoint("ROLLBACK")
+        );
         assert_eq!(classify("START x"), Kind::Sql);
         assert_eq!(classify("DEALLOCATE ALL"), Kind::Deallocate(None));
         assert_eq!(
             classify("deallocate prepare _pg3_1"),
             Kind::Deallocate(Some("_pg3_1".into()))
         );
-        assert_eq!(command_tag("insert into t values (1)", false, 0, 3), "INSERT 0 3");
-        assert_eq!(command_tag("CREATE UNIQUE INDEX i ON t(k)", false, 0, 0), "CREATE INDEX");
+        assert_eq!(
+            command_tag("insert into t values (1)", false, 0, 3),
+            "INSERT 0 3"
+        );
+        assert_eq!(
+            command_tag("CREATE UNIQUE INDEX i ON t(k)", false, 0, 0),
+            "CREATE INDEX"
+        );
         assert_eq!(command_tag("DELETE FROM t", false, 0, 2), "DELETE 2");
         assert_eq!(command_tag("VALUES (1),(2)", true, 2, 0), "SELECT 2");
-        assert_eq!(command_tag("PRAGMA user_version = 3", false, 0, 0), "PRAGMA");
+        assert_eq!(
+            command_tag("PRAGMA user_version = 3", false, 0, 0),
+            "PRAGMA"
+        );
     }
 
     #[test]
@@ -1085,7 +1155,10 @@ mod tests {
         // H25, H26
         let mut s = session();
         assert_eq!(
-            tags(&query(&mut s, "CREATE TABLE t(k INTEGER PRIMARY KEY, v TEXT)")),
+            tags(&query(
+                &mut s,
+                "CREATE TABLE t(k INTEGER PRIMARY KEY, v TEXT)"
+            )),
             ["CREATE TABLE", "ZI"]
         );
         assert_eq!(tags(&query(&mut s, "BEGIN")), ["BEGIN", "ZT"]);
@@ -1093,13 +1166,22 @@ mod tests {
             tags(&query(&mut s, "INSERT INTO t VALUES (1, 'a')")),
             ["INSERT 0 1", "ZT"]
         );
-        assert_eq!(tags(&query(&mut s, "INSERT INTO t VALUES (1, 'b')")), ["E23505", "ZE"]);
+        assert_eq!(
+            tags(&query(&mut s, "INSERT INTO t VALUES (1, 'b')")),
+            ["E23505", "ZE"]
+        );
         assert_eq!(tags(&query(&mut s, "SELECT 1")), ["E25P02", "ZE"]);
         assert_eq!(tags(&query(&mut s, "COMMIT")), ["ROLLBACK", "ZI"]);
-        assert_eq!(tags(&query(&mut s, "SELECT count(*) FROM t")), ["T", "D", "SELECT 1", "ZI"]);
+        assert_eq!(
+            tags(&query(&mut s, "SELECT count(*) FROM t")),
+            ["T", "D", "SELECT 1", "ZI"]
+        );
         // Several statements are one implicit transaction: a failure undoes them all.
         assert_eq!(
-            tags(&query(&mut s, "INSERT INTO t VALUES (2, 'x'); INSERT INTO t VALUES (2, 'y')")),
+            tags(&query(
+                &mut s,
+                "INSERT INTO t VALUES (2, 'x'); INSERT INTO t VALUES (2, 'y')"
+            )),
             ["INSERT 0 1", "E23505", "ZI"]
         );
         let out = query(&mut s, "SELECT count(*) FROM t");
@@ -1113,7 +1195,10 @@ mod tests {
             &mut s,
             "BEGIN; INSERT INTO t VALUES (5, 'a'); SAVEPOINT s; INSERT INTO t VALUES (5, 'b')",
         );
-        assert_eq!(tags(&out), ["BEGIN", "INSERT 0 1", "SAVEPOINT", "E23505", "ZE"]);
+        assert_eq!(
+            tags(&out),
+            ["BEGIN", "INSERT 0 1", "SAVEPOINT", "E23505", "ZE"]
+        );
         assert_eq!(tags(&query(&mut s, "ROLLBACK TO s")), ["ROLLBACK", "ZT"]);
         assert_eq!(tags(&query(&mut s, "COMMIT")), ["COMMIT", "ZI"]);
         let out = query(&mut s, "SELECT v FROM t");

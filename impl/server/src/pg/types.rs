@@ -308,7 +308,10 @@ mod tests {
         assert_eq!(text("42", INT4), Ok(Value::Integer(42)));
         assert_eq!(text("42", 0), Ok(Value::Text("42".into())));
         assert_eq!(text("1.5", FLOAT8), Ok(Value::Real(1.5)));
-        assert_eq!(text("-Infinity", FLOAT8), Ok(Value::Real(f64::NEG_INFINITY)));
+        assert_eq!(
+            text("-Infinity", FLOAT8),
+            Ok(Value::Real(f64::NEG_INFINITY))
+        );
         assert_eq!(text("7", NUMERIC), Ok(Value::Integer(7)));
         assert_eq!(text("t", BOOL), Ok(Value::Integer(1)));
         assert_eq!(text("\\x00ff", BYTEA), Ok(Value::Blob(vec![0, 255])));
@@ -332,7 +335,10 @@ mod tests {
         assert_eq!(sqlstate(ffi::SQLITE_CONSTRAINT_UNIQUE, ""), "23505");
         assert_eq!(sqlstate(ffi::SQLITE_CONSTRAINT_NOTNULL, ""), "23502");
         assert_eq!(sqlstate(ffi::SQLITE_CONSTRAINT, ""), "23000");
-        assert_eq!(sqlstate(ffi::SQLITE_ERROR, "near \"SELEC\": syntax error"), "42601");
+        assert_eq!(
+            sqlstate(ffi::SQLITE_ERROR, "near \"SELEC\": syntax error"),
+            "42601"
+        );
         assert_eq!(sqlstate(ffi::SQLITE_ERROR, "no such table: t"), "42P01");
         assert_eq!(sqlstate(ffi::SQLITE_BUSY, "database is locked"), "40001");
     }
