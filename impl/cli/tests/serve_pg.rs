@@ -201,8 +201,7 @@ impl Pg {
         stream.write_all(&frame(None, &body)).unwrap();
         let mut pg = Pg { stream };
         let mut hello = Vec::new();
-        loop {
-            let Some(msg) = pg.try_read() else { break };
+        while let Some(msg) = pg.try_read() {
             let kind = msg.kind;
             hello.push(msg);
             if kind == b'Z' || kind == b'E' {

@@ -30,15 +30,18 @@ use crate::http::App;
 use codec::{Backend, Frontend, Notice, Startup};
 use session::{PARAMETERS, PgSession};
 
+/// Where a session keeps its running statement's interrupt handle.
+type InterruptSlot = Arc<Mutex<Option<InterruptHandle>>>;
+
 /// The sessions a CancelRequest may interrupt, by (process id, secret key).
 #[derive(Default)]
 struct Cancels {
     next_id: AtomicI32,
-    running: Mutex<HashMap<(i32, i32), Arc<Mutex<Option<InterruptHandle>>>>>,
+    running: Mutex<HashMap<(i32, i32), InterruptSlot>>,
 }
 
 impl Cancels {
-    fn register(&self, interrupt: Arc<Mutex<Option<InterruptHandle>>>) -> (i32, i32) {
+    fn register(&self, interrupt: InterruptSlot) -> (i32, i32) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
         let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
         hasher.write_i32(id);

@@ -778,7 +778,6 @@ impl PgSession {
             .map_err(|failure| sql_notice(Some(conn), failure))?;
         let fields: Vec<FieldDescription> = prepared
             .columns()
-            .into_iter()
             .map(|column| {
                 let oid = column.decl_type().map_or(types::TEXT, types::affinity_type);
                 FieldDescription {
@@ -950,7 +949,6 @@ fn statement(conn: &Connection, sql: &str, params: &[Value]) -> rusqlite::Result
     let names: Vec<String> = prepared.column_names().map(str::to_string).collect();
     let declared: Vec<Option<String>> = prepared
         .columns()
-        .into_iter()
         .map(|column| column.decl_type().map(str::to_string))
         .collect();
     let mut rows = Vec::new();

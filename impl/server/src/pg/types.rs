@@ -175,7 +175,7 @@ fn decode_bytea(bytes: &[u8]) -> Option<Value> {
         .copied()
         .filter(|b| !b.is_ascii_whitespace())
         .collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return None;
     }
     digits
