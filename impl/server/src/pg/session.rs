@@ -1006,8 +1006,8 @@ mod tests {
         out.iter()
             .map(|message| match message {
                 Backend::CommandComplete(tag) => tag.clone(),
-                Backend::Error(notice) => format!("E{}", notice.code),
-                Backend::Notice(notice) => format!("N{}", notice.code),
+                Backend::Error(notice) => format!("error {}", notice.code),
+                Backend::Notice(notice) => format!("notice {}", notice.code),
                 Backend::ReadyForQuery(status) => format!("Z{}", *status as char),
                 Backend::RowDescription(_) => "T".into(),
                 Backend::DataRow(_) => "D".into(),
@@ -1074,16 +1074,16 @@ mod tests {
         volume.fenced.store(true, Ordering::SeqCst);
         assert_eq!(
             tags(&query(&mut s, "INSERT INTO t VALUES (1)")),
-            ["E08007", "ZI"]
+            ["error 08007", "ZI"]
         );
         query(&mut s, "BEGIN; INSERT INTO t VALUES (2)");
-        assert_eq!(tags(&query(&mut s, "COMMIT")), ["E08007", "ZI"]);
+        assert_eq!(tags(&query(&mut s, "COMMIT")), ["error 08007", "ZI"]);
         assert_eq!(
             tags(&query(
                 &mut s,
                 "INSERT INTO t VALUES (3); INSERT INTO t VALUES (4)"
             )),
-            ["INSERT 0 1", "INSERT 0 1", "E08007", "ZI"]
+            ["INSERT 0 1", "INSERT 0 1", "error 08007", "ZI"]
         );
         assert_eq!(
             metrics.transactions.get(),
@@ -1166,9 +1166,9 @@ mod tests {
         );
         assert_eq!(
             tags(&query(&mut s, "INSERT INTO t VALUES (1, 'b')")),
-            ["E23505", "ZE"]
+            ["error 23505", "ZE"]
         );
-        assert_eq!(tags(&query(&mut s, "SELECT 1")), ["E25P02", "ZE"]);
+        assert_eq!(tags(&query(&mut s, "SELECT 1")), ["error 25P02", "ZE"]);
         assert_eq!(tags(&query(&mut s, "COMMIT")), ["ROLLBACK", "ZI"]);
         assert_eq!(
             tags(&query(&mut s, "SELECT count(*) FROM t")),
@@ -1180,14 +1180,17 @@ mod tests {
                 &mut s,
                 "INSERT INTO t VALUES (2, 'x'); INSERT INTO t VALUES (2, 'y')"
             )),
-            ["INSERT 0 1", "E23505", "ZI"]
+            ["INSERT 0 1", "error 23505", "ZI"]
         );
         let out = query(&mut s, "SELECT count(*) FROM t");
         assert_eq!(out[1], Backend::DataRow(vec![Some(b"0".to_vec())]));
         assert_eq!(tags(&query(&mut s, "")), ["I", "ZI"]);
-        assert_eq!(tags(&query(&mut s, "COMMIT")), ["N25P01", "COMMIT", "ZI"]);
-        assert_eq!(tags(&query(&mut s, "SAVEPOINT a")), ["E25P01", "ZI"]);
-        assert_eq!(tags(&query(&mut s, "SELEC 1")), ["E42601", "ZI"]);
+        assert_eq!(
+            tags(&query(&mut s, "COMMIT")),
+            ["notice 25P01", "COMMIT", "ZI"]
+        );
+        assert_eq!(tags(&query(&mut s, "SAVEPOINT a")), ["error 25P01", "ZI"]);
+        assert_eq!(tags(&query(&mut s, "SELEC 1")), ["error 42601", "ZI"]);
         // A savepoint rolled back to recovers a failed block.
         let out = query(
             &mut s,
@@ -1195,7 +1198,7 @@ mod tests {
         );
         assert_eq!(
             tags(&out),
-            ["BEGIN", "INSERT 0 1", "SAVEPOINT", "E23505", "ZE"]
+            ["BEGIN", "INSERT 0 1", "SAVEPOINT", "error 23505", "ZE"]
         );
         assert_eq!(tags(&query(&mut s, "ROLLBACK TO s")), ["ROLLBACK", "ZT"]);
         assert_eq!(tags(&query(&mut s, "COMMIT")), ["COMMIT", "ZI"]);
@@ -1300,6 +1303,6 @@ mod tests {
         ] {
             s.handle(message, &mut out);
         }
-        assert_eq!(tags(&out), ["E08P01", "ZI"]);
+        assert_eq!(tags(&out), ["error 08P01", "ZI"]);
     }
 }
