@@ -20,12 +20,14 @@ struct Server {
 }
 
 impl Server {
-    /// H1, H20: starts the server on `data` and reads the two addresses it prints.
-    fn start(data: &Path, log: &Path) -> Server {
+    /// H1, H20: starts the server on `location` and reads the two addresses it prints.
+    fn start(location: &[&str], extra: &[&str], log: &Path) -> Server {
         let mut child = Command::new(BIN)
-            .args(["serve", "--data", data.to_str().unwrap()])
+            .arg("serve")
+            .args(location)
             .args(["--http", "127.0.0.1:0", "--pg", "127.0.0.1:0"])
             .args(["--max-body", "65536"])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(log).unwrap())
             .spawn()
@@ -328,7 +330,78 @@ fn rows(messages: &[Msg]) -> Vec<Vec<Option<String>>> {
 }
 
 fn start(dir: &Path) -> Server {
-    Server::start(&dir.join("data"), &dir.join("serve.log"))
+    start_with(dir, &[])
+}
+
+fn start_with(dir: &Path, extra: &[&str]) -> Server {
+    let data = dir.join("data");
+    Server::start(
+        &["--data", data.to_str().unwrap()],
+        extra,
+        &dir.join("serve.log"),
+    )
+}
+
+/// The BackendKeyData of a session's startup messages.
+fn backend_key(hello: &[Msg]) -> (i32, i32) {
+    let key = hello
+        .iter()
+        .find(|m| m.kind == b'K')
+        .expect("BackendKeyData");
+    let word = |at: usize| i32::from_be_bytes(key.body[at..at + 4].try_into().unwrap());
+    (word(0), word(4))
+}
+
+/// A statement that runs for many seconds in a debug build.
+const LONG_QUERY: &str = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c \
+                          WHERE x < 1000000000) SELECT count(*) FROM c";
+
+#[test]
+fn cancel_requests_and_read_deadlines_interrupt_and_the_session_goes_on() {
+    // H21, H29
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with(dir.path(), &["--commit-wait", "2"]);
+    server.create("app");
+    let (mut pg, hello) = Pg::connect(&server.pg, "app");
+    let (process_id, secret) = backend_key(&hello);
+    let mut body = Vec::new();
+    cstr(&mut body, LONG_QUERY);
+    pg.send(b'Q', &body);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut cancel = 80_877_102i32.to_be_bytes().to_vec();
+    cancel.extend_from_slice(&process_id.to_be_bytes());
+    cancel.extend_from_slice(&secret.to_be_bytes());
+    let started = std::time::Instant::now();
+    TcpStream::connect(&server.pg)
+        .unwrap()
+        .write_all(&frame(None, &cancel))
+        .unwrap();
+    let out = pg.until_ready();
+    assert_eq!(
+        (sqlstate(&out).as_deref(), status(&out)),
+        (Some("57014"), 'I')
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "canceled, not timed out"
+    );
+    // A read past --commit-wait: interrupted, and the session goes on.
+    let out = pg.query(LONG_QUERY);
+    assert_eq!(sqlstate(&out).as_deref(), Some("57014"), "{out:?}");
+    assert_eq!(
+        rows(&pg.query("SELECT 'after'")),
+        [vec![Some("after".to_string())]]
+    );
+    // A 3.2 client is told 3.0 first (NegotiateProtocolVersion), then served.
+    let mut stream = TcpStream::connect(&server.pg).unwrap();
+    let mut start = 196_610i32.to_be_bytes().to_vec();
+    start.extend_from_slice(b"user\0u\0database\0app\0\0");
+    stream.write_all(&frame(None, &start)).unwrap();
+    let mut pg = Pg { stream };
+    let first = pg.try_read().unwrap();
+    assert_eq!(first.kind, b'v');
+    assert_eq!(first.body[..4], 196_608i32.to_be_bytes());
+    assert_eq!(pg.try_read().unwrap().kind, b'R');
 }
 
 #[test]
@@ -780,4 +853,102 @@ fn psycopg_connects_binds_parameters_and_keeps_types() {
         "stdout: {stdout}\nstderr: {}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// Six storage-node processes of one config; killed on drop.
+struct Nodes {
+    dir: tempfile::TempDir,
+    config_path: PathBuf,
+    children: Vec<(u32, Child)>,
+}
+
+impl Nodes {
+    fn start() -> Nodes {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let listeners: Vec<_> = (0..6)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let mut ports = [0u16; 6];
+        for (port, l) in ports.iter_mut().zip(&listeners) {
+            *port = l.local_addr().unwrap().port();
+        }
+        drop(listeners);
+        let config_path = dir.path().join("cluster.toml");
+        let toml = sixfold_cluster::config::six_node_toml("test", "s3cret", 64, &ports);
+        std::fs::write(&config_path, toml).unwrap();
+        // A6: storage nodes refuse a config others can read.
+        std::fs::set_permissions(&config_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let config = sixfold_cluster::ClusterConfig::load(&config_path).unwrap();
+        let children = (1..=6)
+            .map(|id| {
+                let log = std::fs::File::create(dir.path().join(format!("node{id}.log"))).unwrap();
+                let child = Command::new(BIN)
+                    .args(["storage-node", "--config"])
+                    .arg(&config_path)
+                    .args(["--node-id", &id.to_string()])
+                    .stdout(Stdio::null())
+                    .stderr(log)
+                    .spawn()
+                    .unwrap();
+                (id, child)
+            })
+            .collect();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !(1..=6)
+            .all(|id| sixfold_cluster::status::collect(&config).reachable(sixfold_core::NodeId(id)))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nodes did not come up"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Nodes {
+            dir,
+            config_path,
+            children,
+        }
+    }
+
+    fn kill(&mut self, ids: &[u32]) {
+        for (id, child) in &mut self.children {
+            if ids.contains(id) {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+impl Drop for Nodes {
+    fn drop(&mut self) {
+        self.kill(&[1, 2, 3, 4, 5, 6]);
+    }
+}
+
+#[test]
+fn losing_the_write_quorum_is_outcome_unknown_never_success() {
+    // H29, H10: 3 of 6 nodes down, so no commit can reach 4 of 6 (C4).
+    let mut nodes = Nodes::start();
+    let server = Server::start(
+        &["--cluster", nodes.config_path.to_str().unwrap()],
+        &["--commit-wait", "3"],
+        &nodes.dir.path().join("serve.log"),
+    );
+    server.create("app");
+    let (mut pg, _) = Pg::connect(&server.pg, "app");
+    assert_eq!(tags(&pg.query("CREATE TABLE t(k)")), ["CREATE TABLE"]);
+    let (mut reader, _) = Pg::connect(&server.pg, "app");
+    nodes.kill(&[4, 5, 6]);
+    let mut body = Vec::new();
+    cstr(&mut body, "INSERT INTO t VALUES (1)");
+    pg.send(b'Q', &body);
+    let answer = pg.try_read().expect("an error, not silence");
+    assert_eq!(answer.kind, b'E', "never CommandComplete: {answer:?}");
+    assert_eq!(answer.field(b'C').as_deref(), Some("08007"), "{answer:?}");
+    // The server still serves other sessions (reads need no write quorum... nor, here,
+    // a durable answer: they may fail, but they are answered).
+    let out = reader.query("SELECT 1");
+    assert_eq!(out.last().unwrap().kind, b'Z');
 }

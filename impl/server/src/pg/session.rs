@@ -483,6 +483,7 @@ impl PgSession {
         let begin = if read_only {
             "BEGIN DEFERRED"
         } else {
+            self.stage.store(STAGE_WRITING, Ordering::SeqCst);
             "BEGIN IMMEDIATE"
         };
         self.exec(begin)?;
@@ -634,7 +635,13 @@ impl PgSession {
     /// H26, H29: a statement outside a transaction block commits on its own (SQLite's
     /// autocommit), and is answered only once that commit is durable.
     fn autocommit(&mut self, sql: &str, params: &[Value]) -> Result<Done, Notice> {
-        self.stage.store(STAGE_WRITING, Ordering::SeqCst);
+        let read_only = self
+            .conn()?
+            .prepare_cached(sql)
+            .is_ok_and(|prepared| prepared.readonly());
+        if !read_only {
+            self.stage.store(STAGE_WRITING, Ordering::SeqCst);
+        }
         reset_commit_note();
         let conn = self.conn()?;
         let result = statement(conn, sql, params);
