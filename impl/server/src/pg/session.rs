@@ -517,9 +517,9 @@ impl PgSession {
     fn run_in_block(&mut self, sql: &str, params: &[Value]) -> Result<Done, Notice> {
         match (classify(sql), self.block) {
             (Kind::Commit | Kind::Rollback, Block::Failed) => {
-                self.exec("ROLLBACK")
-                    .or_else(|_| self.forget_connection())?;
                 self.block = Block::Idle;
+                self.rollback_if_open()
+                    .or_else(|_| self.forget_connection())?;
                 Ok(Done::tag("ROLLBACK"))
             }
             (Kind::Savepoint("ROLLBACK"), Block::Failed) => {
@@ -561,7 +561,7 @@ impl PgSession {
             }
             (Kind::Rollback, _) => {
                 self.block = Block::Idle;
-                self.exec("ROLLBACK")?;
+                self.rollback_if_open()?;
                 Ok(Done::tag("ROLLBACK"))
             }
             (Kind::Savepoint(word), Block::Idle) => Err(error(
@@ -590,6 +590,15 @@ impl PgSession {
                 let conn = self.conn()?;
                 statement(conn, sql, params).map_err(|failure| sql_notice(Some(conn), failure))
             }
+        }
+    }
+
+    /// Rolls back SQLite's transaction, unless SQLite already did (some errors and an
+    /// interrupt end it themselves).
+    fn rollback_if_open(&mut self) -> Result<(), Notice> {
+        match &self.conn {
+            Some(conn) if !conn.is_autocommit() => self.exec("ROLLBACK"),
+            _ => Ok(()),
         }
     }
 
