@@ -1320,5 +1320,24 @@ mod tests {
             s.handle(message, &mut out);
         }
         assert_eq!(tags(&out), ["error 08P01", "ZI"]);
+        // Close forgets a statement; binding it afterwards is 26000.
+        let mut out = Vec::new();
+        for message in [
+            Frontend::Close {
+                portal: false,
+                name: "ins".into(),
+            },
+            Frontend::Bind {
+                portal: String::new(),
+                statement: "ins".into(),
+                param_formats: vec![],
+                params: vec![],
+                result_formats: vec![],
+            },
+            Frontend::Sync,
+        ] {
+            s.handle(message, &mut out);
+        }
+        assert_eq!(tags(&out), ["CloseComplete", "error 26000", "ZI"]);
     }
 }
