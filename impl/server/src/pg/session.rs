@@ -379,6 +379,13 @@ impl PgSession {
             }
             Frontend::Sync => {
                 self.skip_to_sync = false;
+                if self.block == Block::Implicit {
+                    // H28: the statements executed since the last Sync commit together.
+                    self.block = Block::Idle;
+                    if let Err(notice) = self.commit() {
+                        out.push(Backend::Error(notice));
+                    }
+                }
                 self.end_of_cycle(out);
                 Ok(())
             }
@@ -531,7 +538,12 @@ impl PgSession {
                 "25P02",
                 "current transaction is aborted, commands ignored until end of transaction block",
             )),
-            (Kind::Begin(_), Block::Open | Block::Implicit) => {
+            (Kind::Begin(_), Block::Implicit) => {
+                // As PostgreSQL: BEGIN makes the implicit transaction an explicit block.
+                self.block = Block::Open;
+                Ok(Done::tag("BEGIN"))
+            }
+            (Kind::Begin(_), Block::Open) => {
                 let mut done = Done::tag("BEGIN");
                 done.notices.push(warning(
                     "25001",
@@ -822,6 +834,10 @@ impl PgSession {
             return Ok(());
         }
         let (sql, params) = (portal.sql.clone(), portal.params.clone());
+        if self.block == Block::Idle && classify(&sql) == Kind::Sql {
+            // H28: outside a block, the Executes up to Sync are one implicit transaction.
+            self.begin_implicit(&[&sql])?;
+        }
         let done = self.run(&sql, &params)?;
         if let Some(portal) = self.portals.get_mut(name) {
             portal.result = Some(done);
@@ -1320,6 +1336,46 @@ mod tests {
             s.handle(message, &mut out);
         }
         assert_eq!(tags(&out), ["error 08P01", "ZI"]);
+        // Executes up to Sync are one implicit transaction: a failure undoes them all.
+        let mut out = Vec::new();
+        for k in ["-20", "-9223372036854775808"] {
+            for message in [
+                Frontend::Parse {
+                    name: String::new(),
+                    sql: "INSERT INTO t VALUES (abs($1), 'x')".into(),
+                    param_types: vec![types::INT8],
+                },
+                Frontend::Bind {
+                    portal: String::new(),
+                    statement: String::new(),
+                    param_formats: vec![],
+                    params: vec![Some(k.as_bytes().to_vec())],
+                    result_formats: vec![],
+                },
+                Frontend::Execute {
+                    portal: String::new(),
+                    max_rows: 0,
+                },
+            ] {
+                s.handle(message, &mut out);
+            }
+        }
+        s.handle(Frontend::Sync, &mut out);
+        assert_eq!(
+            tags(&out),
+            [
+                "ParseComplete",
+                "BindComplete",
+                "INSERT 0 1",
+                "ParseComplete",
+                "BindComplete",
+                "error 42000",
+                "ZI"
+            ]
+            .map(String::from)
+        );
+        let rows = query(&mut s, "SELECT count(*) FROM t WHERE k = 20");
+        assert_eq!(rows[1], Backend::DataRow(vec![Some(b"0".to_vec())]));
         // Close forgets a statement; binding it afterwards is 26000.
         let mut out = Vec::new();
         for message in [
