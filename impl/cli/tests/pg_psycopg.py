@@ -2,6 +2,9 @@
 impl/cli/tests/serve_pg.rs. With --bench it measures commits/s instead:
 
     python3 pg_psycopg.py --port 5432 --db app --bench --clients 8 --seconds 10
+    python3 pg_psycopg.py --port 5432 --db app --bench --http http://127.0.0.1:7070
+
+(the second runs the same INSERT loop through the HTTP/JSON API, for comparison).
 """
 
 import argparse
@@ -98,13 +101,37 @@ def check(args):
     print("psycopg: all checks passed")
 
 
+def http_insert(args):
+    import json
+    import urllib.request
+
+    def post(sql, params):
+        body = json.dumps({"sql": sql, "params": params}).encode()
+        request = urllib.request.Request(
+            f"{args.http}/v1/db/{args.db}", data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request) as answer:
+            answer.read()
+
+    return post
+
+
 def bench(args):
-    with connect(args, autocommit=True) as conn:
-        conn.execute("CREATE TABLE IF NOT EXISTS bench(id INTEGER PRIMARY KEY, client, v)")
+    if args.http:
+        post = http_insert(args)
+        post("CREATE TABLE IF NOT EXISTS bench(id INTEGER PRIMARY KEY, client, v)", [])
+    else:
+        with connect(args, autocommit=True) as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS bench(id INTEGER PRIMARY KEY, client, v)")
     counts = [0] * args.clients
     stop = time.monotonic() + args.seconds
 
     def client(n):
+        if args.http:
+            while time.monotonic() < stop:
+                post("INSERT INTO bench(client, v) VALUES (?, ?)", [n, "x" * 100])
+                counts[n] += 1
+            return
         with connect(args, autocommit=True) as conn:
             while time.monotonic() < stop:
                 conn.execute("INSERT INTO bench(client, v) VALUES (%s, %s)", (n, "x" * 100))
@@ -117,7 +144,8 @@ def bench(args):
     for thread in threads:
         thread.join()
     elapsed = time.monotonic() - started
-    print(f"psycopg clients={args.clients} commits={sum(counts)} commits/s={sum(counts) / elapsed:.0f}")
+    path = "http" if args.http else "psycopg"
+    print(f"{path} clients={args.clients} commits={sum(counts)} commits/s={sum(counts) / elapsed:.0f}")
 
 
 if __name__ == "__main__":
@@ -125,6 +153,7 @@ if __name__ == "__main__":
     parser.add_argument("--port", required=True)
     parser.add_argument("--db", required=True)
     parser.add_argument("--bench", action="store_true")
+    parser.add_argument("--http", help="with --bench: the same loop over HTTP at this URL")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10)
     args = parser.parse_args()
