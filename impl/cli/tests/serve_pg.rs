@@ -68,18 +68,23 @@ impl Server {
         let _ = self.child.wait();
     }
 
-    /// Creates database `name` through the HTTP API (H12).
-    fn create(&self, name: &str) {
-        let body = format!("{{\"name\": \"{name}\"}}");
+    /// One HTTP/1.1 request: the whole answer, head and body.
+    fn http(&self, method: &str, path: &str, body: &str) -> String {
         let mut stream = TcpStream::connect(&self.http).unwrap();
         write!(
             stream,
-            "POST /v1/db HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         )
         .unwrap();
         let mut answer = String::new();
         stream.read_to_string(&mut answer).unwrap();
+        answer
+    }
+
+    /// Creates database `name` through the HTTP API (H12).
+    fn create(&self, name: &str) {
+        let answer = self.http("POST", "/v1/db", &format!("{{\"name\": \"{name}\"}}"));
         assert!(
             answer.starts_with("HTTP/1.1 201") || answer.starts_with("HTTP/1.1 200"),
             "{answer}"
@@ -658,6 +663,43 @@ fn concurrent_clients_and_a_restart_keep_every_commit() {
         rows(&pg.query("SELECT count(*), count(DISTINCT client) FROM t")),
         [vec![Some("101".to_string()), Some("5".to_string())]]
     );
+}
+
+#[test]
+fn many_idle_sessions_are_served_and_counted() {
+    // H20, H30
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    server.create("app");
+    let idle: Vec<Pg> = (0..300)
+        .map(|_| {
+            let (pg, hello) = Pg::connect(&server.pg, "app");
+            assert_eq!(status(&hello), 'I');
+            pg
+        })
+        .collect();
+    let (mut pg, _) = Pg::connect(&server.pg, "app");
+    assert_eq!(rows(&pg.query("SELECT 7")), [vec![Some("7".to_string())]]);
+    let metrics = server.http("GET", "/metrics", "");
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing from {metrics}"))
+    };
+    assert_eq!(value("sixfold_pg_connections "), 301.0);
+    assert!(value("sixfold_pg_queries_total ") >= 1.0);
+    drop(idle);
+    // The sessions' ends are counted once the server sees them close.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = server.http("GET", "/metrics", "");
+        if metrics.contains("sixfold_pg_connections 1\n") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{metrics}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// `psql`, installed from Debian's packages when missing; `None` (and a printed reason)
