@@ -110,7 +110,10 @@ pub fn serve_blocking(
             let _ = stop.send(true);
         });
         let served = http.await;
+        // The accept loop has stopped on the signal, or HTTP failed: either way it ends
+        // here (open sessions end with the runtime).
         if let Some(pg_served) = pg_served {
+            pg_served.abort();
             let _ = pg_served.await;
         }
         served
