@@ -700,6 +700,21 @@ fn many_idle_sessions_are_served_and_counted() {
         assert!(std::time::Instant::now() < deadline, "{metrics}");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // H1: SIGTERM stops the server cleanly with a PostgreSQL session still open, and the
+    // session learns it (the connection closes).
+    let mut server = server;
+    let pid = server.child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let stopped = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "no exit on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(stopped.success(), "{stopped:?}");
+    assert!(pg.try_read().is_none());
 }
 
 /// `psql`, installed from Debian's packages when missing; `None` (and a printed reason)
