@@ -112,7 +112,7 @@ impl Databases {
         }
     }
 
-    fn take(&self, name: &str) -> Result<Connection, ExecError> {
+    pub(crate) fn take(&self, name: &str) -> Result<Connection, ExecError> {
         if let Some(conn) = self.idle.lock().get_mut(name).and_then(Vec::pop) {
             return Ok(conn);
         }
@@ -129,7 +129,7 @@ impl Databases {
         Ok(conn)
     }
 
-    fn give_back(&self, name: &str, conn: Connection) {
+    pub(crate) fn give_back(&self, name: &str, conn: Connection) {
         // A connection left inside a transaction (a failed ROLLBACK) is closed instead.
         if !conn.is_autocommit() {
             return;

@@ -10,11 +10,13 @@
 //! - [`exec`]: the connection pool and the transaction runner (H5–H10).
 //! - [`http`]: routes, status codes, limits (H2, H3, H11–H17).
 //! - [`metrics`]: Prometheus metrics and the commit-counting volume wrapper (H15).
+//! - [`pg`]: the PostgreSQL wire protocol, for `psql` and PostgreSQL drivers (H20–H30).
 
 pub mod client;
 pub mod exec;
 pub mod http;
 pub mod metrics;
+pub mod pg;
 pub mod values;
 
 use std::future::Future;
@@ -54,11 +56,13 @@ pub enum ServeError {
     Listen(std::io::Error),
 }
 
-/// H1: serves the API on `listener` until `shutdown` resolves; every SQLite connection is
-/// closed when this returns, so the caller may close the volume.
+/// H1, H20: serves the API on `listener` (and the PostgreSQL protocol on `pg`, if given)
+/// until `shutdown` resolves; every SQLite connection is closed when this returns, so the
+/// caller may close the volume.
 pub fn serve_blocking(
     volume: Arc<ClusterVolume>,
     listener: std::net::TcpListener,
+    pg: Option<std::net::TcpListener>,
     options: ServerOptions,
     shutdown: impl FnOnce() -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
 ) -> Result<(), ServeError> {
@@ -83,12 +87,36 @@ pub fn serve_blocking(
         started: Instant::now(),
         address,
     });
+    if let Some(pg) = &pg {
+        pg.set_nonblocking(true).map_err(ServeError::Listen)?;
+    }
     let signal = shutdown();
     let served = runtime.block_on(async move {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let pg_served = match pg {
+            Some(pg) => {
+                let pg = tokio::net::TcpListener::from_std(pg)?;
+                Some(tokio::spawn(pg::serve(pg, app.clone(), stopped.clone())))
+            }
+            None => None,
+        };
+        let mut http_stopped = stopped;
         let listener = tokio::net::TcpListener::from_std(listener)?;
-        axum::serve(listener, http::router(app))
-            .with_graceful_shutdown(signal)
-            .await
+        let http = axum::serve(listener, http::router(app)).with_graceful_shutdown(async move {
+            let _ = http_stopped.changed().await;
+        });
+        tokio::spawn(async move {
+            signal.await;
+            let _ = stop.send(true);
+        });
+        let served = http.await;
+        // The accept loop has stopped on the signal, or HTTP failed: either way it ends
+        // here (open sessions end with the runtime).
+        if let Some(pg_served) = pg_served {
+            pg_served.abort();
+            let _ = pg_served.await;
+        }
+        served
     });
     // Workers still committing finish (or time out) before the volume is closed.
     runtime.shutdown_timeout(http::SHUTDOWN_GRACE);

@@ -24,6 +24,9 @@ pub struct Metrics {
     pub request_errors: Counter,
     pub transactions: Counter,
     pub in_flight: Gauge,
+    /// H30: PostgreSQL-protocol queries (Query and Execute messages) and open sessions.
+    pub pg_queries: Counter,
+    pub pg_connections: Gauge,
     vdl: Gauge,
     vcl: Gauge,
     epoch: Gauge,
@@ -44,6 +47,7 @@ impl Metrics {
         let request_errors = Counter::default();
         let transactions = Counter::default();
         let in_flight = Gauge::default();
+        let (pg_queries, pg_connections) = (Counter::default(), Gauge::default());
         let (vdl, vcl, epoch) = (Gauge::default(), Gauge::default(), Gauge::default());
         let (connected_nodes, waiting_commits) = (Gauge::default(), Gauge::default());
         let writer_usable = Gauge::default();
@@ -75,6 +79,11 @@ impl Metrics {
                 &request_errors,
             ),
             ("transactions", "API transactions committed", &transactions),
+            (
+                "pg_queries",
+                "PostgreSQL-protocol Query and Execute messages",
+                &pg_queries,
+            ),
         ];
         for (name, help, counter) in counters {
             registry.register(name, help, counter.clone());
@@ -89,6 +98,11 @@ impl Metrics {
                 "http_requests_in_flight",
                 "API requests being served",
                 &in_flight,
+            ),
+            (
+                "pg_connections",
+                "open PostgreSQL-protocol sessions",
+                &pg_connections,
             ),
             ("vdl", "volume durable LSN", &vdl),
             ("vcl", "volume complete LSN", &vcl),
@@ -123,6 +137,8 @@ impl Metrics {
             request_errors,
             transactions,
             in_flight,
+            pg_queries,
+            pg_connections,
             vdl,
             vcl,
             epoch,
