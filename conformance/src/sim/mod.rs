@@ -512,6 +512,12 @@ impl World {
         for message in output.messages {
             self.network.send(self.now, message, &mut self.rng);
         }
+        if output.restart && self.options.scope.may_start_writer(self.writers.len()) {
+            // X8: the attempt is abandoned; the next one, at a higher epoch, is a new
+            // writer in the trace, as after a crash.
+            self.record("sim", TraceEvent::Sim(SimEvent::WriterCrashed));
+            self.start_writer(Some(false));
+        }
         Ok(())
     }
 
@@ -731,14 +737,7 @@ impl World {
             for node in &mut self.nodes {
                 let segment = segment(pg.0, node.index());
                 let image = node
-                    .read_page(
-                        segment,
-                        writer.epoch(),
-                        writer.truncation(),
-                        page,
-                        vdl,
-                        required,
-                    )
+                    .read_page(segment, writer.epoch(), page, vdl, required)
                     .map_err(|e| format!("final read of {page} at {vdl} from {segment}: {e}"))?
                     .bytes;
                 if image != expected {

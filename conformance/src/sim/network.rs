@@ -75,13 +75,16 @@ pub enum Message {
         epoch: Epoch,
         truncations: Vec<TruncationRange>,
         records: Vec<RedoRecord>,
+        /// S21: the answering segment's SCL, and whether it is repairing.
+        peer_scl: Lsn,
+        peer_repairing: bool,
+        /// The answer held everything the asker lacked (fewer records than a batch).
+        complete: bool,
     },
     ReadPage {
         writer: usize,
         segment: SegmentId,
         epoch: Epoch,
-        /// S15: the reader's own truncation range; a segment without it does not serve.
-        truncation: Option<TruncationRange>,
         page: PageId,
         read_lsn: Lsn,
         required_lsn: Lsn,

@@ -1,15 +1,21 @@
-//! A simulated storage node: the real `StorageNode` engine on a `FaultyDisk`, fed by the
-//! simulated network. It hosts replica `index` of every PG.
+//! A simulated storage node: the node machine production runs ([`NodeStore`]: node epoch,
+//! truncation history, placement, repair, on the `StorageNode` engine) on a `FaultyDisk`,
+//! which reaches `node.meta` too, fed by the simulated network. Replica `index` of every
+//! PG is placed on it; it hosts a segment from its PG's first write there (V2), as a
+//! production node does. This file is transport only: messages in, machine calls, messages
+//! and trace events out.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use sixfold_core::{
-    Epoch, Geometry, Lsn, PageId, PageImage, SegmentId, TruncationRange, history_epoch,
+    Epoch, Geometry, Lsn, NodeId, PageId, PageImage, PgId, PlacedAnswer, SEGMENTS_PER_PG,
+    SegmentId, TruncationRange, history_epoch, placed_report,
 };
 use sixfold_storage::{
-    CrashMode, FaultKind, FaultyDisk, OpFilter, StorageConfig, StorageError, StorageNode, Ticket,
+    CrashMode, EpochAnswer, FaultKind, FaultyDisk, GossipAnswer, NodeStore, NodeStoreError,
+    NodeStoreMutant, OpFilter, SegmentPlacement, StorageConfig, StorageError, Ticket,
 };
 
 use super::network::Message;
@@ -30,10 +36,24 @@ pub struct NodeOutput {
     pub events: Vec<TraceEvent>,
 }
 
+/// Replica `r` of every PG on node `r`.
+#[derive(Debug)]
+struct SimPlacement;
+
+impl SegmentPlacement for SimPlacement {
+    fn placement(&self, _pg: PgId) -> [NodeId; SEGMENTS_PER_PG] {
+        std::array::from_fn(|replica| NodeId(replica as u32))
+    }
+}
+
 pub struct SimNode {
     index: usize,
     disk: Arc<FaultyDisk>,
-    engine: Option<StorageNode>,
+    store: Option<NodeStore>,
+    /// E1, X1: the epoch this node raised for a recovering writer, and that writer: its
+    /// queries for the node's other segments, or again after a lost answer, are answered at
+    /// that epoch. Like a production connection, this is lost when the node crashes.
+    raised_by: Option<(Epoch, usize)>,
     /// Which writer a queued write batch came from, to route its ack.
     tickets: BTreeMap<Ticket, usize>,
     /// The highest SCL each segment ever acknowledged: what it claimed durable (S1).
@@ -64,7 +84,8 @@ impl SimNode {
         let mut node = SimNode {
             index,
             disk: Arc::new(FaultyDisk::new(seed)),
-            engine: None,
+            store: None,
+            raised_by: None,
             tickets: BTreeMap::new(),
             durable_scl: BTreeMap::new(),
             reported_scl: BTreeMap::new(),
@@ -72,13 +93,6 @@ impl SimNode {
             crash_mode: CrashMode::Random,
         };
         node.restart().expect("a fresh in-memory disk opens");
-        for pg in 0..SIM_PGS {
-            node.engine
-                .as_mut()
-                .expect("just opened")
-                .host_segment(segment(pg, index))
-                .expect("a fresh node hosts its segments");
-        }
         node
     }
 
@@ -91,18 +105,27 @@ impl SimNode {
     }
 
     pub fn is_up(&self) -> bool {
-        self.engine.is_some()
+        self.store.is_some()
     }
 
     pub fn crash(&mut self) {
-        self.engine = None;
+        self.store = None;
+        self.raised_by = None;
         self.tickets.clear();
         self.disk.crash_with(self.crash_mode);
     }
 
-    pub fn restart(&mut self) -> Result<(), StorageError> {
+    pub fn restart(&mut self) -> Result<(), NodeStoreError> {
         let disk: Arc<dyn sixfold_storage::Disk> = self.disk.clone();
-        self.engine = Some(StorageNode::open(disk, self.dir(), config())?);
+        let node = NodeId(self.index as u32);
+        let mut store = NodeStore::open(disk, self.dir(), node, Arc::new(SimPlacement), config())?;
+        store.recover_segments()?;
+        store.set_mutant(match self.mutant {
+            Some(Mutant::ReadWithoutHistory) => Some(NodeStoreMutant::ReadWithoutHistory),
+            Some(Mutant::TruncationUnion) => Some(NodeStoreMutant::TruncationUnion),
+            _ => None,
+        });
+        self.store = Some(store);
         Ok(())
     }
 
@@ -206,51 +229,56 @@ impl SimNode {
 
     /// A one-line state of a segment, for failure reports.
     pub fn describe(&self, segment: SegmentId) -> String {
-        match self.engine.as_ref().map(|e| e.segment_status(segment)) {
-            None => "node down".into(),
-            Some(Err(error)) => error.to_string(),
-            Some(Ok(status)) => format!(
-                "epoch {}, damaged {}, gc {}, records {}, queued {}, holes {:?}, truncations {:?}",
+        let Some(store) = self.store.as_ref() else {
+            return "node down".into();
+        };
+        let engine = store.engine();
+        match engine.segment_status(segment) {
+            Err(error) => format!("{error} (node epoch {})", store.epoch()),
+            Ok(status) => format!(
+                "epoch {}, damaged {}, gc {}, records {}, queued {}, holes {:?}, truncations {:?}, repairing {}",
                 status.epoch,
                 status.damaged,
                 status.forgotten_through,
                 status.records,
                 status.queued_records,
-                self.engine
-                    .as_ref()
-                    .and_then(|e| e.gossip_request(segment).ok())
+                engine
+                    .gossip_request(segment)
                     .map(|r| r.holes)
                     .unwrap_or_default(),
-                self.engine
-                    .as_ref()
-                    .and_then(|e| e.report(segment).ok())
+                engine
+                    .report(segment)
                     .map(|r| r
                         .truncations
                         .iter()
                         .map(|t| (t.lsn_begin.0, t.lsn_end.0, t.epoch.0))
                         .collect::<Vec<_>>())
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                store.is_repairing(segment),
             ),
         }
     }
 
+    /// The segment's SCL; 0 for a placed segment not yet created (V2).
     pub fn scl(&self, segment: SegmentId) -> Option<Lsn> {
-        self.engine
-            .as_ref()
-            .and_then(|e| e.segment_status(segment).ok())
-            .map(|s| s.scl)
+        let store = self.store.as_ref()?;
+        Some(
+            store
+                .engine()
+                .segment_status(segment)
+                .map_or(Lsn::ZERO, |s| s.scl),
+        )
     }
 
-    /// S15: whether `segment` holds the truncation history `range` (a writer's own) is part
-    /// of; a segment that does not serves that writer nothing until gossip brings it.
-    pub fn holds_history_of(&self, segment: SegmentId, range: Option<TruncationRange>) -> bool {
+    /// S15: whether this node holds the truncation history `range` (a writer's own) is part
+    /// of; a node that does not serves that writer nothing until gossip brings it.
+    pub fn holds_history_of(&self, _segment: SegmentId, range: Option<TruncationRange>) -> bool {
         let Some(range) = range else {
             return true;
         };
-        self.engine
+        self.store
             .as_ref()
-            .and_then(|e| e.report(segment).ok())
-            .is_some_and(|report| report.truncations.contains(&range))
+            .is_some_and(|store| store.truncations().contains(&range))
     }
 
     /// S1: whether `segment` has claimed `lsn` durable (an ack it sent covered it).
@@ -262,12 +290,12 @@ impl SimNode {
 
     pub fn tick(&mut self, now: u64, rng: &mut SimRng) -> NodeOutput {
         let mut output = NodeOutput::default();
-        let Some(engine) = self.engine.as_mut() else {
+        let Some(store) = self.store.as_mut() else {
             return output;
         };
         // S1, S2: one group commit per tick for everything queued.
         // Errors leave the batches queued; the next tick retries.
-        if let Ok(acks) = engine.flush() {
+        if let Ok(acks) = store.flush() {
             if !acks.is_empty() {
                 output
                     .events
@@ -286,9 +314,8 @@ impl SimNode {
                 }
             }
         }
-        for pg in 0..SIM_PGS {
-            let own = segment(pg, self.index);
-            if let Ok(status) = engine.segment_status(own) {
+        for own in store.hosted() {
+            if let Ok(status) = store.engine().segment_status(own) {
                 let reported = self.reported_scl.entry(own).or_default();
                 if status.scl > *reported {
                     *reported = status.scl;
@@ -302,7 +329,7 @@ impl SimNode {
         if now % GOSSIP_EVERY_TICKS == self.index as u64 % GOSSIP_EVERY_TICKS {
             for pg in 0..SIM_PGS {
                 let own = segment(pg, self.index);
-                let Ok(request) = engine.gossip_request(own) else {
+                let Some(request) = store.gossip_request(own) else {
                     continue;
                 };
                 let mut peer = rng.below(SIM_NODES as u64 - 1) as usize;
@@ -318,10 +345,10 @@ impl SimNode {
             }
         }
         if now.is_multiple_of(BACKGROUND_EVERY_TICKS) {
-            let _ = engine.background_step();
+            let _ = store.background_step();
         }
         if now.is_multiple_of(SCRUB_EVERY_TICKS) {
-            let _ = engine.scrub_step();
+            let _ = store.scrub_step();
         }
         output
     }
@@ -329,7 +356,7 @@ impl SimNode {
     pub fn handle(&mut self, _now: u64, message: Message) -> NodeOutput {
         let mut output = NodeOutput::default();
         let index = self.index;
-        let Some(engine) = self.engine.as_mut() else {
+        let Some(store) = self.store.as_mut() else {
             return output; // a crashed node hears nothing
         };
         match message {
@@ -342,7 +369,7 @@ impl SimNode {
                 records,
             } => {
                 let top = records.iter().map(|r| r.lsn).max().unwrap_or(Lsn::ZERO);
-                match engine.submit(segment, epoch, vdl_hint, truncation, records) {
+                match store.submit(segment, epoch, vdl_hint, truncation, records) {
                     Ok(ticket) => {
                         if self.mutant == Some(Mutant::AckBeforeFsync) {
                             // The bug: acknowledge on receipt, before the group commit.
@@ -363,35 +390,40 @@ impl SimNode {
                 writer,
                 segment,
                 epoch,
-            } => match engine.raise_epoch(segment, epoch) {
-                Ok(()) => {
-                    if let Ok(report) = engine.report(segment) {
-                        output.events.push(TraceEvent::Sim(SimEvent::Reported {
-                            segment: segment.to_string(),
-                            epoch: epoch.0,
-                            scl: report.scl.0,
-                        }));
-                        output
-                            .messages
-                            .push(Message::RecoveryReport { writer, report });
+            } => {
+                let answer = if epoch > store.epoch() {
+                    let answer = store.raise_epoch(epoch);
+                    if store.epoch() == epoch {
+                        // Raised for this writer, even if its answer then failed.
+                        self.raised_by = Some((epoch, writer));
                     }
+                    answer
+                } else if self.raised_by == Some((epoch, writer)) {
+                    store.epoch_answer()
+                } else {
+                    Err(NodeStoreError::StaleEpoch {
+                        got: epoch,
+                        seen: store.epoch(),
+                    })
+                };
+                match answer {
+                    Ok(answer) => {
+                        answer_recovery(store, &answer, writer, segment, epoch, &mut output);
+                    }
+                    Err(error) => refuse_if_stale(&error, writer, segment, &mut output),
                 }
-                Err(error) => refuse_if_stale(&error, writer, segment, &mut output),
-            },
+            }
             Message::Truncate {
                 writer,
                 segment,
                 epoch,
                 history,
             } => {
-                let mutant = self.mutant;
-                let history =
-                    history.map(|history| mutate_history(mutant, engine, segment, history));
+                let range = history.as_ref().and_then(|history| history.last().copied());
                 let result = match &history {
-                    Some(history) => engine.truncate(segment, history),
-                    None => engine.raise_epoch(segment, epoch),
+                    Some(history) => store.truncate(history),
+                    None => store.adopt_epoch(epoch),
                 };
-                let range = history.and_then(|history| history.last().copied());
                 match result {
                     Ok(()) => {
                         if let Some(range) = range {
@@ -404,17 +436,21 @@ impl SimNode {
                                     epoch: range.epoch.0,
                                 }));
                         }
-                        if let Ok(status) = engine.segment_status(segment) {
-                            output.events.push(TraceEvent::Sim(SimEvent::Durable {
-                                segment: segment.to_string(),
-                                scl: status.scl.0,
-                            }));
-                            output.messages.push(Message::TruncateAck {
-                                writer,
-                                segment,
-                                scl: status.scl,
-                            });
-                        }
+                        // X5: the node's history is durable; a segment not yet created
+                        // takes it at its first write (V2).
+                        let scl = store
+                            .engine()
+                            .segment_status(segment)
+                            .map_or(Lsn::ZERO, |s| s.scl);
+                        output.events.push(TraceEvent::Sim(SimEvent::Durable {
+                            segment: segment.to_string(),
+                            scl: scl.0,
+                        }));
+                        output.messages.push(Message::TruncateAck {
+                            writer,
+                            segment,
+                            scl,
+                        });
                     }
                     Err(error) => refuse_if_stale(&error, writer, segment, &mut output),
                 }
@@ -429,61 +465,78 @@ impl SimNode {
                     pg: asker.pg,
                     replica: index as u8,
                 };
+                // S6, V2: the asker hosts a segment of this PG; so does this node, from now.
+                let _ = store.host_placed_segment_of(asker.pg);
+                let records = store.answer_gossip(own, Some(NodeId(from as u32)), &request);
+                let (peer_scl, peer_repairing) = store.gossip_standing(own);
                 // S15: a peer behind our truncation history is answered even with no
                 // records, so that it learns the history.
-                if let (Ok(records), Ok(report)) =
-                    (engine.answer_gossip(own, &request), engine.report(own))
-                    && (!records.is_empty()
-                        || report.epoch > request.epoch
-                        || history_epoch(&report.truncations) > history_epoch(&request.truncations))
+                if !records.is_empty()
+                    || store.epoch() > request.epoch
+                    || store.history_epoch() > history_epoch(&request.truncations)
                 {
                     output.messages.push(Message::GossipAnswer {
                         from: index,
                         to: from,
                         segment: asker,
-                        epoch: report.epoch,
-                        truncations: report.truncations,
+                        epoch: store.epoch(),
+                        truncations: store.truncations().to_vec(),
+                        complete: records.len() < sixfold_core::segment::GOSSIP_BATCH_RECORDS_MAX,
                         records,
+                        peer_scl,
+                        peer_repairing,
                     });
                 }
             }
             Message::GossipAnswer {
+                from,
                 segment,
                 epoch,
                 truncations,
                 records,
+                peer_scl,
+                peer_repairing,
+                complete,
                 ..
             } => {
-                let truncations = mutate_history(self.mutant, engine, segment, truncations);
-                let _ = engine.handle_gossip(segment, epoch, &truncations, records);
+                let answer = GossipAnswer {
+                    peer: SegmentId {
+                        pg: segment.pg,
+                        replica: from as u8,
+                    },
+                    epoch,
+                    truncations,
+                    records,
+                    peer_scl,
+                    peer_repairing,
+                    complete,
+                };
+                let _ = store.merge_gossip(segment, answer);
             }
             Message::ReadPage {
                 writer,
                 segment,
                 epoch,
-                truncation,
                 page,
                 read_lsn,
                 required_lsn,
+                ..
             } => {
-                let truncation =
-                    truncation.filter(|_| self.mutant != Some(Mutant::ReadWithoutHistory));
-                if let Ok(image) = engine
-                    .check_reader_history(segment, truncation)
-                    .and_then(|()| engine.get_page(segment, epoch, page, read_lsn, required_lsn))
+                if let Ok(lsn) = serve_page(store, segment, epoch, page, read_lsn, required_lsn)
+                    .map(|image| image.lsn)
                 {
                     output.events.push(TraceEvent::Sim(SimEvent::PageServed {
                         segment: segment.to_string(),
                         page: page.to_string(),
                         epoch: epoch.0,
                         read_lsn: read_lsn.0,
-                        lsn: image.lsn.0,
+                        lsn: lsn.0,
                     }));
                     output.messages.push(Message::PageReply {
                         from: index,
                         writer,
                         page,
-                        lsn: image.lsn,
+                        lsn,
                     });
                 }
             }
@@ -501,24 +554,20 @@ impl SimNode {
         &mut self,
         segment: SegmentId,
         epoch: Epoch,
-        truncation: Option<TruncationRange>,
         page: PageId,
         read_lsn: Lsn,
         required_lsn: Lsn,
     ) -> Result<PageImage, String> {
-        let truncation = truncation.filter(|_| self.mutant != Some(Mutant::ReadWithoutHistory));
-        let engine = self.engine.as_mut().ok_or("node is down")?;
-        engine
-            .check_reader_history(segment, truncation)
-            .and_then(|()| engine.get_page(segment, epoch, page, read_lsn, required_lsn))
-            .map_err(|e| e.to_string())
+        let store = self.store.as_mut().ok_or("node is down")?;
+        serve_page(store, segment, epoch, page, read_lsn, required_lsn).map_err(|e| e.to_string())
     }
 
     /// The GC point and the LSNs ≤ `vdl` the segment holds above it.
     pub fn held_above_gc(&self, segment: SegmentId, vdl: Lsn) -> (Lsn, Vec<Lsn>) {
-        let Some(engine) = self.engine.as_ref() else {
+        let Some(store) = self.store.as_ref() else {
             return (Lsn::ZERO, Vec::new());
         };
+        let engine = store.engine();
         let floor = engine
             .segment_status(segment)
             .map_or(Lsn::ZERO, |s| s.forgotten_through);
@@ -531,6 +580,56 @@ impl SimNode {
             .collect();
         (floor, lsns)
     }
+}
+
+/// R3, S9, S15 through the node machine: `page` at `read_lsn`; an empty page (LSN 0) when
+/// it has no record by then.
+fn serve_page(
+    store: &mut NodeStore,
+    segment: SegmentId,
+    epoch: Epoch,
+    page: PageId,
+    read_lsn: Lsn,
+    required_lsn: Lsn,
+) -> Result<PageImage, NodeStoreError> {
+    let image = store.get_page(segment, epoch, read_lsn, required_lsn, page)?;
+    Ok(match image {
+        Some((lsn, bytes)) => PageImage { page, lsn, bytes },
+        None => PageImage {
+            page,
+            lsn: Lsn::ZERO,
+            bytes: vec![0; sixfold_core::PAGE_BYTES],
+        },
+    })
+}
+
+/// X1, X11: the report of `segment` this node's answer gives, if it gives one (a repairing
+/// segment, or one a late node may have lost, counts as no answer).
+fn answer_recovery(
+    store: &NodeStore,
+    answer: &EpochAnswer,
+    writer: usize,
+    segment: SegmentId,
+    epoch: Epoch,
+    output: &mut NodeOutput,
+) {
+    let placed = PlacedAnswer {
+        reports: &answer.reports,
+        repairing: &answer.repairing,
+        absent_may_be_lost: answer.absent_may_be_lost,
+        truncations: store.truncations(),
+    };
+    let Some(report) = placed_report(segment, epoch, placed) else {
+        return;
+    };
+    output.events.push(TraceEvent::Sim(SimEvent::Reported {
+        segment: segment.to_string(),
+        epoch: epoch.0,
+        scl: report.scl.0,
+    }));
+    output
+        .messages
+        .push(Message::RecoveryReport { writer, report });
 }
 
 /// (offset, length) of each valid record frame of a log, from its start up to the first
@@ -565,42 +664,18 @@ fn page_frames(bytes: &[u8]) -> Vec<(u64, u64)> {
 /// (E3); any other refusal (queue full, I/O, void records) is left to the writer's re-send
 /// (W7).
 fn refuse_if_stale(
-    error: &StorageError,
+    error: &NodeStoreError,
     writer: usize,
     segment: SegmentId,
     output: &mut NodeOutput,
 ) {
-    if let StorageError::StaleEpoch { seen, .. } = error {
+    if let NodeStoreError::StaleEpoch { seen, .. }
+    | NodeStoreError::Engine(StorageError::StaleEpoch { seen, .. }) = error
+    {
         output.messages.push(Message::Refused {
             writer,
             segment,
             seen: *seen,
         });
     }
-}
-
-/// Mutant truncation-union: the segment keeps every range it ever held beside a newer
-/// history, as if ranges were merged one by one (S15 broken).
-fn mutate_history(
-    mutant: Option<Mutant>,
-    engine: &StorageNode,
-    segment: SegmentId,
-    history: Vec<TruncationRange>,
-) -> Vec<TruncationRange> {
-    if mutant != Some(Mutant::TruncationUnion) {
-        return history;
-    }
-    let Ok(held) = engine.report(segment) else {
-        return history;
-    };
-    if history_epoch(&history) <= history_epoch(&held.truncations) {
-        return history;
-    }
-    let mut merged = held.truncations;
-    for range in history {
-        if !merged.contains(&range) {
-            merged.push(range);
-        }
-    }
-    merged
 }

@@ -163,14 +163,11 @@ impl World {
             }
             let required = self.writers[id].pg_lsn_at(pg, read_point);
             let epoch = self.writers[id].epoch();
-            let truncation = self.writers[id].truncation();
             let first = self.rng.below(SIM_NODES as u64) as usize;
             for offset in 0..SIM_NODES {
                 let node = &mut self.nodes[(first + offset) % SIM_NODES];
                 let segment = super::segment(pg.0, node.index());
-                if let Ok(image) =
-                    node.read_page(segment, epoch, truncation, page, read_point, required)
-                {
+                if let Ok(image) = node.read_page(segment, epoch, page, read_point, required) {
                     self.writers[id].note_page_lsn(page, image.lsn);
                     return Ok((image.bytes, image.lsn));
                 }

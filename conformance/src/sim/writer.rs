@@ -34,6 +34,9 @@ pub struct WriterOutput {
     pub submitted: Vec<SubmittedMtr>,
     pub acknowledged: Vec<Lsn>,
     pub recovered: Vec<Recovered>,
+    /// X8: this recovery's epoch was taken at a node (raised for it, but its answer lost
+    /// with a node crash); the attempt stops and runs again at a higher epoch.
+    pub restart: bool,
 }
 
 enum Phase {
@@ -319,6 +322,15 @@ impl SimWriter {
         let mut output = WriterOutput::default();
         match message {
             Message::Refused { seen, .. } if seen > self.epoch => self.fence(seen, &mut output),
+            Message::Refused { seen, .. }
+                if seen == self.epoch && matches!(self.phase, Phase::Recovering { .. }) =>
+            {
+                // X8, E1: a node holds our epoch but will not answer us again (it raised
+                // it for us and crashed before we heard): as production does, stop this
+                // attempt and recover again above it.
+                self.phase = Phase::Crashed;
+                output.restart = true;
+            }
             Message::RecoveryReport { report, .. } => self.take_report(report, &mut output),
             Message::TruncateAck { segment, scl, .. } => {
                 self.take_truncate_ack(segment, scl, &mut output)
@@ -482,7 +494,6 @@ fn submit_mtr(
                         writer: id,
                         segment,
                         epoch: state.epoch(),
-                        truncation: state.truncation(),
                         page,
                         read_lsn: read_point,
                         required_lsn: required,

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use sixfold_core::lease::recovery_wait_ms;
 
 use sixfold_core::{
-    Epoch, GossipRequest, Lsn, NodeId, PgId, QuorumConfig, RecoveryEvent, RecoveryPlan,
-    RecoverySession, SEGMENTS_PER_PG, SegmentId, SegmentReport, TruncationRange,
+    Epoch, GossipRequest, Lsn, NodeId, PgId, PlacedAnswer, QuorumConfig, RecoveryEvent,
+    RecoveryPlan, RecoverySession, SEGMENTS_PER_PG, SegmentId, SegmentReport, TruncationRange,
+    placed_report,
 };
 
 use crate::config::ClusterConfig;
@@ -123,17 +124,13 @@ pub fn placed_reports(
                 pg,
                 replica: replica as u8,
             };
-            if answer.repairing.contains(&segment) {
-                continue;
-            }
-            match answer.reports.iter().find(|r| r.segment == segment) {
-                Some(report) => placed.push(report.clone()),
-                None if answer.absent_may_be_lost => {}
-                None => placed.push(SegmentReport {
-                    truncations: answer.truncations.clone(),
-                    ..SegmentReport::empty(segment, epoch)
-                }),
-            }
+            let answer = PlacedAnswer {
+                reports: &answer.reports,
+                repairing: &answer.repairing,
+                absent_may_be_lost: answer.absent_may_be_lost,
+                truncations: &answer.truncations,
+            };
+            placed.extend(placed_report(segment, epoch, answer));
         }
     }
     Ok(placed)

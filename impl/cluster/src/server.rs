@@ -952,15 +952,8 @@ fn discover_segments(shared: &Shared, peers: &mut Peers, round: usize) {
         if hosted.contains(&pg) {
             continue;
         }
-        let placement = shared.config.placement(pg);
-        if let Some(replica) = placement.iter().position(|&n| n == shared.node) {
-            let segment = SegmentId {
-                pg,
-                replica: replica as u8,
-            };
-            if let Err(error) = store.host(segment) {
-                tracing::debug!(node = shared.node.0, %segment, %error, "segment not created");
-            }
+        if let Err(error) = store.host_placed_segment_of(pg) {
+            tracing::debug!(node = shared.node.0, pg = pg.0, %error, "segment not created");
         }
     }
 }

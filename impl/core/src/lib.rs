@@ -24,7 +24,7 @@ pub use event::ProtocolEvent;
 pub use lease::{LeasePromise, ReadLease};
 pub use quorum::{Availability, Placement, QuorumConfig, QuorumError};
 pub use record::{Edit, Mtr, RedoBody, RedoRecord};
-pub use recovery::{RecoveryError, RecoveryPlan, RecoveryPlanner};
+pub use recovery::{PlacedAnswer, RecoveryError, RecoveryPlan, RecoveryPlanner, placed_report};
 pub use recovery_session::{RecoveryEvent, RecoveryResend, RecoverySession, RecoveryStage};
 pub use repair::{Birth, NodeRepair, PeerAnswer};
 pub use replica::{PageApply, ReplicaError, ReplicaState, ReplicaStep, StorageRead};

@@ -254,3 +254,40 @@ fn surely_void(truncations: &[TruncationRange], lsn: Lsn) -> bool {
                 .any(|later| later.epoch > range.epoch && later.lsn_end < lsn)
     })
 }
+
+/// X1, X11, V2, S20: what one node's answer to `RaiseEpoch` says of a segment placed on it.
+/// Its report if it has one; an empty report, with the node's truncation history, if the
+/// node does not host it (V2: a segment is created at its PG's first write there) and does
+/// not say it may have lost it; nothing — no answer — if the segment is repairing or the
+/// node may have lost it (a late node, S19). One rule for both drivers: the production
+/// recovery applies it to each node's answer, the simulated node to its own.
+pub fn placed_report(
+    segment: SegmentId,
+    epoch: Epoch,
+    answer: PlacedAnswer<'_>,
+) -> Option<SegmentReport> {
+    if answer.repairing.contains(&segment) {
+        return None;
+    }
+    match answer.reports.iter().find(|r| r.segment == segment) {
+        Some(report) => Some(report.clone()),
+        None if answer.absent_may_be_lost => None,
+        None => Some(SegmentReport {
+            truncations: answer.truncations.to_vec(),
+            ..SegmentReport::empty(segment, epoch)
+        }),
+    }
+}
+
+/// One node's answer to `RaiseEpoch`, as [`placed_report`] reads it.
+#[derive(Clone, Copy, Debug)]
+pub struct PlacedAnswer<'a> {
+    /// Reports of the hosted segments that are not repairing.
+    pub reports: &'a [SegmentReport],
+    /// S20: segments that count as no answer.
+    pub repairing: &'a [SegmentId],
+    /// S20: a placed segment the node does not host may be one it lost.
+    pub absent_may_be_lost: bool,
+    /// The node's truncation history, for the empty reports.
+    pub truncations: &'a [TruncationRange],
+}

@@ -28,7 +28,7 @@ pub use node::{
 };
 pub use node_store::{
     EpochAnswer, GossipAnswer, HostedSegment, NODE_META_FILE, NodeStore, NodeStoreError,
-    SegmentPlacement,
+    NodeStoreMutant, SegmentPlacement,
 };
 pub use pages::COMPACTION_BYTES_WRITTEN;
 pub use segment::Damage;

@@ -90,6 +90,19 @@ pub struct NodeStore {
     background_steps: u64,
     /// S19–S21: segments that may have lost what they acknowledged.
     repair: NodeRepair,
+    /// A deliberate bug, switched on only by the simulator (docs/simulation.md).
+    mutant: Option<NodeStoreMutant>,
+}
+
+/// Deliberate bugs in the node's rules, which the simulator must catch: they live here, in
+/// the machine production runs, so that the simulator's verdict is about this code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeStoreMutant {
+    /// S15 broken: a node serves a reader of an epoch whose truncation history it lacks.
+    ReadWithoutHistory,
+    /// S15 broken: a newer truncation history is merged with the held one, range by range,
+    /// instead of replacing it.
+    TruncationUnion,
 }
 
 /// A hosted segment as [`NodeStore::status`] shows it.
@@ -157,6 +170,7 @@ impl NodeStore {
             peer_scl: HashMap::new(),
             background_steps: 0,
             repair,
+            mutant: None,
         })
     }
 
@@ -210,6 +224,16 @@ impl NodeStore {
         self.node
     }
 
+    /// Switches on a deliberate bug (simulator only).
+    pub fn set_mutant(&mut self, mutant: Option<NodeStoreMutant>) {
+        self.mutant = mutant;
+    }
+
+    /// The engine, to inspect (status, held records, reports); changes go through the store.
+    pub fn engine(&self) -> &StorageNode {
+        &self.engine
+    }
+
     pub fn epoch(&self) -> Epoch {
         self.epoch
     }
@@ -260,6 +284,14 @@ impl NodeStore {
             self.restore(before);
             return Err(error);
         }
+        self.epoch_answer()
+    }
+
+    /// X1, X11: the answer `raise_epoch` gave, again, at the node's current epoch, for a
+    /// driver whose transport lost it (the simulator: a query repeated by the same writer).
+    /// An error, never a partial answer: a hosted segment missing from the answer would
+    /// count as an empty report (X11).
+    pub fn epoch_answer(&self) -> Result<EpochAnswer, NodeStoreError> {
         let mut answer = EpochAnswer {
             absent_may_be_lost: self.repair.absent_may_be_lost(),
             ..EpochAnswer::default()
@@ -333,13 +365,24 @@ impl NodeStore {
         if history.len() > TRUNCATIONS_MAX {
             return Err(NodeStoreError::Limit("truncation ranges"));
         }
+        let history = self.mutated_history(history);
         let before = self.snapshot();
-        self.truncations = history.to_vec();
+        self.truncations = history.clone();
         self.persist_or_undo(before)?;
         for segment in self.engine.segments() {
-            self.engine.truncate(segment, history)?;
+            self.engine.truncate(segment, &history)?;
         }
         Ok(())
+    }
+
+    /// Mutant truncation-union: the held ranges stay beside a newer history.
+    fn mutated_history(&self, history: &[TruncationRange]) -> Vec<TruncationRange> {
+        let mut merged = history.to_vec();
+        if self.mutant == Some(NodeStoreMutant::TruncationUnion) {
+            let kept = self.truncations.iter().filter(|t| !history.contains(t));
+            merged.splice(0..0, kept.copied());
+        }
+        merged
     }
 
     /// S13, V2: hosts `segment` if the placement puts it here: created at the node's epoch
@@ -356,6 +399,21 @@ impl NodeStore {
             return Ok(());
         }
         self.host_in_engine(segment)
+    }
+
+    /// S6, V2: a peer hosts a segment of `pg`, so this node hosts its own placed segment of
+    /// `pg` too (empty, if it did not yet), for gossip to fill it and to bring the PG's
+    /// truncation history: no write may ever reach it otherwise (it was down while the PG
+    /// was written, and writes are refused while its history is behind, S15).
+    pub fn host_placed_segment_of(&mut self, pg: PgId) -> Result<(), NodeStoreError> {
+        let placed = self.placement.placement(pg);
+        let Some(replica) = placed.iter().position(|&node| node == self.node) else {
+            return Ok(());
+        };
+        self.host(SegmentId {
+            pg,
+            replica: replica as u8,
+        })
     }
 
     /// V2, S19: creates `segment` in the engine at the node's epoch and history; the node's
@@ -535,7 +593,9 @@ impl NodeStore {
                 seen: self.epoch,
             });
         }
-        if epoch > self.epoch || self.history_epoch() < epoch {
+        let lacks_history = self.history_epoch() < epoch
+            && self.mutant != Some(NodeStoreMutant::ReadWithoutHistory);
+        if epoch > self.epoch || lacks_history {
             // E2, S15: this node has not seen the reader's epoch or lacks its recovery's
             // truncation history (every recovery writes one, X4), so it may still hold
             // records that history voids: it must not serve the read.
@@ -621,10 +681,16 @@ impl NodeStore {
         self.engine.background_step()?;
         self.background_steps += 1;
         if self.background_steps.is_multiple_of(SCRUB_EVERY_STEPS) {
-            let scrub = self.engine.scrub_step()?;
-            if scrub.damaged {
-                tracing::warn!(node = self.node.0, file = ?scrub.file, "S11: scrub found damage");
-            }
+            self.scrub_step()?;
+        }
+        Ok(())
+    }
+
+    /// S11: one scrub step (the background does one every `SCRUB_EVERY_STEPS` steps).
+    pub fn scrub_step(&mut self) -> Result<(), NodeStoreError> {
+        let scrub = self.engine.scrub_step()?;
+        if scrub.damaged {
+            tracing::warn!(node = self.node.0, file = ?scrub.file, "S11: scrub found damage");
         }
         Ok(())
     }
