@@ -169,11 +169,11 @@ impl Link {
                 }
                 let (chunk, later) = rest.split_at(count);
                 rest = later;
-                let payload =
-                    wire::encode_write_batch(self.request_id(), segment, &header, chunk);
+                let payload = wire::encode_write_batch(self.request_id(), segment, &header, chunk);
                 out.extend_from_slice(&wire::seal_frame(sealer, &payload)?);
                 self.batches.fetch_add(1, Ordering::Relaxed);
-                self.records.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                self.records
+                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
             }
         }
         Ok(())
@@ -423,7 +423,8 @@ mod tests {
         let text = six_node_toml("t", "s", 16, &[7101, 7102, 7103, 7104, 7105, 7106]);
         let config = ClusterConfig::parse(&text, std::path::Path::new("/tmp/x")).unwrap();
         let server = ServerHandshake::new(&config, 1, [1; NONCE_BYTES]);
-        let client = ClientHandshake::new(&config, crate::session::CLIENT_NODE_ID, 1, [2; NONCE_BYTES]);
+        let client =
+            ClientHandshake::new(&config, crate::session::CLIENT_NODE_ID, 1, [2; NONCE_BYTES]);
         let (awaiting, auth) = client.handle_hello(server.hello()).unwrap();
         let (server_session, auth_ok) = server.handle_auth(auth).unwrap();
         (awaiting.handle_auth_ok(auth_ok).unwrap(), server_session)
@@ -456,8 +457,20 @@ mod tests {
             vdl_hint: Lsn(vdl),
             truncation: None,
         };
-        let segments = [SegmentId { pg: PgId(0), replica: 0 }, SegmentId { pg: PgId(0), replica: 3 }];
-        assert!(link.queue_records(header(0), Vec::new()).is_err(), "W7: not connected");
+        let segments = [
+            SegmentId {
+                pg: PgId(0),
+                replica: 0,
+            },
+            SegmentId {
+                pg: PgId(0),
+                replica: 3,
+            },
+        ];
+        assert!(
+            link.queue_records(header(0), Vec::new()).is_err(),
+            "W7: not connected"
+        );
         link.connected.store(true, Ordering::SeqCst);
         for (mtr, vdl) in [(1u64, 0u64), (2, 1), (3, 2)] {
             let encoded = EncodedRecord::new(&record(mtr));
@@ -469,11 +482,18 @@ mod tests {
         let mut reader = std::io::Cursor::new(out);
         let mut batches = Vec::new();
         while (reader.position() as usize) < reader.get_ref().len() {
-            batches.push(wire::receive_sealed(&mut reader, &mut server.opener, &mut || true).unwrap());
+            batches
+                .push(wire::receive_sealed(&mut reader, &mut server.opener, &mut || true).unwrap());
         }
         assert_eq!(batches.len(), 2, "{batches:?}");
         for (message, segment) in batches.into_iter().zip(segments) {
-            let Message::WriteBatch { segment: to, vdl_hint, records, .. } = message else {
+            let Message::WriteBatch {
+                segment: to,
+                vdl_hint,
+                records,
+                ..
+            } = message
+            else {
                 panic!("not a write batch: {message:?}");
             };
             assert_eq!(to, segment);
@@ -497,7 +517,10 @@ mod tests {
             vdl_hint: Lsn::ZERO,
             truncation: None,
         };
-        let segment = SegmentId { pg: PgId(0), replica: 0 };
+        let segment = SegmentId {
+            pg: PgId(0),
+            replica: 0,
+        };
         let big = EncodedRecord::new(&RedoRecord {
             body: RedoBody::Edits(vec![sixfold_core::Edit {
                 offset: 0,
@@ -507,7 +530,10 @@ mod tests {
         });
         let mut refused = 0;
         for _ in 0..(LINK_OUTBOX_BYTES_MAX / big.len() + 10) {
-            if link.queue_records(header, vec![(segment, big.clone())]).is_err() {
+            if link
+                .queue_records(header, vec![(segment, big.clone())])
+                .is_err()
+            {
                 refused += 1;
             }
         }

@@ -145,9 +145,15 @@ fn a_takeover_in_the_middle_of_concurrent_commits_keeps_every_acknowledged_one()
     let second = Writer::open(cluster.config().clone(), options()).unwrap();
     stop.store(true, Ordering::SeqCst);
     let outcomes: Vec<(u64, u64)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
-    assert!(acked.load(Ordering::SeqCst) >= 80, "the load made no progress");
+    assert!(
+        acked.load(Ordering::SeqCst) >= 80,
+        "the load made no progress"
+    );
     for (thread, (last_acked, last_tried)) in (0..THREADS).zip(outcomes) {
-        let found = second.read(page_of(thread)).unwrap().map_or(0, |b| counter_in(&b));
+        let found = second
+            .read(page_of(thread))
+            .unwrap()
+            .map_or(0, |b| counter_in(&b));
         assert!(
             found >= last_acked && found <= last_tried,
             "thread {thread}: page holds {found}, acknowledged {last_acked}, tried {last_tried}"

@@ -152,13 +152,14 @@ fn concurrent_connections_lose_no_acknowledged_commit_when_the_writer_crashes() 
         .map(|thread| {
             let (page_volume, acked, stop) = (page_volume.clone(), acked.clone(), stop.clone());
             std::thread::spawn(move || {
-                let conn = open_connection(page_volume, &format!("db{}", thread % DATABASES))
-                    .unwrap();
+                let conn =
+                    open_connection(page_volume, &format!("db{}", thread % DATABASES)).unwrap();
                 conn.busy_timeout(Duration::from_secs(10)).unwrap();
                 let (mut last_acked, mut seq) = (0u64, 0u64);
                 while !stop.load(Ordering::SeqCst) {
                     seq += 1;
-                    match conn.execute("INSERT INTO t VALUES(?1, ?2)", (thread as i64, seq as i64)) {
+                    match conn.execute("INSERT INTO t VALUES(?1, ?2)", (thread as i64, seq as i64))
+                    {
                         Ok(_) => {
                             last_acked = seq;
                             acked.fetch_add(1, Ordering::SeqCst);
@@ -177,15 +178,20 @@ fn concurrent_connections_lose_no_acknowledged_commit_when_the_writer_crashes() 
     volume.crash_writer();
     stop.store(true, Ordering::SeqCst);
     let outcomes: Vec<(u64, u64)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
-    assert!(acked.load(Ordering::SeqCst) >= 100, "the load made no progress");
+    assert!(
+        acked.load(Ordering::SeqCst) >= 100,
+        "the load made no progress"
+    );
     volume.recover().unwrap();
     for (thread, (last_acked, last_tried)) in outcomes.into_iter().enumerate() {
-        let conn = open_connection(page_volume.clone(), &format!("db{}", thread % DATABASES))
-            .unwrap();
+        let conn =
+            open_connection(page_volume.clone(), &format!("db{}", thread % DATABASES)).unwrap();
         let seqs: Vec<u64> = conn
             .prepare("SELECT seq FROM t WHERE thread = ?1 ORDER BY seq")
             .unwrap()
-            .query_map([thread as i64], |row| row.get::<_, i64>(0).map(|s| s as u64))
+            .query_map([thread as i64], |row| {
+                row.get::<_, i64>(0).map(|s| s as u64)
+            })
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
