@@ -378,6 +378,65 @@ impl Out {
     }
 }
 
+/// What every write batch of a writer carries besides its records (W5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub epoch: Epoch,
+    pub vdl_hint: Lsn,
+    pub truncation: Option<TruncationRange>,
+}
+
+/// A record encoded once (C20): its wire bytes are shared by the write batches of all
+/// six segments of its PG.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncodedRecord(std::sync::Arc<[u8]>);
+
+impl EncodedRecord {
+    pub fn new(record: &RedoRecord) -> EncodedRecord {
+        EncodedRecord(sixfold_core::codec::encode_record_to_vec(record).into())
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Bytes of a write batch payload besides its records, at most.
+pub const WRITE_BATCH_HEADER_BYTES_MAX: usize = 128;
+
+/// C20: the payload of a write batch from records encoded once; byte for byte what
+/// [`encode`] makes of the same `Message::WriteBatch`.
+pub fn encode_write_batch(
+    request_id: u64,
+    segment: SegmentId,
+    header: &BatchHeader,
+    records: &[EncodedRecord],
+) -> Vec<u8> {
+    let bytes: usize = records.iter().map(EncodedRecord::len).sum();
+    let mut o = Out(Vec::with_capacity(WRITE_BATCH_HEADER_BYTES_MAX + bytes));
+    o.u8(kind::WRITE_BATCH);
+    o.u64(request_id);
+    o.segment(segment);
+    o.u64(header.epoch.0);
+    o.u64(header.vdl_hint.0);
+    match &header.truncation {
+        Some(range) => {
+            o.u8(1);
+            o.range(range);
+        }
+        None => o.u8(0),
+    }
+    o.u32(records.len() as u32);
+    for record in records {
+        o.0.extend_from_slice(&record.0);
+    }
+    o.0
+}
+
 /// Encodes a message as a frame payload (type byte and fields).
 pub fn encode(message: &Message) -> Vec<u8> {
     let mut o = Out(Vec::with_capacity(64));
@@ -1116,6 +1175,12 @@ pub fn write_sealed_frame(
     sealer: &mut FrameSealer,
     payload: &[u8],
 ) -> Result<(), WireError> {
+    w.write_all(&seal_frame(sealer, payload)?)?;
+    Ok(())
+}
+
+/// One sealed frame (A4), ready to write; frames sealed in order may be written together.
+pub fn seal_frame(sealer: &mut FrameSealer, payload: &[u8]) -> Result<Vec<u8>, WireError> {
     if payload.len() > MAX_FRAME_BYTES {
         return Err(WireError::Oversize {
             found: payload.len(),
@@ -1123,9 +1188,8 @@ pub fn write_sealed_frame(
         });
     }
     let frame = sealer.seal(payload)?;
-    w.write_all(&frame)?;
     FRAME_BYTES_SENT.fetch_add(frame.len() as u64, std::sync::atomic::Ordering::Relaxed);
-    Ok(())
+    Ok(frame)
 }
 
 /// Encodes, seals and writes one message.
@@ -1345,6 +1409,42 @@ mod tests {
         ];
         for message in messages {
             assert_eq!(decode(&encode(&message)).unwrap(), message);
+        }
+    }
+
+    #[test]
+    fn a_batch_of_records_encoded_once_equals_the_message_encoding() {
+        // C20: records encoded once make the same payload as encoding the message.
+        let segment = SegmentId {
+            pg: PgId(2),
+            replica: 4,
+        };
+        let records = vec![record(5), record(6), record(9)];
+        for truncation in [
+            None,
+            Some(TruncationRange {
+                lsn_begin: Lsn(10),
+                lsn_end: Lsn(20),
+                epoch: Epoch(3),
+            }),
+        ] {
+            let header = BatchHeader {
+                epoch: Epoch(3),
+                vdl_hint: Lsn(4),
+                truncation,
+            };
+            let encoded: Vec<EncodedRecord> = records.iter().map(EncodedRecord::new).collect();
+            let once = encode_write_batch(11, segment, &header, &encoded);
+            let message = Message::WriteBatch {
+                request_id: 11,
+                segment,
+                epoch: header.epoch,
+                vdl_hint: header.vdl_hint,
+                truncation,
+                records: records.clone(),
+            };
+            assert_eq!(once, encode(&message));
+            assert_eq!(decode(&once).unwrap(), message);
         }
     }
 

@@ -23,7 +23,7 @@ use sixfold_pagecache::{ENTRY_OVERHEAD_BYTES, EntryMeta, Page, PageCache};
 use crate::config::ClusterConfig;
 use crate::link::{Link, LinkEvents};
 use crate::recovery::{Driver, RecoveryDriverError};
-use crate::wire::{self, ErrorCode, Message};
+use crate::wire::{self, BatchHeader, EncodedRecord, ErrorCode, Message};
 
 /// The writer's LSN allocation limit, in LSNs (W1). Recovery truncates up to LAL above the
 /// highest earlier truncation end (X4), so a later writer must not use a smaller LAL than
@@ -239,6 +239,73 @@ struct Core {
     stalled: HashMap<SegmentId, Lsn>,
     /// R8: the grants of the read lease, in ms of [`Inner::now_ms`].
     lease: ReadLease,
+    /// C5, C21: commits waiting for durability, by commit LSN.
+    waiters: BTreeMap<Lsn, Vec<Arc<Wake>>>,
+}
+
+impl Core {
+    /// C5, C21: the waiters due now, in LSN order, taken out of the map so each is woken
+    /// once: those VDL passed, or all of them once the writer is fenced or gone (C6).
+    fn due_waiters(&mut self) -> Vec<Arc<Wake>> {
+        let vdl = match self.state.as_ref() {
+            Some(state) if state.fenced_by().is_none() => state.vdl(),
+            _ => Lsn(u64::MAX - 1),
+        };
+        let later = self.waiters.split_off(&Lsn(vdl.0 + 1));
+        std::mem::replace(&mut self.waiters, later)
+            .into_values()
+            .flatten()
+            .collect()
+    }
+
+    /// A waiter that stopped waiting (its timeout) leaves the map.
+    fn withdraw(&mut self, lsn: Lsn, wake: &Arc<Wake>) {
+        if let Some(list) = self.waiters.get_mut(&lsn) {
+            list.retain(|w| !Arc::ptr_eq(w, wake));
+            if list.is_empty() {
+                self.waiters.remove(&lsn);
+            }
+        }
+    }
+}
+
+/// C21: one commit's wake-up, set once. It says only "look again": the waiter rechecks
+/// VDL and the fence under the core lock before it reports anything.
+#[derive(Default)]
+struct Wake {
+    woken: Mutex<bool>,
+    signal: Condvar,
+}
+
+impl Wake {
+    fn wake(&self) {
+        *self.woken.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.signal.notify_one();
+    }
+
+    /// Whether it was woken before `deadline`.
+    fn wait_until(&self, deadline: Instant) -> bool {
+        let mut woken = self.woken.lock().unwrap_or_else(|p| p.into_inner());
+        while !*woken {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            woken = self
+                .signal
+                .wait_timeout(woken, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        true
+    }
+}
+
+/// C5: wakes `due` in the order given (LSN order), outside every lock.
+fn wake_all(due: Vec<Arc<Wake>>) {
+    for wake in due {
+        wake.wake();
+    }
 }
 
 struct Inner {
@@ -310,13 +377,22 @@ impl Inner {
 
     fn on_ack(&self, segment: SegmentId, scl: Lsn, epoch: Epoch) {
         let mut core = self.core();
+        let mut moved = false;
         if let Some(state) = core.state.as_mut() {
+            let before = (state.vdl(), state.fenced_by());
             state.handle_ack(segment, scl, epoch);
             drain(state);
             let vdl = state.vdl();
+            moved = (vdl, state.fenced_by()) != before;
             core.cache.set_vdl(vdl);
         }
+        if !moved {
+            return;
+        }
+        let due = core.due_waiters();
         drop(core);
+        wake_all(due);
+        // W1 back-pressure and lease waits (not commits) watch VDL and the fence.
         self.changed.notify_all();
     }
 
@@ -331,7 +407,9 @@ impl Inner {
             // E3, R9: a fenced writer never reads again.
             core.lease.revoke();
         }
+        let due = core.due_waiters();
         drop(core);
+        wake_all(due); // C6
         self.changed.notify_all();
     }
 
@@ -341,23 +419,32 @@ impl Inner {
             .and_then(|n| self.links.get(&n))
     }
 
-    /// W4, W5: one batch per segment of the records' PG.
-    fn dispatch(&self, batches: Vec<(SegmentId, Vec<RedoRecord>)>, header: BatchHeader) {
-        for (segment, records) in batches {
-            let Some(link) = self.link_of(segment) else {
-                continue;
-            };
-            for chunk in records.chunks(wire::BATCH_RECORDS_MAX) {
-                let message = Message::WriteBatch {
-                    request_id: link.request_id(),
-                    segment,
-                    epoch: header.epoch,
-                    vdl_hint: header.vdl,
-                    truncation: header.truncation,
-                    records: chunk.to_vec(),
-                };
-                // A refused send is fine: the record is re-sent until acknowledged (W7).
-                let _ = link.send(&message);
+    /// W4, W5, C20: each record encoded once, queued to the node of each segment of its
+    /// PG; the links' senders coalesce what is queued into one batch per segment.
+    fn dispatch<'r>(
+        &self,
+        records: impl IntoIterator<Item = (&'r RedoRecord, Option<SegmentId>)>,
+        header: BatchHeader,
+    ) {
+        let mut by_node: BTreeMap<NodeId, Vec<(SegmentId, EncodedRecord)>> = BTreeMap::new();
+        for (record, only) in records {
+            let encoded = EncodedRecord::new(record);
+            for segment in WriterState::segments_of(record.pg) {
+                if only.is_some_and(|only| only != segment) {
+                    continue;
+                }
+                if let Some(node) = self.config.node_of(segment) {
+                    by_node
+                        .entry(node)
+                        .or_default()
+                        .push((segment, encoded.clone()));
+                }
+            }
+        }
+        for (node, records) in by_node {
+            if let Some(link) = self.links.get(&node) {
+                // A refused queue is fine: the record is re-sent until acknowledged (W7).
+                let _ = link.queue_records(header, records);
             }
         }
     }
@@ -382,18 +469,18 @@ impl Inner {
                         continue;
                     };
                     if stalled.get(&segment) == Some(&first) {
-                        let records: Vec<RedoRecord> = records
-                            .into_iter()
-                            .take(RESEND_RECORDS_PER_TICK_MAX)
-                            .cloned()
-                            .collect();
-                        resend.push((segment, records));
+                        resend.extend(
+                            records
+                                .into_iter()
+                                .take(RESEND_RECORDS_PER_TICK_MAX)
+                                .map(|r| (r.clone(), Some(segment))),
+                        );
                     } else {
                         stalled.insert(segment, first);
                     }
                 }
             }
-            header = BatchHeader::of(state);
+            header = batch_header(state);
             heartbeat = (state.epoch(), state.vcl(), state.vdl(), state.pgmrpl());
         }
         for (&node, link) in &self.links {
@@ -410,7 +497,7 @@ impl Inner {
                 truncation: header.truncation,
             });
         }
-        self.dispatch(resend, header);
+        self.dispatch(resend.iter().map(|(r, s)| (r, *s)), header);
     }
 
     /// A reconnected node gets what it missed at the next tick, not two ticks later.
@@ -435,20 +522,12 @@ impl Inner {
     }
 }
 
-#[derive(Clone, Copy)]
-struct BatchHeader {
-    epoch: Epoch,
-    vdl: Lsn,
-    truncation: Option<sixfold_core::TruncationRange>,
-}
-
-impl BatchHeader {
-    fn of(state: &WriterState) -> BatchHeader {
-        BatchHeader {
-            epoch: state.epoch(),
-            vdl: state.vdl(),
-            truncation: state.truncation(),
-        }
+/// W5: what the write batches sent now carry.
+fn batch_header(state: &WriterState) -> BatchHeader {
+    BatchHeader {
+        epoch: state.epoch(),
+        vdl_hint: state.vdl(),
+        truncation: state.truncation(),
     }
 }
 
@@ -526,6 +605,7 @@ impl Writer {
                 geometry_epoch: 0,
                 stalled: HashMap::new(),
                 lease: ReadLease::new(LEASE_HOLD_MS, QuorumConfig::AURORA.read_quorum()),
+                waiters: BTreeMap::new(),
             }),
             changed: Condvar::new(),
             links,
@@ -689,6 +769,19 @@ impl Writer {
         self.stats().vdl
     }
 
+    /// C20: what the links sent, summed over nodes (write batches, records, socket
+    /// writes): records per batch above one means MTRs shared batches.
+    pub fn link_stats(&self) -> crate::link::LinkStats {
+        let mut sum = crate::link::LinkStats::default();
+        for link in self.inner.links.values() {
+            let stats = link.stats();
+            sum.batches += stats.batches;
+            sum.records += stats.records;
+            sum.socket_writes += stats.socket_writes;
+        }
+        sum
+    }
+
     pub fn epoch(&self) -> Epoch {
         self.stats().epoch
     }
@@ -724,26 +817,33 @@ impl Writer {
             }
             mtr.push(*page, body);
         }
-        self.submit_mtr(mtr, |_, _| {})
+        let submitted = self.submit_mtr(|_| Ok(Some(mtr.clone())), |_, _| {})?;
+        submitted.ok_or_else(|| WriterError::BadTransaction("empty transaction".into()))
     }
 
     /// W1–W5: allocate, update the cache (`cache_update` sees each change and the cache
-    /// entry), dispatch. Waits on LAL back-pressure; learns unknown page LSNs by reading.
+    /// entry), dispatch. `build` makes the MTR under the core lock, so what it checked
+    /// (the pages' latest LSNs) still holds when LSNs are allocated; `None` if there is
+    /// nothing to write. Waits on LAL back-pressure; learns unknown page LSNs by reading.
+    /// C20: no lock is held while waiting or sending; the records are queued to the
+    /// links under the core lock, so each segment gets them in LSN order.
     fn submit_mtr(
         &self,
-        mtr: Mtr,
+        mut build: impl FnMut(&WriterState) -> Result<Option<Mtr>, WriterError>,
         mut cache_update: impl FnMut(&mut Cache, &RedoRecord),
-    ) -> Result<Lsn, WriterError> {
+    ) -> Result<Option<Lsn>, WriterError> {
         let deadline = Instant::now() + self.inner.options.commit_timeout;
         loop {
             let mut core = self.inner.core();
             let state = core.state.as_mut().ok_or(WriterError::Closed)?;
+            let Some(mtr) = build(state)? else {
+                return Ok(None);
+            };
             let known_pgs: Vec<PgId> = state.pgs().collect();
-            match state.submit_mtr(mtr.clone()) {
+            match state.submit_mtr(mtr) {
                 Ok(submitted) => {
-                    let header = BatchHeader::of(state);
+                    let header = batch_header(state);
                     drain(state);
-                    let mut batches: BTreeMap<SegmentId, Vec<RedoRecord>> = BTreeMap::new();
                     for record in &submitted.records {
                         if !known_pgs.contains(&record.pg) {
                             core.geometry_epoch += 1;
@@ -751,13 +851,10 @@ impl Writer {
                         }
                         update_cache_with(&mut core.cache, record);
                         cache_update(&mut core.cache, record);
-                        for segment in WriterState::segments_of(record.pg) {
-                            batches.entry(segment).or_default().push(record.clone());
-                        }
                     }
-                    drop(core);
-                    self.inner.dispatch(batches.into_iter().collect(), header);
-                    return Ok(submitted.commit_lsn);
+                    self.inner
+                        .dispatch(submitted.records.iter().map(|r| (r, None)), header);
+                    return Ok(Some(submitted.commit_lsn));
                 }
                 Err(WriteError::Fenced { by }) => return Err(WriterError::Fenced { by }),
                 Err(WriteError::PageLsnUnknown { page }) => {
@@ -778,31 +875,37 @@ impl Writer {
         }
     }
 
-    /// C4, C5, C6: waits until VDL ≥ `lsn`; fails if the writer is fenced first.
+    /// C4, C5, C6, C21: waits until VDL ≥ `lsn`; fails if the writer is fenced or closed
+    /// first. The waiter sleeps on its own wake-up, woken once, in LSN order, when VDL
+    /// passes `lsn` (never by acks that do not move VDL).
     pub fn wait_durable(&self, lsn: Lsn, timeout: Duration) -> Result<(), WriterError> {
         let deadline = Instant::now() + timeout;
-        let mut core = self.inner.core();
         loop {
-            let state = core.state.as_ref().ok_or(WriterError::Closed)?;
-            if let Some(by) = state.fenced_by() {
-                return Err(WriterError::Fenced { by });
+            let wake = {
+                let mut core = self.inner.core();
+                let state = core.state.as_ref().ok_or(WriterError::Closed)?;
+                if let Some(by) = state.fenced_by() {
+                    return Err(WriterError::Fenced { by });
+                }
+                if state.vdl() >= lsn {
+                    return Ok(());
+                }
+                if self.inner.stop.load(Ordering::SeqCst) {
+                    return Err(WriterError::Closed);
+                }
+                if Instant::now() >= deadline {
+                    return Err(WriterError::CommitTimeout {
+                        lsn,
+                        waited_ms: timeout.as_millis() as u64,
+                    });
+                }
+                let wake = Arc::new(Wake::default());
+                core.waiters.entry(lsn).or_default().push(wake.clone());
+                wake
+            };
+            if !wake.wait_until(deadline) {
+                self.inner.core().withdraw(lsn, &wake);
             }
-            if state.vdl() >= lsn {
-                return Ok(());
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(WriterError::CommitTimeout {
-                    lsn,
-                    waited_ms: timeout.as_millis() as u64,
-                });
-            }
-            core = self
-                .inner
-                .changed
-                .wait_timeout(core, deadline - now)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
         }
     }
 
@@ -1012,10 +1115,8 @@ impl Writer {
                 .and_then(|s| s.page_lsn(*page));
             bases.insert(*page, (lsn.unwrap_or(Lsn::ZERO), bytes));
         }
-        let mut mtr = Mtr::new();
-        {
-            let core = self.inner.core();
-            let state = core.state.as_ref().ok_or(WriterError::Closed)?;
+        let build = |state: &WriterState| {
+            let mut mtr = Mtr::new();
             for (page, image) in &pages {
                 // The base must be the page's latest version; a concurrent writer of the
                 // same page makes this caller retry.
@@ -1029,16 +1130,17 @@ impl Writer {
                     mtr.push(*page, body);
                 }
             }
-        }
-        if mtr.is_empty() {
-            return Ok(self.vdl());
-        }
-        let images: HashMap<PageId, Vec<u8>> = pages.into_iter().collect();
-        let lsn = self.submit_mtr(mtr, |cache, record| {
+            Ok((!mtr.is_empty()).then_some(mtr))
+        };
+        let images: HashMap<PageId, &Vec<u8>> = pages.iter().map(|(p, i)| (*p, i)).collect();
+        let submitted = self.submit_mtr(build, |cache, record| {
             if let Some(image) = images.get(&record.page) {
-                cache.insert(record.page, record.lsn, image.clone());
+                cache.insert(record.page, record.lsn, (*image).clone());
             }
         })?;
+        let Some(lsn) = submitted else {
+            return Ok(self.vdl());
+        };
         self.wait_durable(lsn, self.inner.options.commit_timeout)?;
         Ok(lsn)
     }
@@ -1096,7 +1198,7 @@ impl Writer {
             let core = self.inner.core();
             match core.state.as_ref() {
                 Some(state) if state.fenced_by().is_none() && !self.threads.is_empty() => {
-                    (BatchHeader::of(state), state.vcl(), state.pgmrpl())
+                    (batch_header(state), state.vcl(), state.pgmrpl())
                 }
                 _ => return,
             }
@@ -1108,7 +1210,7 @@ impl Writer {
                     request_id,
                     epoch: batch.epoch,
                     vcl,
-                    vdl: batch.vdl,
+                    vdl: batch.vdl_hint,
                     pgmrpl,
                     truncation: batch.truncation,
                 },
@@ -1123,6 +1225,8 @@ impl Writer {
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
+        let due = std::mem::take(&mut self.inner.core().waiters);
+        wake_all(due.into_values().flatten().collect());
         self.inner.changed.notify_all();
     }
 }

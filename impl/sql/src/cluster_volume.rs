@@ -1,9 +1,12 @@
 //! [`ClusterVolume`]: the networked quorum writer (`sixfold_cluster::Writer`) as the
 //! [`PageVolume`] the SQL layer runs on.
 //!
-//! - Commits are serialised: one MTR at a time, each waited on until durable (C4). So a
-//!   commit's base images are always the pages' latest durable versions, and the
-//!   writer's "changed while being committed" refusal cannot happen.
+//! - Commits are not serialised by the volume (C20): commits of different databases
+//!   run side by side, share the links' write batches and wait for VDL each on its own.
+//!   Writes of one database are serialised by SQLite's RESERVED lock (the registry),
+//!   held until its commit is durable (C4), so a commit's base images are always the
+//!   pages' latest durable versions and the writer's "changed while being committed"
+//!   refusal cannot happen.
 //! - A commit that is not durable within the writer's `commit_timeout` (an AZ and one
 //!   more node down) keeps waiting: the MTR is already on its way to storage and may
 //!   still become durable when nodes return, so reporting a failure would break
@@ -44,8 +47,6 @@ pub struct ClusterVolume {
     config: ClusterConfig,
     options: WriterOptions,
     current: RwLock<Current>,
-    /// One MTR at a time (see the module comment).
-    commit_lock: Mutex<()>,
     /// Open reads: read point → (generation, count), so a read never crosses writers.
     reads: Mutex<BTreeMap<u64, (u64, u32)>>,
 }
@@ -68,7 +69,6 @@ impl ClusterVolume {
                 writer: Some(Arc::new(writer)),
                 poisoned: None,
             }),
-            commit_lock: Mutex::new(()),
             reads: Mutex::new(BTreeMap::new()),
         })
     }
@@ -249,7 +249,6 @@ impl PageVolume for ClusterVolume {
 
     fn commit(&self, writes: Vec<PageWrite>) -> Result<u64, VolumeError> {
         check_writes(&writes)?;
-        let _one_mtr_at_a_time = lock(&self.commit_lock);
         let (generation, writer) = self.current_writer()?;
         let count = writes.len();
         let pages = writes
