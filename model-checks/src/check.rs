@@ -195,6 +195,8 @@ pub(crate) struct Subject<'a, M: Model> {
     pub symmetry: Option<Representative<M>>,
     pub describe: &'a dyn Fn(&M::State, &M::Action) -> String,
     pub rules: fn(&str) -> &'static [&'static str],
+    /// Breadth-first, so that a counterexample is a shortest one (else depth-first).
+    pub breadth_first: bool,
 }
 
 /// Checks the quorum model exhaustively (DFS, symmetry reduction, no depth bound).
@@ -212,6 +214,7 @@ pub fn run_check(options: &CheckOptions) -> Report {
         }),
         describe: &describe,
         rules: property_rules,
+        breadth_first: false,
     };
     let search = SearchOptions {
         threads: options.threads,
@@ -222,8 +225,8 @@ pub fn run_check(options: &CheckOptions) -> Report {
     search_model(&model, &search, subject)
 }
 
-/// Explores `model` with stateright's DFS checker (no depth bound) and reports each
-/// property's verdict.
+/// Explores `model` with stateright's checker (DFS, or BFS for shortest counterexamples;
+/// no depth bound) and reports each property's verdict.
 pub(crate) fn search_model<M>(model: &M, options: &SearchOptions, subject: Subject<M>) -> Report
 where
     M: Model + Clone + Send + Sync + 'static,
@@ -244,10 +247,29 @@ where
     if let Some(representative) = subject.symmetry {
         builder = builder.symmetry_fn(representative);
     }
-    let checker = builder
-        .threads(threads)
-        .finish_when(finish_when)
-        .spawn_dfs();
+    let builder = builder.threads(threads).finish_when(finish_when);
+    if subject.breadth_first {
+        report_search(builder.spawn_bfs(), model, options, subject, started)
+    } else {
+        report_search(builder.spawn_dfs(), model, options, subject, started)
+    }
+}
+
+/// Waits for a running search (a progress bar meanwhile) and reports each property.
+fn report_search<M, C>(
+    checker: C,
+    model: &M,
+    options: &SearchOptions,
+    subject: Subject<M>,
+    started: Instant,
+) -> Report
+where
+    M: Model,
+    M::State: Clone + PartialEq,
+    M::Action: Clone + PartialEq,
+    C: Checker<M>,
+{
+    let threads = options.threads.max(1);
     let bar = progress_bar(options.progress);
     // Without a terminal the bar is hidden: print a plain line every 10 s instead.
     let plain = options.progress && !std::io::stderr().is_terminal();

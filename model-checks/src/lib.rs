@@ -5,7 +5,7 @@
 //! that loses and duplicates, writer crash/failover and recovery, segment crashes, gossip and
 //! reads. `run_check` explores it exhaustively and returns a `Report`.
 //!
-//! The `membership` model replaces a PG's segments (P18 §4): dual-quorum states, membership
+//! The `membership` model replaces a PG's segments (the 2018 paper, §4): dual-quorum states, membership
 //! epochs, hydration, aborts and failures during a change; `membership::run_check` runs it.
 
 pub mod check;

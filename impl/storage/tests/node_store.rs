@@ -8,7 +8,7 @@ use sixfold_core::{
     Epoch, Geometry, Lsn, NodeId, PgId, SEGMENTS_PER_PG, SegmentId, TruncationRange,
 };
 use sixfold_storage::{
-    CrashMode, DiskOp, FaultKind, FaultyDisk, NodeStore, NodeStoreError, OpFilter,
+    CrashMode, DiskOp, FaultKind, FaultyDisk, NodeStore, NodeStoreError, NodeStoreMutant, OpFilter,
     SegmentPlacement, StorageConfig,
 };
 
@@ -116,4 +116,68 @@ fn a_failed_write_never_lowers_the_epoch() {
         store.raise_epoch(Epoch(2)),
         Err(NodeStoreError::StaleEpoch { .. })
     ));
+}
+
+fn record(lsn: u64, epoch: u64) -> sixfold_core::RedoRecord {
+    sixfold_core::RedoRecord {
+        lsn: Lsn(lsn),
+        pg: PgId(0),
+        prev_lsn_pg: Lsn::ZERO,
+        prev_lsn_page: Lsn::ZERO,
+        epoch: Epoch(epoch),
+        page: sixfold_core::PageId {
+            db: sixfold_core::DbId(1),
+            page_no: 0,
+        },
+        cpl: true,
+        body: sixfold_core::RedoBody::Edits(Vec::new()),
+    }
+}
+
+/// S15: a newer recovery's history replaces the held one. Recovery 2 planned to void
+/// (10, 60] but never completed; recovery 3 kept epoch-1 records up to 30 and voided
+/// (30, 100]. A node that learned both must take record 20 of epoch 1 from a peer. The
+/// machine's mutant `truncation-union` keeps recovery 2's range and refuses it forever.
+fn takes_a_record_the_newer_recovery_kept(mutant: Option<NodeStoreMutant>) -> bool {
+    let disk = Arc::new(FaultyDisk::new(5));
+    let mut store = open(&disk);
+    store.set_mutant(mutant);
+    store.truncate(&[range(0, 5, 1)]).expect("recovery 1");
+    store.host(SEGMENT).expect("placed here");
+    store
+        .truncate(&[range(0, 5, 1), range(10, 60, 2)])
+        .expect("recovery 2's range reached this node");
+    let newer = vec![range(0, 5, 1), range(30, 100, 3)];
+    store.truncate(&newer).expect("recovery 3");
+    let answer = sixfold_storage::GossipAnswer {
+        peer: SegmentId {
+            pg: PgId(0),
+            replica: 0,
+        },
+        epoch: Epoch(3),
+        truncations: newer,
+        records: vec![record(20, 1)],
+        peer_scl: Lsn(30),
+        peer_repairing: false,
+        complete: true,
+    };
+    let _ = store.merge_gossip(SEGMENT, answer);
+    store
+        .engine()
+        .held_records(SEGMENT)
+        .expect("hosted")
+        .iter()
+        .any(|r| r.lsn == Lsn(20))
+}
+
+#[test]
+fn a_newer_history_replaces_the_held_one() {
+    assert!(takes_a_record_the_newer_recovery_kept(None));
+}
+
+#[test]
+fn the_truncation_union_mutant_is_caught() {
+    assert!(!takes_a_record_the_newer_recovery_kept(Some(
+        NodeStoreMutant::TruncationUnion
+    )));
 }

@@ -41,7 +41,7 @@ impl Config {
         }
     }
 
-    /// P18 §4.1's composition: a failed member is replaced while a second member fails and
+    /// the 2018 paper's §4.1 composition: a failed member is replaced while a second member fails and
     /// is replaced too (two changes, four quorum sets), two failures, one LSN.
     pub fn composed() -> Self {
         Config {

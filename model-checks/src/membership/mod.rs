@@ -1,5 +1,5 @@
 //! The membership model: replacing a PG's segments without consensus, through dual-quorum
-//! states and membership epochs (P18 §4; spec/protocol.md M1–M6).
+//! states and membership epochs (the 2018 paper, §4; spec/protocol.md M1–M6).
 
 pub mod config;
 pub mod model;
@@ -39,6 +39,7 @@ pub fn run_check(options: &CheckOptions) -> Report {
         symmetry: Some(symmetry::representative),
         describe: &describe,
         rules: property_rules,
+        breadth_first: false,
     };
     let search = SearchOptions {
         threads: options.threads,

@@ -1,4 +1,4 @@
-//! The stateright `Model` of membership changes on one PG (P18 §4; spec/protocol.md M1–M6):
+//! The stateright `Model` of membership changes on one PG (the 2018 paper, §4; spec/protocol.md M1–M6):
 //! actions, transitions and properties.
 
 use stateright::{Model, Property};

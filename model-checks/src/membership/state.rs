@@ -22,7 +22,7 @@ pub const READ_QUORUM: u32 = 3;
 /// At most two spare nodes.
 pub const SPARES_MAX: usize = 2;
 pub const SLOTS_MAX: usize = MEMBERS + SPARES_MAX;
-/// At most two changes in flight (P18 §4.1's example has two).
+/// At most two changes in flight (the 2018 paper, §4.1, has two in its example).
 pub const PENDING_MAX: usize = 2;
 /// The highest LSN an `LsnSet` holds.
 pub const LSN_CAP_MAX: Lsn = 7;

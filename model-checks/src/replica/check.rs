@@ -1,13 +1,10 @@
 //! Running the replica model through stateright's checker, into the crate's `Report`.
 
-use std::io::IsTerminal;
-use std::time::{Duration, Instant};
-
-use stateright::{Checker, Expectation, HasDiscoveries, Model};
+use std::time::Duration;
 
 use super::config::{Bug, Config};
 use super::model::{ReplicaModel, property_rules};
-use crate::check::{Report, Stop, Verdict, progress_bar};
+use crate::check::{Report, SearchOptions, Stop, Subject, search_model};
 
 /// What to check.
 #[derive(Clone, Debug)]
@@ -27,91 +24,21 @@ pub struct ReplicaCheckOptions {
 /// counterexample is a shortest one.
 pub fn run_replica_check(options: &ReplicaCheckOptions) -> Report {
     let model = ReplicaModel::new(options.config.clone(), options.bug);
-    let threads = options.threads.max(1);
-    let started = Instant::now();
-    let finish_when = match options.stop {
-        Stop::Exhaustive => HasDiscoveries::All,
-        Stop::FirstFailure => HasDiscoveries::AnyFailures,
-        Stop::Failed(name) => HasDiscoveries::AnyOf([name].into_iter().collect()),
-    };
-    let mut builder = model.clone().checker();
-    if let Some(limit) = options.time_limit {
-        builder = builder.timeout(limit);
-    }
-    let checker = builder
-        .threads(threads)
-        .finish_when(finish_when)
-        .spawn_bfs();
-    let bar = progress_bar(options.progress);
-    let plain = options.progress && !std::io::stderr().is_terminal();
-    let mut last_line = Instant::now();
-    while !checker.is_done() {
-        let message = format!(
-            "{} unique states, {} generated, depth {}",
-            checker.unique_state_count(),
-            checker.state_count(),
-            checker.max_depth()
-        );
-        if plain && last_line.elapsed() >= Duration::from_secs(10) {
-            eprintln!("[{:.0}s] {message}", started.elapsed().as_secs_f64());
-            last_line = Instant::now();
-        }
-        bar.set_message(message);
-        bar.tick();
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let checker = checker.join();
-    bar.finish_and_clear();
-    let duration = started.elapsed();
-    let discoveries = checker.discoveries();
-    let properties = model.properties();
-    let verdicts = properties
-        .iter()
-        .map(|property| {
-            let found = discoveries.get(property.name);
-            let always = property.expectation != Expectation::Sometimes;
-            let counterexample = match (always, found) {
-                (true, Some(path)) => Some(
-                    path.clone()
-                        .into_vec()
-                        .into_iter()
-                        .filter_map(|(state, action)| {
-                            action.map(|action| model.describe(&state, &action))
-                        })
-                        .collect(),
-                ),
-                _ => None,
-            };
-            Verdict {
-                name: property.name,
-                expectation: if always { "always" } else { "sometimes" },
-                rules: property_rules(property.name),
-                holds: always == found.is_none(),
-                counterexample,
-            }
-        })
-        .collect();
-    let timed_out = options.time_limit.is_some_and(|limit| duration >= limit);
-    let complete = !timed_out
-        && match &options.stop {
-            Stop::Exhaustive => discoveries.len() < properties.len(),
-            Stop::FirstFailure => !properties.iter().any(|property| {
-                property.expectation != Expectation::Sometimes
-                    && discoveries.contains_key(property.name)
-            }),
-            Stop::Failed(name) => !discoveries.contains_key(name),
-        };
-    Report {
-        model: "replica",
+    let describe = |state: &_, action: &_| model.describe(state, action);
+    let subject = Subject {
+        model_name: "replica",
         config: options.config.name,
         bug: options.bug.map(Bug::name),
-        threads,
-        unique_states: checker.unique_state_count(),
-        states_generated: checker.state_count(),
-        max_depth: checker.max_depth(),
-        duration,
-        complete,
-        timed_out,
-        verdicts,
-    }
+        symmetry: None,
+        describe: &describe,
+        rules: property_rules,
+        breadth_first: true,
+    };
+    let search = SearchOptions {
+        threads: options.threads,
+        progress: options.progress,
+        stop: options.stop.clone(),
+        time_limit: options.time_limit,
+    };
+    search_model(&model, &search, subject)
 }
