@@ -247,14 +247,21 @@ impl Validator {
                 }
             }
             ProtocolEvent::Fenced { .. } => self.writer(actor)?.fenced = true,
-            ProtocolEvent::EpochChanged { .. } => {
-                // X5, X7: a writer opens only once its recovery's truncation range is
-                // durable at a write quorum of every PG.
-                if self.writer(actor)?.recovered_vdl.is_some() && !self.truncation_durable(actor)? {
-                    return Err("X5: the writer opened before its truncation range was durable at a write quorum of every PG".into());
-                }
-            }
+            ProtocolEvent::EpochChanged { .. } => self.check_open(actor)?,
             _ => {}
+        }
+        Ok(())
+    }
+
+    /// X5, X7: a writer opens only once its recovery's truncation range is durable at a
+    /// write quorum of every PG.
+    fn check_open(&self, actor: &str) -> Result<(), String> {
+        let recovered = self
+            .writers
+            .get(actor)
+            .is_some_and(|writer| writer.recovered_vdl.is_some());
+        if recovered && !self.truncation_durable(actor)? {
+            return Err("X5: the writer opened before its truncation range was durable at a write quorum of every PG".into());
         }
         Ok(())
     }
