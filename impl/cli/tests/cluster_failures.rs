@@ -62,7 +62,7 @@ impl Processes {
             .args(["storage-node", "--config"])
             .arg(&self.config_path)
             .args(["--node-id", &id.to_string()])
-            .env("RUST_LOG", "sixfold_cluster=info")
+            .env("RUST_LOG", "sixfold_cluster=info,sixfold_storage=info")
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

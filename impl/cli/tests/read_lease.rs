@@ -51,7 +51,7 @@ impl Nodes {
                 .args(["storage-node", "--config"])
                 .arg(&nodes.config_path)
                 .args(["--node-id", &id.to_string()])
-                .env("RUST_LOG", "sixfold_cluster=info")
+                .env("RUST_LOG", "sixfold_cluster=info,sixfold_storage=info")
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()
