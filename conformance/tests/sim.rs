@@ -429,6 +429,9 @@ fn long_runs_that_once_failed_pass() {
         (5_001_462, 1000),
         (5_001_963, 1000),
         (21_009_836, 1000),
+        // S23: the first writer stopped before epoch 1 reached three nodes; every other
+        // node was late and no recovery could plan until the genesis rule.
+        (1_240, 150),
     ] {
         let outcome = sim::run(SimOptions {
             mtrs,

@@ -662,7 +662,7 @@ impl World {
             for node in &self.nodes {
                 let segment = segment(pg, node.index());
                 let scl = node.scl(segment);
-                if !node.holds_history_of(segment, writer.truncation()) {
+                if !node.holds_history_of(writer.truncation()) {
                     lagging.push(format!(
                         "{segment} lacks the writer's truncation history (S15; {})",
                         node.describe(segment)
@@ -690,7 +690,7 @@ impl World {
             // S15: caught up means the writer's truncation history too.
             self.nodes.iter().all(|node| {
                 node.scl(segment(pg, node.index())) >= Some(needed)
-                    && node.holds_history_of(segment(pg, node.index()), writer.truncation())
+                    && node.holds_history_of(writer.truncation())
             })
         })
     }

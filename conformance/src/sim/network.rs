@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 
 use sixfold_core::{
-    Epoch, GossipRequest, Lsn, PageId, RedoRecord, SegmentId, SegmentReport, TruncationRange,
+    Epoch, GossipRequest, Lsn, NodeStanding, PageId, RedoRecord, SegmentId, SegmentReport,
+    TruncationRange,
 };
 
 use super::SIM_NODES;
@@ -45,10 +46,22 @@ pub enum Message {
         segment: SegmentId,
         epoch: Epoch,
     },
+    /// X1, X11: the segment's report, or none (repairing, or a late node's absent
+    /// segment), with the node's standing (S23).
     RecoveryReport {
         writer: usize,
-        report: SegmentReport,
+        segment: SegmentId,
+        report: Option<SegmentReport>,
+        standing: NodeStanding,
     },
+    /// S23: the genesis counted this node's answer with `incarnation`; join it.
+    JoinGenesis {
+        writer: usize,
+        segment: SegmentId,
+        incarnation: u64,
+    },
+    /// S23: the node joined (durably), or knows it is with the volume already.
+    GenesisJoined { writer: usize, segment: SegmentId },
     /// X5, S15: make `history` durable (or, with `None`, only confirm the epoch) and say
     /// the SCL. The history's newest range is the recovery's own.
     Truncate {
@@ -108,12 +121,14 @@ impl Message {
             Write { segment, .. }
             | RecoveryQuery { segment, .. }
             | Truncate { segment, .. }
+            | JoinGenesis { segment, .. }
             | ReadPage { segment, .. } => Destination::Node(node_of(*segment)),
             GossipRequest { to, .. } | GossipAnswer { to, .. } => Destination::Node(*to),
             Ack { writer, .. }
             | Refused { writer, .. }
             | RecoveryReport { writer, .. }
             | TruncateAck { writer, .. }
+            | GenesisJoined { writer, .. }
             | PageReply { writer, .. } => Destination::Writer(*writer),
         }
     }
@@ -124,14 +139,16 @@ impl Message {
             Write { writer, .. }
             | RecoveryQuery { writer, .. }
             | Truncate { writer, .. }
+            | JoinGenesis { writer, .. }
             | ReadPage { writer, .. } => Destination::Writer(*writer),
             GossipRequest { from, .. } | GossipAnswer { from, .. } | PageReply { from, .. } => {
                 Destination::Node(*from)
             }
-            Ack { segment, .. } | Refused { segment, .. } | TruncateAck { segment, .. } => {
-                Destination::Node(node_of(*segment))
-            }
-            RecoveryReport { report, .. } => Destination::Node(node_of(report.segment)),
+            Ack { segment, .. }
+            | Refused { segment, .. }
+            | TruncateAck { segment, .. }
+            | RecoveryReport { segment, .. }
+            | GenesisJoined { segment, .. } => Destination::Node(node_of(*segment)),
         }
     }
 }

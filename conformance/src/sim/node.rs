@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use sixfold_core::{
-    Epoch, Geometry, Lsn, NodeId, PageId, PageImage, PgId, PlacedAnswer, SEGMENTS_PER_PG,
-    SegmentId, TruncationRange, history_epoch, placed_report,
+    Epoch, Geometry, Lsn, NodeId, NodeStanding, PageId, PageImage, PgId, PlacedAnswer,
+    SEGMENTS_PER_PG, SegmentId, TruncationRange, history_epoch, placed_report,
 };
 use sixfold_storage::{
     CrashMode, EpochAnswer, FaultKind, FaultyDisk, GossipAnswer, NodeStore, NodeStoreError,
@@ -271,8 +271,9 @@ impl SimNode {
     }
 
     /// S15: whether this node holds the truncation history `range` (a writer's own) is part
-    /// of; a node that does not serves that writer nothing until gossip brings it.
-    pub fn holds_history_of(&self, _segment: SegmentId, range: Option<TruncationRange>) -> bool {
+    /// of; a node that does not serves that writer nothing until gossip brings it. The
+    /// history is the node's, for all its segments.
+    pub fn holds_history_of(&self, range: Option<TruncationRange>) -> bool {
         let Some(range) = range else {
             return true;
         };
@@ -455,6 +456,18 @@ impl SimNode {
                     Err(error) => refuse_if_stale(&error, writer, segment, &mut output),
                 }
             }
+            Message::JoinGenesis {
+                writer,
+                segment,
+                incarnation,
+            } => {
+                // S23: joined (or with the volume already): the writer may open.
+                if store.join_genesis(incarnation).is_ok() {
+                    output
+                        .messages
+                        .push(Message::GenesisJoined { writer, segment });
+                }
+            }
             Message::GossipRequest {
                 from,
                 segment: asker,
@@ -544,6 +557,7 @@ impl SimNode {
             | Message::Refused { .. }
             | Message::RecoveryReport { .. }
             | Message::TruncateAck { .. }
+            | Message::GenesisJoined { .. }
             | Message::PageReply { .. } => {}
         }
         output
@@ -603,8 +617,9 @@ fn serve_page(
     })
 }
 
-/// X1, X11: the report of `segment` this node's answer gives, if it gives one (a repairing
-/// segment, or one a late node may have lost, counts as no answer).
+/// X1, X11, S23: the report of `segment` this node's answer gives, if it gives one (a
+/// repairing segment, or one a late node may have lost, counts as no answer), with the
+/// node's standing, which the genesis rule reads even when there is no report.
 fn answer_recovery(
     store: &NodeStore,
     answer: &EpochAnswer,
@@ -619,17 +634,26 @@ fn answer_recovery(
         absent_may_be_lost: answer.absent_may_be_lost,
         truncations: store.truncations(),
     };
-    let Some(report) = placed_report(segment, epoch, placed) else {
-        return;
+    let report = placed_report(segment, epoch, placed);
+    if let Some(report) = &report {
+        output.events.push(TraceEvent::Sim(SimEvent::Reported {
+            segment: segment.to_string(),
+            epoch: epoch.0,
+            scl: report.scl.0,
+        }));
+    }
+    let standing = NodeStanding {
+        node: store.node(),
+        incarnation: answer.incarnation,
+        blank: answer.blank,
+        late: answer.absent_may_be_lost,
     };
-    output.events.push(TraceEvent::Sim(SimEvent::Reported {
-        segment: segment.to_string(),
-        epoch: epoch.0,
-        scl: report.scl.0,
-    }));
-    output
-        .messages
-        .push(Message::RecoveryReport { writer, report });
+    output.messages.push(Message::RecoveryReport {
+        writer,
+        segment,
+        report,
+        standing,
+    });
 }
 
 /// (offset, length) of each valid record frame of a log, from its start up to the first

@@ -5,14 +5,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use sixfold_core::{
-    Edit, Epoch, Geometry, Lsn, Mtr, PageId, PgId, ProtocolEvent, QuorumConfig, RecoveryEvent,
-    RecoveryPlan, RecoveryResend, RecoverySession, RecoveryStage, RedoBody, SEGMENTS_PER_PG,
-    SegmentId, SubmittedMtr, TruncationRange, WriteError, WriterConfig, WriterState,
+    Edit, Epoch, Geometry, Lsn, Mtr, NodeId, PageId, PgId, ProtocolEvent, QuorumConfig,
+    RecoveryEvent, RecoveryPlan, RecoveryResend, RecoverySession, RecoveryStage, RedoBody,
+    SEGMENTS_PER_PG, SegmentId, SubmittedMtr, TruncationRange, WriteError, WriterConfig,
+    WriterState,
 };
 
 use super::network::Message;
 use super::rng::SimRng;
-use super::{Mutant, SIM_PG_PAGES, SIM_PGS, SubmitLimits, all_pages, segment};
+use super::{Mutant, SIM_NODES, SIM_PG_PAGES, SIM_PGS, SubmitLimits, all_pages, segment};
 use crate::trace::{SimEvent, TraceEvent};
 
 /// Ticks between re-sends of unacknowledged work (W7, X5).
@@ -90,7 +91,13 @@ impl SimWriter {
             id,
             epoch,
             phase: Phase::Recovering {
-                session: Box::new(RecoverySession::new(QuorumConfig::AURORA, lal, epoch, pgs)),
+                session: Box::new(RecoverySession::with_genesis(
+                    QuorumConfig::AURORA,
+                    lal,
+                    epoch,
+                    pgs,
+                    (0..SIM_NODES as u32).map(NodeId).collect(),
+                )),
             },
             lal,
             skip_truncation: mutant == Some(Mutant::RecoveryWithoutTruncation),
@@ -228,6 +235,7 @@ impl SimWriter {
                         }
                         RecoveryResend::Nothing => {}
                     }
+                    self.resend_genesis(&mut output);
                 }
             }
             Phase::Open { state, reading } => {
@@ -318,6 +326,41 @@ impl SimWriter {
         }
     }
 
+    /// S23: ask each node in `incarnations` to join the genesis (replica r of PG 0 is on
+    /// node r).
+    fn send_joins(&self, incarnations: &BTreeMap<NodeId, u64>, output: &mut WriterOutput) {
+        for (&node, &incarnation) in incarnations {
+            output.messages.push(Message::JoinGenesis {
+                writer: self.id,
+                segment: segment(0, node.0 as usize),
+                incarnation,
+            });
+        }
+    }
+
+    /// S23: on the re-send timer, the truncation to genesis nodes that have not taken it,
+    /// then the join to those that have not confirmed.
+    fn resend_genesis(&self, output: &mut WriterOutput) {
+        let Phase::Recovering { session } = &self.phase else {
+            return;
+        };
+        let (Some(incarnations), Some(plan)) = (session.genesis(), session.plan()) else {
+            return;
+        };
+        let (untruncated, unjoined) = session.genesis_waiting();
+        if !untruncated.is_empty() {
+            let segments = untruncated.iter().map(|node| segment(0, node.0 as usize));
+            self.send_truncations(&plan.history, segments, output);
+            return;
+        }
+        let pending = incarnations
+            .iter()
+            .filter(|(node, _)| unjoined.contains(node))
+            .map(|(&node, &incarnation)| (node, incarnation))
+            .collect();
+        self.send_joins(&pending, output);
+    }
+
     pub fn handle(&mut self, message: Message) -> WriterOutput {
         let mut output = WriterOutput::default();
         match message {
@@ -331,7 +374,33 @@ impl SimWriter {
                 self.phase = Phase::Crashed;
                 output.restart = true;
             }
-            Message::RecoveryReport { report, .. } => self.take_report(report, &mut output),
+            Message::RecoveryReport {
+                segment,
+                report,
+                standing,
+                ..
+            } => {
+                if let Phase::Recovering { session } = &mut self.phase
+                    && report.as_ref().is_none_or(|r| r.epoch == session.epoch())
+                {
+                    // S23: only this attempt's answers count toward its genesis; a late
+                    // node's absent segment is no answer unless it is one (X11).
+                    let _ = session.handle_standing(standing);
+                    if report.is_none() && standing.late {
+                        let _ = session.handle_absent(segment);
+                    }
+                }
+                match report {
+                    Some(report) => self.take_report(report, &mut output),
+                    None => self.drain_recovery(&mut output),
+                }
+            }
+            Message::GenesisJoined { segment, .. } => {
+                if let Phase::Recovering { session } = &mut self.phase {
+                    session.handle_genesis_joined(NodeId(u32::from(segment.replica)));
+                }
+                self.drain_recovery(&mut output);
+            }
             Message::TruncateAck { segment, scl, .. } => {
                 self.take_truncate_ack(segment, scl, &mut output)
             }
@@ -404,6 +473,7 @@ impl SimWriter {
                 scl: scl.0,
             }));
         session.handle_truncate_ack(segment, scl);
+        session.handle_node_truncated(NodeId(u32::from(segment.replica)));
         self.drain_recovery(output);
     }
 
@@ -419,6 +489,12 @@ impl SimWriter {
                 RecoveryEvent::Protocol(event) => output.events.push(TraceEvent::Protocol(event)),
                 RecoveryEvent::Truncate { history } => {
                     self.send_truncations(&history, all_segments(), output)
+                }
+                RecoveryEvent::CountedEmpty { report } => output
+                    .events
+                    .push(TraceEvent::Sim(SimEvent::report_taken(&report))),
+                RecoveryEvent::JoinGenesis { incarnations } => {
+                    self.send_joins(&incarnations, output)
                 }
                 RecoveryEvent::Open { plan, scls } => self.open(plan, scls, output),
                 RecoveryEvent::Fenced { seen } => self.fence(seen, output),

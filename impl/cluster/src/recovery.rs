@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use sixfold_core::lease::recovery_wait_ms;
 
 use sixfold_core::{
-    Epoch, GossipRequest, Lsn, NodeId, PgId, PlacedAnswer, QuorumConfig, RecoveryEvent,
-    RecoveryPlan, RecoverySession, SEGMENTS_PER_PG, SegmentId, SegmentReport, TruncationRange,
-    placed_report,
+    Epoch, GossipRequest, Lsn, NodeId, NodeStanding, PgId, PlacedAnswer, QuorumConfig,
+    RecoveryEvent, RecoveryPlan, RecoverySession, SEGMENTS_PER_PG, SegmentId, SegmentReport,
+    TruncationRange, placed_report,
 };
 
 use crate::config::ClusterConfig;
@@ -58,6 +58,11 @@ pub enum RecoveryDriverError {
         found_on: u32,
         placed_on: String,
     },
+    #[error(
+        "the volume's genesis needs every node to take its truncation and join; nodes {missing:?} \
+         did not (S23); retrying higher"
+    )]
+    GenesisIncomplete { missing: Vec<u32> },
 }
 
 /// One node's answer to `RaiseEpoch` (X1, X11).
@@ -69,6 +74,28 @@ pub struct NodeAnswer {
     pub repairing: Vec<SegmentId>,
     /// S20: a placed segment the node does not host may be one it lost.
     pub absent_may_be_lost: bool,
+    /// S23: the node's folder, and whether it holds no history and hosts nothing.
+    pub incarnation: u64,
+    pub blank: bool,
+}
+
+impl NodeAnswer {
+    /// S23: this answer, as the genesis rule reads it.
+    fn standing(&self, node: NodeId) -> NodeStanding {
+        NodeStanding {
+            node,
+            incarnation: self.incarnation,
+            blank: self.blank,
+            late: self.absent_may_be_lost,
+        }
+    }
+}
+
+/// S23: every answer so far is blank and some node is late: the attempt may be the
+/// volume's genesis if every node answers, so it waits for all of them.
+fn may_be_genesis(answered: &Answers) -> bool {
+    answered.values().all(|answer| answer.blank)
+        && answered.values().any(|answer| answer.absent_may_be_lost)
 }
 
 /// Each answering node's answer (X1).
@@ -247,6 +274,7 @@ impl Driver<'_> {
         let mut session = session;
         let truncated = self.truncate_all(&mut session, &plan, &answered, &pgs)?;
         self.check_write_quorum(&pgs, &truncated, QUORUM)?;
+        self.join_genesis(&mut session)?;
         let recovered = match drain_open(&mut session) {
             Some(recovered) => recovered,
             None => self.repair_lagging(&mut session, &plan, &truncated)?,
@@ -287,7 +315,7 @@ impl Driver<'_> {
                 continue;
             };
             answered.insert(node, answer);
-            if answered.len() + 2 < nodes {
+            if answered.len() + 2 < nodes || (answered.len() < nodes && may_be_genesis(&answered)) {
                 continue;
             }
             let nodes_answered: BTreeSet<NodeId> = answered.keys().copied().collect();
@@ -303,6 +331,18 @@ impl Driver<'_> {
                 Err(error) => last_error = Some(error),
             }
         }
+        if answered.len() + 2 >= nodes && may_be_genesis(&answered) {
+            // S23: no genesis without every node; plan as an ordinary recovery.
+            let nodes_answered: BTreeSet<NodeId> = answered.keys().copied().collect();
+            let epoch_quorum =
+                self.check_write_quorum(&session_pgs(&answered), &nodes_answered, QUORUM);
+            if let Ok(session) = self.session_of(&answered, proposed)
+                && session.has_read_quorum()
+                && epoch_quorum.is_ok()
+            {
+                return Ok((answered, session, leases_end));
+            }
+        }
         if answered.len() + 2 < nodes {
             return Err(RecoveryDriverError::TooFewNodes {
                 reachable: answered.len(),
@@ -315,7 +355,7 @@ impl Driver<'_> {
         }))
     }
 
-    /// X1, X11, I3: a session fed the placed reports of these answers.
+    /// X1, X11, I3, S23: a session fed the standings and placed reports of these answers.
     fn session_of(
         &self,
         answered: &Answers,
@@ -323,10 +363,15 @@ impl Driver<'_> {
     ) -> Result<RecoverySession, RecoveryDriverError> {
         let pgs = session_pgs(answered);
         let reports = placed_reports(self.config, answered, &pgs, proposed)?;
-        let mut session = RecoverySession::new(QUORUM, self.lal, proposed, pgs);
+        let nodes = self.config.nodes.iter().map(|node| node.id).collect();
+        let mut session = RecoverySession::with_genesis(QUORUM, self.lal, proposed, pgs, nodes);
+        for (&node, answer) in answered {
+            session.handle_standing(answer.standing(node))?;
+        }
         for report in reports {
             session.handle_report(report)?;
         }
+        session.plan_if_ready()?;
         if let Some(seen) = session.fenced_by() {
             return Err(RecoveryDriverError::EpochTaken { proposed, seen });
         }
@@ -370,6 +415,7 @@ impl Driver<'_> {
                 continue;
             };
             truncated.insert(node);
+            session.handle_node_truncated(node);
             for &pg in pgs {
                 for (replica, placed) in self.config.placement(pg).into_iter().enumerate() {
                     let segment = SegmentId {
@@ -388,6 +434,49 @@ impl Driver<'_> {
             }
         }
         Ok(truncated)
+    }
+
+    /// S23: a genesis whose truncation every node took asks every node to join it, and
+    /// opens once every node confirmed. A node that did not stops the attempt (the next
+    /// goes higher).
+    fn join_genesis(&self, session: &mut RecoverySession) -> Result<(), RecoveryDriverError> {
+        let Some(incarnations) = session.genesis().cloned() else {
+            return Ok(());
+        };
+        let (untruncated, _) = session.genesis_waiting();
+        if untruncated.is_empty() {
+            let asked: Vec<(NodeId, Receiver<NodeReply>)> = incarnations
+                .iter()
+                .map(|(&node, &incarnation)| {
+                    let build = move |request_id| Message::JoinGenesis {
+                        request_id,
+                        incarnation,
+                    };
+                    (node, self.ask_all([node], build).0)
+                })
+                .collect();
+            let deadline = Instant::now() + timeout();
+            for (node, replies) in asked {
+                let wait = deadline.saturating_duration_since(Instant::now());
+                match replies.recv_timeout(wait) {
+                    Ok((_, Ok(Message::StatusReply { .. }))) => session.handle_genesis_joined(node),
+                    Ok((_, reply)) => {
+                        tracing::warn!(node = node.0, ?reply, "S23: node did not join the genesis")
+                    }
+                    Err(_) => tracing::warn!(node = node.0, "S23: no answer to the genesis join"),
+                }
+            }
+        }
+        if session.stage() == sixfold_core::RecoveryStage::Open {
+            tracing::info!(
+                nodes = incarnations.len(),
+                "S23: the volume's genesis: every node joined"
+            );
+            return Ok(());
+        }
+        let (untruncated, unjoined) = session.genesis_waiting();
+        let missing = untruncated.union(&unjoined).map(|node| node.0).collect();
+        Err(RecoveryDriverError::GenesisIncomplete { missing })
     }
 
     /// X5, Q5: the PGs still short of a write quorum at their target get their records
@@ -608,6 +697,8 @@ fn take_epoch_answer(
             lease_remaining_ms,
             repairing,
             absent_may_be_lost,
+            incarnation,
+            blank,
             ..
         }) => {
             let wait = recovery_wait_ms(u64::from(lease_remaining_ms));
@@ -625,6 +716,8 @@ fn take_epoch_answer(
                 truncations,
                 repairing,
                 absent_may_be_lost,
+                incarnation,
+                blank,
             }))
         }
         Ok(Message::Error {

@@ -662,8 +662,14 @@ fn handle(
                 lease_remaining_ms: lease_remaining(shared),
                 repairing: answer.repairing,
                 absent_may_be_lost: answer.absent_may_be_lost,
+                incarnation: answer.incarnation,
+                blank: answer.blank,
             })
         }
+        // S23: the volume's genesis counted this folder's answer.
+        Message::JoinGenesis { incarnation, .. } => store
+            .join_genesis(incarnation)
+            .map(|()| status_reply(shared, store, request_id)),
         Message::Heartbeat {
             epoch,
             vcl,

@@ -23,7 +23,7 @@ use sixfold_core::{
 };
 
 /// Version of this wire protocol; both ends must speak the same one.
-pub const WIRE_VERSION: u16 = 4;
+pub const WIRE_VERSION: u16 = 5;
 /// Bytes before a frame's payload: length and CRC32C.
 pub const FRAME_HEADER_BYTES: usize = 8;
 /// The largest payload a frame may carry, in bytes; a larger length closes the connection.
@@ -240,6 +240,16 @@ pub enum Message {
         repairing: Vec<SegmentId>,
         /// S20, X11: a placed segment this node does not host may be one it lost.
         absent_may_be_lost: bool,
+        /// S23: the node's folder (0 when not yet durable).
+        incarnation: u64,
+        /// S23: the node hosts no segment and never did.
+        blank: bool,
+    },
+    /// S23: the volume's genesis counted this node's answer from folder `incarnation`;
+    /// answered by `StatusReply` once joined.
+    JoinGenesis {
+        request_id: u64,
+        incarnation: u64,
     },
     Heartbeat {
         request_id: u64,
@@ -285,6 +295,7 @@ pub mod kind {
     pub const HEARTBEAT: u8 = 0x19;
     pub const STATUS: u8 = 0x1A;
     pub const STATUS_REPLY: u8 = 0x1B;
+    pub const JOIN_GENESIS: u8 = 0x1C;
 }
 
 impl Message {
@@ -304,6 +315,7 @@ impl Message {
             | Message::Truncate { request_id, .. }
             | Message::RaiseEpoch { request_id, .. }
             | Message::Reports { request_id, .. }
+            | Message::JoinGenesis { request_id, .. }
             | Message::Heartbeat { request_id, .. }
             | Message::Status { request_id }
             | Message::StatusReply { request_id, .. } => *request_id,
@@ -623,6 +635,8 @@ pub fn encode(message: &Message) -> Vec<u8> {
             lease_remaining_ms,
             repairing,
             absent_may_be_lost,
+            incarnation,
+            blank,
         } => {
             o.u8(kind::REPORTS);
             o.u64(*request_id);
@@ -649,6 +663,16 @@ pub fn encode(message: &Message) -> Vec<u8> {
                 o.segment(*segment);
             }
             o.u8(*absent_may_be_lost as u8);
+            o.u64(*incarnation);
+            o.u8(*blank as u8);
+        }
+        Message::JoinGenesis {
+            request_id,
+            incarnation,
+        } => {
+            o.u8(kind::JOIN_GENESIS);
+            o.u64(*request_id);
+            o.u64(*incarnation);
         }
         Message::Heartbeat {
             request_id,
@@ -957,6 +981,10 @@ pub fn decode(payload: &[u8]) -> Result<Message, WireError> {
             epoch: i.epoch()?,
         },
         kind::REPORTS => decode_reports(&mut i)?,
+        kind::JOIN_GENESIS => Message::JoinGenesis {
+            request_id: i.u64()?,
+            incarnation: i.u64()?,
+        },
         kind::HEARTBEAT => Message::Heartbeat {
             request_id: i.u64()?,
             epoch: i.epoch()?,
@@ -1014,6 +1042,8 @@ fn decode_reports(i: &mut In<'_>) -> Result<Message, WireError> {
         lease_remaining_ms,
         repairing,
         absent_may_be_lost: i.flag()?,
+        incarnation: i.u64()?,
+        blank: i.flag()?,
     })
 }
 
@@ -1365,6 +1395,12 @@ mod tests {
                     replica: 5,
                 }],
                 absent_may_be_lost: true,
+                incarnation: 0x5eed_f01d,
+                blank: false,
+            },
+            Message::JoinGenesis {
+                request_id: 12,
+                incarnation: 0x5eed_f01d,
             },
             Message::GossipRecords {
                 request_id: 10,

@@ -204,3 +204,50 @@ fn bad_peers_are_disconnected_and_nothing_is_lost() {
     assert_eq!((report.acknowledged, report.lost), (60, 0), "{report}");
     cluster.stop();
 }
+
+#[test]
+fn a_volume_whose_first_writer_died_at_once_opens_and_recovers_again() {
+    // S23 (the simulator's seed 1240, in production): the first writer's `RaiseEpoch(1)`
+    // reached node 1 only; every other node learned epoch 2 first, so it is late (S19) and
+    // its absent segments count as no answer (X11). Without the genesis rule no recovery
+    // plans after the next one hosts segments on late nodes (they all repair, S19).
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = small_cluster(dir.path());
+    let ids: Vec<NodeId> = cluster.running();
+    for &id in &ids {
+        assert!(cluster.stop_node(id));
+    }
+    for &id in &ids {
+        let mut store = sixfold_cluster::store::open(cluster.config(), id).unwrap();
+        let epoch = if id == NodeId(1) { 1 } else { 2 };
+        store.raise_epoch(sixfold_core::Epoch(epoch)).unwrap();
+        let late = store.birth() == sixfold_core::Birth::Late;
+        assert_eq!(late, id != NodeId(1), "S19: node {id:?}");
+    }
+    for &id in &ids {
+        cluster.start_node(id).unwrap();
+    }
+    let writer = Writer::open(cluster.config().clone(), options()).unwrap();
+    let page = PageId::new(1, 2);
+    let mut txn = writer.begin();
+    txn.write(page, 0, b"genesis");
+    writer.commit(txn).unwrap();
+    writer.close();
+    // A second recovery needs read quorums of segments that are not repairing: every
+    // node joined the genesis, so none is late and none of their segments repairs.
+    let writer = Writer::open(cluster.config().clone(), options()).unwrap();
+    let bytes = writer.read(page).unwrap().unwrap();
+    assert_eq!(&bytes[0..7], b"genesis");
+    writer.close();
+    for &id in &ids {
+        assert!(cluster.stop_node(id));
+        let store = sixfold_cluster::store::open(cluster.config(), id).unwrap();
+        assert_eq!(
+            store.birth(),
+            sixfold_core::Birth::WithVolume,
+            "S23: node {id:?}"
+        );
+        assert!(store.status().iter().all(|s| !s.repairing), "node {id:?}");
+    }
+    cluster.stop();
+}

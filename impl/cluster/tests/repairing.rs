@@ -89,6 +89,8 @@ impl Cluster {
                     truncations: store.truncations().to_vec(),
                     repairing: answer.repairing,
                     absent_may_be_lost: answer.absent_may_be_lost,
+                    incarnation: answer.incarnation,
+                    blank: answer.blank,
                 },
             );
         }

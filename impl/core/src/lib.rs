@@ -25,7 +25,9 @@ pub use lease::{LeasePromise, ReadLease};
 pub use quorum::{Availability, Placement, QuorumConfig, QuorumError};
 pub use record::{Edit, Mtr, RedoBody, RedoRecord};
 pub use recovery::{PlacedAnswer, RecoveryError, RecoveryPlan, RecoveryPlanner, placed_report};
-pub use recovery_session::{RecoveryEvent, RecoveryResend, RecoverySession, RecoveryStage};
+pub use recovery_session::{
+    NodeStanding, RecoveryEvent, RecoveryResend, RecoverySession, RecoveryStage,
+};
 pub use repair::{Birth, NodeRepair, PeerAnswer};
 pub use replica::{PageApply, ReplicaError, ReplicaState, ReplicaStep, StorageRead};
 pub use segment::{GossipRequest, Hole, SegmentError, SegmentReport, SegmentState};

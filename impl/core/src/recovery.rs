@@ -99,6 +99,11 @@ impl RecoveryPlanner {
         Ok(())
     }
 
+    /// Whether `segment` has reported.
+    pub fn has_report(&self, segment: SegmentId) -> bool {
+        self.reports.contains_key(&segment)
+    }
+
     /// X2: whether every PG has a read quorum of reports.
     pub fn has_read_quorum(&self) -> bool {
         self.missing_quorum().is_none()

@@ -20,7 +20,7 @@ use crate::event::ProtocolEvent;
 use crate::quorum::QuorumConfig;
 use crate::recovery::{RecoveryError, RecoveryPlan, RecoveryPlanner};
 use crate::segment::SegmentReport;
-use crate::types::{Epoch, Lsn, PgId, SegmentId, TruncationRange};
+use crate::types::{Epoch, Lsn, NodeId, PgId, SegmentId, TruncationRange};
 
 /// What the session asks its driver to do, or tells it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,6 +38,37 @@ pub enum RecoveryEvent {
     },
     /// E1, X8: a segment holds a higher epoch; this attempt is over.
     Fenced { seen: Epoch },
+    /// S23: the genesis counted this late node's absent segment as an empty report (for
+    /// the driver's trace: the report it took).
+    CountedEmpty { report: SegmentReport },
+    /// S23: this recovery is the volume's genesis and every node took its truncation:
+    /// tell each node the incarnation of the answer counted for it, and report each
+    /// confirmation through [`RecoverySession::handle_genesis_joined`].
+    JoinGenesis { incarnations: BTreeMap<NodeId, u64> },
+}
+
+/// S23: what one node's answer to `RaiseEpoch` says of the node as a whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodeStanding {
+    pub node: NodeId,
+    /// The node's folder, drawn when it was created (0: a folder from before S23, which
+    /// can never join a genesis).
+    pub incarnation: u64,
+    /// The node hosts no segment and its metadata names none it ever hosted (a
+    /// truncation history does not count: a recovery that never wrote leaves one).
+    pub blank: bool,
+    /// The node is late (S19): a placed segment it does not host may be one it lost.
+    pub late: bool,
+}
+
+/// S23: a genesis in progress: the incarnations counted, the nodes that took the
+/// truncation, and the nodes that confirmed they joined.
+#[derive(Clone, Debug, Default)]
+struct Genesis {
+    incarnations: BTreeMap<NodeId, u64>,
+    truncated: BTreeSet<NodeId>,
+    joined: BTreeSet<NodeId>,
+    asked_to_join: bool,
 }
 
 /// What to send again on the driver's re-send timer (lost messages, X1, X5).
@@ -77,6 +108,14 @@ pub struct RecoverySession {
     stage: RecoveryStage,
     fenced_by: Option<Epoch>,
     events: VecDeque<RecoveryEvent>,
+    /// S23: every node of the volume (empty: this session never decides a genesis).
+    volume_nodes: BTreeSet<NodeId>,
+    /// S23: the first standing each node gave.
+    standings: BTreeMap<NodeId, NodeStanding>,
+    /// S23: placed segments a late node answered for without a report (X11: no answer,
+    /// unless this attempt is the genesis).
+    absent: BTreeSet<SegmentId>,
+    genesis: Option<Genesis>,
 }
 
 impl RecoverySession {
@@ -94,6 +133,10 @@ impl RecoverySession {
             stage: RecoveryStage::Reporting,
             fenced_by: None,
             events: VecDeque::new(),
+            volume_nodes: BTreeSet::new(),
+            standings: BTreeMap::new(),
+            absent: BTreeSet::new(),
+            genesis: None,
         };
         if session.pgs.is_empty() {
             session
@@ -103,8 +146,156 @@ impl RecoverySession {
         session
     }
 
+    /// S23: an attempt that may be the volume's genesis, so it waits for node standings
+    /// ([`RecoverySession::handle_standing`]) before it plans even when `pgs` is empty;
+    /// the driver calls [`RecoverySession::plan_if_ready`] once it fed what it has.
+    pub fn with_genesis(
+        quorum: QuorumConfig,
+        lal: u64,
+        epoch: Epoch,
+        pgs: BTreeSet<PgId>,
+        volume_nodes: BTreeSet<NodeId>,
+    ) -> Self {
+        RecoverySession {
+            quorum,
+            planner: RecoveryPlanner::new(quorum, lal, epoch, pgs.clone()),
+            pgs,
+            plan: None,
+            scls: BTreeMap::new(),
+            stage: RecoveryStage::Reporting,
+            fenced_by: None,
+            events: VecDeque::new(),
+            volume_nodes,
+            standings: BTreeMap::new(),
+            absent: BTreeSet::new(),
+            genesis: None,
+        }
+    }
+
     pub fn epoch(&self) -> Epoch {
         self.planner.epoch()
+    }
+
+    /// S23: the incarnations counted, if this attempt is the volume's genesis.
+    pub fn genesis(&self) -> Option<&BTreeMap<NodeId, u64>> {
+        self.genesis.as_ref().map(|g| &g.incarnations)
+    }
+
+    /// S23: genesis nodes that have not yet taken the truncation, and those that have not
+    /// yet confirmed they joined, for the driver's re-send timer.
+    pub fn genesis_waiting(&self) -> (BTreeSet<NodeId>, BTreeSet<NodeId>) {
+        let Some(genesis) = &self.genesis else {
+            return (BTreeSet::new(), BTreeSet::new());
+        };
+        let nodes = genesis.incarnations.keys().copied();
+        let untruncated = nodes
+            .clone()
+            .filter(|n| !genesis.truncated.contains(n))
+            .collect();
+        let unjoined = nodes.filter(|n| !genesis.joined.contains(n)).collect();
+        (untruncated, unjoined)
+    }
+
+    /// S23: one node's standing from its `RaiseEpoch` answer at this attempt's epoch. When
+    /// every node of the volume answered blank and one of them is late, this attempt is the
+    /// genesis: every absent segment a late node answered for counts as an empty report.
+    pub fn handle_standing(&mut self, standing: NodeStanding) -> Result<(), RecoveryError> {
+        if self.stage == RecoveryStage::Fenced
+            || self.genesis.is_some()
+            || !self.volume_nodes.contains(&standing.node)
+        {
+            return Ok(());
+        }
+        self.standings.entry(standing.node).or_insert(standing);
+        let all_blank = self.standings.len() == self.volume_nodes.len()
+            && self
+                .standings
+                .values()
+                .all(|s| s.blank && s.incarnation != 0);
+        let some_late = self.standings.values().any(|s| s.late);
+        if !all_blank || !some_late || self.stage != RecoveryStage::Reporting {
+            return Ok(());
+        }
+        self.genesis = Some(Genesis {
+            incarnations: self
+                .standings
+                .values()
+                .map(|s| (s.node, s.incarnation))
+                .collect(),
+            ..Genesis::default()
+        });
+        for segment in std::mem::take(&mut self.absent) {
+            self.count_empty(segment)?;
+        }
+        self.plan_if_ready()
+    }
+
+    /// X11, S23: a node answered this attempt's `RaiseEpoch` without a report of `segment`,
+    /// placed on it, because it may have lost it (a late node). No answer, unless this
+    /// attempt is the genesis.
+    pub fn handle_absent(&mut self, segment: SegmentId) -> Result<(), RecoveryError> {
+        if self.stage != RecoveryStage::Reporting || self.planner.has_report(segment) {
+            return Ok(());
+        }
+        if self.genesis.is_none() {
+            self.absent.insert(segment);
+            return Ok(());
+        }
+        self.count_empty(segment)?;
+        self.plan_if_ready()
+    }
+
+    /// S23: the genesis counts an absent segment as an empty report.
+    fn count_empty(&mut self, segment: SegmentId) -> Result<(), RecoveryError> {
+        if self.planner.has_report(segment) || !self.pgs.contains(&segment.pg) {
+            return Ok(());
+        }
+        let report = SegmentReport::empty(segment, self.epoch());
+        self.planner.handle_report(report.clone())?;
+        self.events
+            .push_back(RecoveryEvent::CountedEmpty { report });
+        Ok(())
+    }
+
+    /// X2: plans if every PG has a read quorum of reports (at once when there is no PG).
+    pub fn plan_if_ready(&mut self) -> Result<(), RecoveryError> {
+        if self.stage == RecoveryStage::Reporting && self.planner.has_read_quorum() {
+            self.decide()?;
+        }
+        self.assert_invariants();
+        Ok(())
+    }
+
+    /// S23: `node` took this attempt's truncation (any of its segments acknowledged it).
+    pub fn handle_node_truncated(&mut self, node: NodeId) {
+        if self.stage != RecoveryStage::Truncating {
+            return;
+        }
+        let Some(genesis) = &mut self.genesis else {
+            return;
+        };
+        genesis.truncated.insert(node);
+        if !genesis.asked_to_join && genesis.truncated.len() == genesis.incarnations.len() {
+            genesis.asked_to_join = true;
+            self.events.push_back(RecoveryEvent::JoinGenesis {
+                incarnations: genesis.incarnations.clone(),
+            });
+        }
+        self.open_if_ready();
+    }
+
+    /// S23: `node` confirmed it joined the genesis (durably).
+    pub fn handle_genesis_joined(&mut self, node: NodeId) {
+        if self.stage != RecoveryStage::Truncating {
+            return;
+        }
+        let Some(genesis) = &mut self.genesis else {
+            return;
+        };
+        if genesis.asked_to_join {
+            genesis.joined.insert(node);
+        }
+        self.open_if_ready();
     }
 
     pub fn stage(&self) -> RecoveryStage {
@@ -188,6 +379,13 @@ impl RecoverySession {
     /// X5: open once no PG lacks a write quorum at its target (at once when there is no PG).
     fn open_if_ready(&mut self) {
         if self.stage != RecoveryStage::Truncating || !self.lagging_pgs().is_empty() {
+            return;
+        }
+        // S23: a genesis opens only once every node joined it, so no segment is hosted by
+        // a node that is still late.
+        if let Some(genesis) = &self.genesis
+            && genesis.joined.len() < genesis.incarnations.len()
+        {
             return;
         }
         let plan = self.plan.clone().expect("truncating has a plan");
@@ -404,5 +602,168 @@ mod tests {
         );
         session.handle_truncate_ack(segment(0), Lsn(9));
         assert_eq!(session.poll_event(), None);
+    }
+
+    fn genesis_session(pgs: &[u32]) -> RecoverySession {
+        RecoverySession::with_genesis(
+            QuorumConfig::AURORA,
+            10,
+            Epoch(3),
+            pgs.iter().map(|&pg| PgId(pg)).collect(),
+            (1..=6).map(NodeId).collect(),
+        )
+    }
+
+    /// Node `n` holds replica `n - 1`; node 1 is with the volume, the others are late.
+    fn standing(node: u32, blank: bool) -> NodeStanding {
+        NodeStanding {
+            node: NodeId(node),
+            incarnation: 100 + u64::from(node),
+            blank,
+            late: node != 1,
+        }
+    }
+
+    fn events(session: &mut RecoverySession) -> Vec<RecoveryEvent> {
+        std::iter::from_fn(|| session.poll_event()).collect()
+    }
+
+    /// Node `node`'s answer: its standing, and for each PG an empty report (node 1, with
+    /// the volume) or an absent segment (a late node, X11).
+    fn answer(session: &mut RecoverySession, node: u32, blank: bool, pgs: &[u32]) {
+        session.handle_standing(standing(node, blank)).unwrap();
+        for &pg in pgs {
+            let segment = SegmentId {
+                pg: PgId(pg),
+                replica: (node - 1) as u8,
+            };
+            if node == 1 {
+                session
+                    .handle_report(SegmentReport::empty(segment, Epoch(3)))
+                    .unwrap();
+            } else {
+                session.handle_absent(segment).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn six_blank_nodes_make_a_genesis_that_opens_only_once_every_node_joined() {
+        // S23: five late nodes say "may be lost" (X11: no answer), one never wrote; six
+        // blank standings count the absent segments as empty, plan at VDL 0, and the open
+        // waits for every node's truncation and join.
+        let mut session = genesis_session(&[0, 1]);
+        for node in 1..=5 {
+            answer(&mut session, node, true, &[0, 1]);
+            assert_eq!(
+                session.stage(),
+                RecoveryStage::Reporting,
+                "five are not all"
+            );
+        }
+        answer(&mut session, 6, true, &[0, 1]);
+        assert_eq!(session.stage(), RecoveryStage::Truncating);
+        assert_eq!(session.plan().unwrap().vdl, Lsn::ZERO);
+        assert_eq!(session.genesis().unwrap().get(&NodeId(4)), Some(&104));
+        let counted = events(&mut session)
+            .into_iter()
+            .filter(|e| matches!(e, RecoveryEvent::CountedEmpty { .. }))
+            .count();
+        // Nodes 2 to 5's absent segments: node 6's standing made the genesis, whose read
+        // quorums were then whole, so the plan came before node 6's segments.
+        assert_eq!(
+            counted, 8,
+            "the late nodes' absent segments, and only those"
+        );
+        // A write quorum of every PG takes the truncation: not yet open (S23).
+        for replica in 0..6 {
+            session.handle_truncate_ack(segment(replica), Lsn::ZERO);
+            let other = SegmentId {
+                pg: PgId(1),
+                replica,
+            };
+            session.handle_truncate_ack(other, Lsn::ZERO);
+        }
+        for node in 1..=5 {
+            session.handle_node_truncated(NodeId(node));
+        }
+        let asked = |e: &RecoveryEvent| matches!(e, RecoveryEvent::JoinGenesis { incarnations } if incarnations.len() == 6);
+        assert!(!events(&mut session).iter().any(asked));
+        session.handle_genesis_joined(NodeId(1));
+        session.handle_node_truncated(NodeId(6));
+        assert!(events(&mut session).iter().any(asked));
+        for node in 1..=5 {
+            session.handle_genesis_joined(NodeId(node));
+        }
+        assert_eq!(
+            session.stage(),
+            RecoveryStage::Truncating,
+            "node 6 has not joined"
+        );
+        session.handle_genesis_joined(NodeId(6));
+        assert_eq!(session.stage(), RecoveryStage::Open);
+    }
+
+    #[test]
+    fn a_node_with_a_past_an_unknown_folder_or_no_late_node_is_no_genesis() {
+        // S23: a node hosting a segment proves the volume may have had a life, a folder
+        // from before incarnations cannot join, and without a late node there is nothing
+        // to fix; the absent segments stay no answer (X11).
+        let unknown = NodeStanding {
+            incarnation: 0,
+            ..standing(3, true)
+        };
+        let not_late = NodeStanding {
+            late: false,
+            ..standing(3, true)
+        };
+        for (odd_one, all_others_late) in [
+            (standing(3, false), true),
+            (unknown, true),
+            (not_late, false),
+        ] {
+            let mut session = genesis_session(&[0]);
+            for node in [1, 2, 4, 5, 6] {
+                let mut standing = standing(node, true);
+                standing.late &= all_others_late;
+                session.handle_standing(standing).unwrap();
+                let replica = (node - 1) as u8;
+                session.handle_absent(segment(replica)).unwrap();
+            }
+            session.handle_standing(odd_one).unwrap();
+            assert!(session.genesis().is_none(), "{odd_one:?}");
+            assert_eq!(session.stage(), RecoveryStage::Reporting);
+        }
+    }
+
+    #[test]
+    fn a_genesis_session_with_no_pg_waits_for_its_standings() {
+        // S23: with no PG known (production, when no node hosts anything), `with_genesis`
+        // does not plan at construction; the driver feeds the standings first, then
+        // `plan_if_ready` plans, a genesis only with every node's standing.
+        let mut partial = genesis_session(&[]);
+        assert_eq!(partial.stage(), RecoveryStage::Reporting);
+        for node in 1..=5 {
+            partial.handle_standing(standing(node, true)).unwrap();
+        }
+        partial.plan_if_ready().unwrap();
+        assert_eq!(
+            partial.stage(),
+            RecoveryStage::Open,
+            "no genesis: opens as before"
+        );
+        assert!(partial.genesis().is_none());
+
+        let mut whole = genesis_session(&[]);
+        for node in 1..=6 {
+            whole.handle_standing(standing(node, true)).unwrap();
+        }
+        whole.plan_if_ready().unwrap();
+        assert!(whole.genesis().is_some());
+        assert_eq!(
+            whole.stage(),
+            RecoveryStage::Truncating,
+            "waits for the joins"
+        );
     }
 }

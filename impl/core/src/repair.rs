@@ -152,6 +152,15 @@ impl NodeRepair {
         true
     }
 
+    /// S23: the node's folder answered the volume's genesis, so it was there before any
+    /// writer could acknowledge a record: a late node is with the volume from now on.
+    /// Segments already marked repairing stay so (S21 ends them).
+    pub fn join_genesis(&mut self) {
+        if self.birth == Birth::Late {
+            self.birth = Birth::WithVolume;
+        }
+    }
+
     /// S19: the node opened at `epoch` and found `hosted_now` on disk, `rebuilt` of them
     /// emptied because their metadata was lost (S17). Returns the segments it hosted whose
     /// directory is gone: the caller hosts them again (empty) and they repair.

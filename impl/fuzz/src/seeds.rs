@@ -276,6 +276,15 @@ fn messages() -> Vec<(&'static str, Message)> {
                 lease_remaining_ms: 1_021,
                 repairing: vec![segment()],
                 absent_may_be_lost: true,
+                incarnation: 0x5eed,
+                blank: false,
+            },
+        ),
+        (
+            "join_genesis",
+            Message::JoinGenesis {
+                request_id: 14,
+                incarnation: 0x5eed,
             },
         ),
         (

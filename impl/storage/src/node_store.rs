@@ -72,6 +72,8 @@ pub enum NodeStoreError {
     NoAck { segment: SegmentId },
     #[error("too many {0}")]
     Limit(&'static str),
+    #[error("the genesis counted folder {counted} of node {node}, not this one (S23)")]
+    NotThisFolder { node: NodeId, counted: u64 },
 }
 
 /// One node's segments and metadata.
@@ -90,6 +92,10 @@ pub struct NodeStore {
     background_steps: u64,
     /// S19–S21: segments that may have lost what they acknowledged.
     repair: NodeRepair,
+    /// S23: this folder's incarnation, drawn when it was created (or, for a folder from
+    /// before S23, at its first open since), and whether `node.meta` holds it yet.
+    incarnation: u64,
+    incarnation_durable: bool,
     /// A deliberate bug, switched on only by the simulator (docs/simulation.md).
     mutant: Option<NodeStoreMutant>,
 }
@@ -126,6 +132,10 @@ pub struct EpochAnswer {
     pub repairing: Vec<SegmentId>,
     /// S20: a placed segment this node does not host may be one it lost (a late node).
     pub absent_may_be_lost: bool,
+    /// S23: the node's folder (0 until `node.meta` holds it).
+    pub incarnation: u64,
+    /// S23: the node hosts no segment and its metadata names none it ever hosted.
+    pub blank: bool,
 }
 
 /// S6, S21: a peer's gossip answer, with what the asker needs to judge its repair.
@@ -156,7 +166,7 @@ impl NodeStore {
         config: StorageConfig,
     ) -> Result<NodeStore, NodeStoreError> {
         let dir = dir.into();
-        let (epoch, truncations, repair) = read_meta(disk.as_ref(), &dir)?;
+        let (epoch, truncations, repair, incarnation) = read_meta(disk.as_ref(), &dir)?;
         let engine = StorageNode::open(disk.clone(), &dir, config)?;
         Ok(NodeStore {
             node,
@@ -170,6 +180,12 @@ impl NodeStore {
             peer_scl: HashMap::new(),
             background_steps: 0,
             repair,
+            incarnation: if incarnation == 0 {
+                fresh_incarnation(node)
+            } else {
+                incarnation
+            },
+            incarnation_durable: incarnation != 0,
             mutant: None,
         })
     }
@@ -294,6 +310,13 @@ impl NodeStore {
     pub fn epoch_answer(&self) -> Result<EpochAnswer, NodeStoreError> {
         let mut answer = EpochAnswer {
             absent_may_be_lost: self.repair.absent_may_be_lost(),
+            incarnation: if self.incarnation_durable {
+                self.incarnation
+            } else {
+                0
+            },
+            // S23: a history alone is no past (a recovery that never wrote leaves one).
+            blank: self.repair.hosted().is_empty() && self.engine.segments().is_empty(),
             ..EpochAnswer::default()
         };
         for segment in self.engine.segments() {
@@ -351,6 +374,43 @@ impl NodeStore {
             return Err(error);
         }
         self.adopt_history(history)
+    }
+
+    /// S23: a genesis recovery counted this node's answer with `incarnation` and every
+    /// node took its truncation: if that answer came from this folder, the folder was
+    /// there before any writer could acknowledge a record, so a late node is with the
+    /// volume from now on (durably, S22). Another folder's incarnation changes nothing and
+    /// is refused.
+    pub fn join_genesis(&mut self, incarnation: u64) -> Result<(), NodeStoreError> {
+        if incarnation == 0 || incarnation != self.incarnation || !self.incarnation_durable {
+            tracing::warn!(
+                node = self.node.0,
+                "S23: the genesis counted another folder of this node; it stays late"
+            );
+            return Err(NodeStoreError::NotThisFolder {
+                node: self.node,
+                counted: incarnation,
+            });
+        }
+        if self.birth() == Birth::Late {
+            let before = self.snapshot();
+            self.repair.join_genesis();
+            self.persist_or_undo(before)?;
+            tracing::info!(
+                node = self.node.0,
+                "S23: joined the volume's genesis; no longer late"
+            );
+        }
+        Ok(())
+    }
+
+    /// S23: this folder's incarnation, once `node.meta` holds it (0 before).
+    pub fn incarnation(&self) -> u64 {
+        if self.incarnation_durable {
+            self.incarnation
+        } else {
+            0
+        }
     }
 
     /// S15: the epoch of the truncation history this node holds.
@@ -714,7 +774,9 @@ impl NodeStore {
     /// and a change whose write fails is undone in memory, so the node never acts on (and
     /// no later request sees) a state that a crash would take back.
     fn persist_or_undo(&mut self, before: MetaSnapshot) -> Result<(), NodeStoreError> {
-        self.write_meta().inspect_err(|_| self.restore(before))
+        self.write_meta().inspect_err(|_| self.restore(before))?;
+        self.incarnation_durable = true;
+        Ok(())
     }
 
     fn write_meta(&self) -> Result<(), NodeStoreError> {
@@ -740,6 +802,8 @@ impl NodeStore {
             put_segment(&mut body, segment);
             body.extend_from_slice(&loss_epoch.0.to_le_bytes());
         }
+        // S23: the folder's incarnation.
+        body.extend_from_slice(&self.incarnation.to_le_bytes());
         let crc = crc32c::crc32c(&body);
         body.extend_from_slice(&crc.to_le_bytes());
         // A6: node metadata is the owner's alone (the disk creates private files).
@@ -760,7 +824,20 @@ struct MetaSnapshot {
 }
 
 /// What `node.meta` holds: the epoch, the truncation history and the repair state.
-type NodeMeta = (Epoch, Vec<TruncationRange>, NodeRepair);
+type NodeMeta = (Epoch, Vec<TruncationRange>, NodeRepair, u64);
+
+/// S23: a new folder's incarnation: random and nonzero, so a replaced folder never takes
+/// its predecessor's. The hasher's keys come from the OS's randomness.
+fn fresh_incarnation(node: NodeId) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(node.0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos());
+    hasher.write_u128(nanos);
+    hasher.finish().max(1)
+}
 
 fn birth_code(birth: Birth) -> u8 {
     match birth {
@@ -776,7 +853,7 @@ fn birth_code(birth: Birth) -> u8 {
 fn read_meta(disk: &dyn Disk, dir: &Path) -> Result<NodeMeta, NodeStoreError> {
     let path = dir.join(NODE_META_FILE);
     let Some(bytes) = read_optional(disk, &path, META_BYTES_MAX)? else {
-        return Ok((Epoch(0), Vec::new(), NodeRepair::fresh()));
+        return Ok((Epoch(0), Vec::new(), NodeRepair::fresh(), 0));
     };
     let damaged = |reason: &str| NodeStoreError::Meta {
         path: path.clone(),
@@ -809,16 +886,18 @@ fn read_meta(disk: &dyn Disk, dir: &Path) -> Result<NodeMeta, NodeStoreError> {
             }
         })
         .collect();
-    let repair = if body.len() == ranges_end {
-        NodeRepair::restored(Birth::WithVolume, BTreeSet::new(), BTreeMap::new())
+    let (repair, incarnation) = if body.len() == ranges_end {
+        let repair = NodeRepair::restored(Birth::WithVolume, BTreeSet::new(), BTreeMap::new());
+        (repair, 0)
     } else {
         read_repair(&body[ranges_end..]).ok_or_else(|| damaged("bad repair section (S19)"))?
     };
-    Ok((epoch, truncations, repair))
+    Ok((epoch, truncations, repair, incarnation))
 }
 
-/// The repair section of `node.meta`: birth, hosted segments, repairing segments.
-fn read_repair(bytes: &[u8]) -> Option<NodeRepair> {
+/// The repair section of `node.meta`: birth, hosted segments, repairing segments, and
+/// (S23, absent from older files) the folder's incarnation.
+fn read_repair(bytes: &[u8]) -> Option<(NodeRepair, u64)> {
     let (&birth, mut rest) = bytes.split_first()?;
     let birth = match birth {
         0 => Birth::Unknown,
@@ -837,10 +916,12 @@ fn read_repair(bytes: &[u8]) -> Option<NodeRepair> {
         rest = &rest[8..];
         repairing.insert(segment, loss_epoch);
     }
-    if !rest.is_empty() {
-        return None;
-    }
-    Some(NodeRepair::restored(birth, hosted, repairing))
+    let incarnation = match rest.len() {
+        0 => 0,
+        8 => u64::from_le_bytes(rest.try_into().ok()?),
+        _ => return None,
+    };
+    Some((NodeRepair::restored(birth, hosted, repairing), incarnation))
 }
 
 fn put_segment(body: &mut Vec<u8>, segment: SegmentId) {

@@ -181,3 +181,71 @@ fn the_truncation_union_mutant_is_caught() {
         NodeStoreMutant::TruncationUnion
     )));
 }
+
+/// S23: a late folder joins the volume's genesis only with its own incarnation, durably;
+/// a folder that replaced it (another incarnation) stays late, and so do its answers.
+#[test]
+fn a_late_folder_joins_the_genesis_only_with_its_own_incarnation() {
+    let disk = Arc::new(FaultyDisk::new(11));
+    let mut store = open(&disk);
+    // The first epoch this folder learns is not the volume's first recovery's: late.
+    let answer = store.raise_epoch(Epoch(3)).expect("raised");
+    assert_eq!(store.birth(), sixfold_core::Birth::Late);
+    assert!(
+        answer.absent_may_be_lost,
+        "S20: a late node may have lost what it lacks"
+    );
+    assert!(answer.blank, "S23: it hosts nothing");
+    assert_ne!(
+        answer.incarnation, 0,
+        "S23: the incarnation is durable before it is reported"
+    );
+    assert_eq!(answer.incarnation, store.incarnation());
+
+    // Another folder's incarnation is refused and changes nothing.
+    let other = answer.incarnation.wrapping_add(1).max(1);
+    assert!(matches!(
+        store.join_genesis(other),
+        Err(NodeStoreError::NotThisFolder { .. })
+    ));
+    assert_eq!(store.birth(), sixfold_core::Birth::Late);
+
+    // A failed write is undone (S22), then the retry joins durably.
+    disk.inject(OpFilter::Only(DiskOp::Rename), FaultKind::Io, 0, 1);
+    assert!(store.join_genesis(answer.incarnation).is_err());
+    assert_eq!(store.birth(), sixfold_core::Birth::Late, "S22");
+    store.join_genesis(answer.incarnation).expect("joins");
+    assert_eq!(store.birth(), sixfold_core::Birth::WithVolume);
+    drop(store);
+    let mut reopened = open(&disk);
+    assert_eq!(reopened.birth(), sixfold_core::Birth::WithVolume, "durable");
+    assert_eq!(
+        reopened.incarnation(),
+        answer.incarnation,
+        "the folder keeps its incarnation"
+    );
+    let after = reopened.raise_epoch(Epoch(4)).expect("raised");
+    assert!(
+        !after.absent_may_be_lost,
+        "X11: its absent segments now count as empty"
+    );
+
+    // A hosted segment makes the node non-blank (S23), a history alone does not.
+    reopened.host(SEGMENT).expect("placed here");
+    assert!(!reopened.raise_epoch(Epoch(5)).expect("raised").blank);
+}
+
+/// S23: a brand-new folder replacing one that joined draws another incarnation, so the old
+/// genesis answer cannot vouch for it.
+#[test]
+fn a_new_folder_draws_a_new_incarnation() {
+    let first = Arc::new(FaultyDisk::new(12));
+    let second = Arc::new(FaultyDisk::new(12));
+    let mut a = open(&first);
+    let mut b = open(&second);
+    let ia = a.raise_epoch(Epoch(2)).expect("raised").incarnation;
+    let ib = b.raise_epoch(Epoch(2)).expect("raised").incarnation;
+    assert_ne!(ia, ib);
+    assert!(b.join_genesis(ia).is_err());
+    assert_eq!(b.birth(), sixfold_core::Birth::Late);
+}
