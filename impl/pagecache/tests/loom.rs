@@ -10,8 +10,9 @@
 //! ```
 //!
 //! The second build compiles the cache's mutant switches (`sixfold_pagecache::mutant`):
-//! each `mutant_*` test turns one on — a queue's eviction ignoring pins or the predicate —
-//! and passes only if loom finds the interleaving that breaks the model. Only those tests
+//! each `mutant_*` test turns one on — a queue's eviction ignoring pins or the predicate,
+//! an unpinned read ignoring redo's mark, redo skipping the shard barrier (K2) — and passes
+//! only if loom finds the interleaving that breaks the model. Only those tests
 //! run there.
 #![cfg(loom)]
 // Under `loom_mutant` only the scenarios the mutant breaks run.
@@ -184,10 +185,10 @@ fn redo_applied_while_a_reader_reads() {
     assert_eq!(cache.peek(&1).map(|meta| meta.lsn), Some(3));
 }
 
-/// K1: the unpinned read path against redo. The writer applies two records to page 1
-/// while a reader reads it through `with_page`, which takes no pin: every read sees bytes
-/// matching its LSN, whether it took the unpinned path (the page's lock was free) or fell
-/// back to a pin (the writer held or awaited it).
+/// K1, K2: the unpinned read path against redo. The writer applies two records to page 1
+/// while a reader reads it through `with_page`, which takes no pin and no page lock: every
+/// read sees bytes matching its LSN, whether it took the unpinned path or fell back to a
+/// pin (the writer had marked the page), and loom's cell finds no read overlapping a write.
 fn redo_applied_while_an_unpinned_reader_reads() {
     let cache = Arc::new(storage_node_cache(4));
     drop(cache.insert(&1, page_at(1, false)));
@@ -402,8 +403,8 @@ mod models {
     }
 }
 
-/// Built with `--cfg loom_mutant`: each test turns on one mutant, a guard of eviction
-/// dropped, and passes only if loom finds the interleaving where its model fails.
+/// Built with `--cfg loom_mutant`: each test turns on one mutant, a guard of eviction or of
+/// K2 dropped, and passes only if loom finds the interleaving where its model fails.
 #[cfg(loom_mutant)]
 mod mutants {
     use super::*;
@@ -464,23 +465,38 @@ mod mutants {
         );
     }
 
+    /// K2: a reader that skips the writer's mark reads while redo writes; loom's cell
+    /// reports the unordered accesses.
     #[test]
-    #[should_panic(expected = "torn read")]
-    fn mutant_read_path_reading_the_lsn_before_the_lock_tears_a_read() {
+    #[should_panic(expected = "Causality violation")]
+    fn mutant_unpinned_read_ignoring_writers_races_redo() {
         model_with(
-            Mutant::ReadPathLsnBeforeLock,
+            Mutant::UnpinnedReadIgnoresWriters,
             redo_applied_while_an_unpinned_reader_reads,
         );
     }
 
-    /// The read-path mutant touches only the unpinned path: the pinned reader's model
-    /// passes under it.
+    /// K2: redo that skips the shard barrier writes while a reader that entered before the
+    /// mark still reads.
     #[test]
-    fn the_read_path_mutant_passes_the_pinned_reader_model() {
+    #[should_panic(expected = "Causality violation")]
+    fn mutant_redo_skipping_the_barrier_races_an_unpinned_read() {
         model_with(
-            Mutant::ReadPathLsnBeforeLock,
-            redo_applied_while_a_reader_reads,
+            Mutant::RedoSkipsReaderBarrier,
+            redo_applied_while_an_unpinned_reader_reads,
         );
+    }
+
+    /// The K2 mutants touch only what unpinned readers rely on: the pinned reader's model
+    /// (page lock against page lock) passes under both.
+    #[test]
+    fn the_k2_mutants_pass_the_pinned_reader_model() {
+        for mutant in [
+            Mutant::UnpinnedReadIgnoresWriters,
+            Mutant::RedoSkipsReaderBarrier,
+        ] {
+            model_with(mutant, redo_applied_while_a_reader_reads);
+        }
     }
 
     /// The main-queue mutants leave the probationary-queue models alone and the other way
