@@ -211,7 +211,7 @@ impl Entry {
             .expect("page lock poisoned: a redo edit panicked");
         let checked = check(self)?;
         self.writing.store(true, Ordering::Relaxed);
-        if !mutant::active(Mutant::RedoSkipsReaderBarrier) {
+        if !mutant::active(Mutant::WriterSkipsBarrier) {
             barrier();
         }
         // SAFETY: K2: the page lock's write side excludes pinned readers and writers; the

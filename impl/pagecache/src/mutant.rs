@@ -17,9 +17,9 @@ pub enum Mutant {
     /// K2: the unpinned read path (`with_page`) reads the bytes without checking the
     /// writer's mark, so it may read while redo writes.
     UnpinnedReadIgnoresWriters,
-    /// K2: redo writes without the shard barrier, so an unpinned reader that entered the
-    /// shard before the mark may still be reading.
-    RedoSkipsReaderBarrier,
+    /// K2: a writer (redo, an install over the page) writes without the shard barrier, so
+    /// an unpinned reader that entered the shard before the mark may still be reading.
+    WriterSkipsBarrier,
 }
 
 #[cfg(loom_mutant)]

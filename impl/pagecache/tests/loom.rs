@@ -214,6 +214,29 @@ fn redo_applied_while_an_unpinned_reader_reads() {
     assert_eq!(cache.peek(&1).map(|meta| meta.lsn), Some(3));
 }
 
+/// K2: an install over a resident page (an upsert: the newer version's bytes copied into
+/// the entry) against the unpinned read path. The reader sees LSN 1 or 2, bytes matching.
+fn install_over_a_page_while_an_unpinned_reader_reads() {
+    let cache = Arc::new(storage_node_cache(4));
+    drop(cache.insert(&1, page_at(1, false)));
+    let installer = {
+        let cache = Arc::clone(&cache);
+        thread::spawn(move || drop(cache.insert(&1, page_at(2, false))))
+    };
+    let reader = {
+        let cache = Arc::clone(&cache);
+        thread::spawn(move || {
+            let (lsn, bytes) = cache
+                .with_page(&1, |read| (read.lsn(), read.bytes().to_vec()))
+                .expect("pinned or fresh page evicted");
+            assert_eq!(bytes, vec![lsn as u8; PAGE_BYTES], "torn read");
+        })
+    };
+    installer.join().unwrap();
+    reader.join().unwrap();
+    assert_eq!(cache.peek(&1).map(|meta| meta.lsn), Some(2));
+}
+
 /// Flusher against writer: the flusher copies dirty page 1 and marks it clean while the
 /// writer applies a record. If the record landed after the copy, the page stays dirty
 /// (the flushed bytes lack it); the copy itself is one consistent version.
@@ -383,6 +406,11 @@ mod models {
     }
 
     #[test]
+    fn an_unpinned_reader_sees_an_install_over_the_page_whole() {
+        model(install_over_a_page_while_an_unpinned_reader_reads);
+    }
+
+    #[test]
     fn redo_racing_the_flusher_leaves_the_page_dirty() {
         model(flusher_copies_while_a_writer_modifies);
     }
@@ -482,8 +510,18 @@ mod mutants {
     #[should_panic(expected = "Causality violation")]
     fn mutant_redo_skipping_the_barrier_races_an_unpinned_read() {
         model_with(
-            Mutant::RedoSkipsReaderBarrier,
+            Mutant::WriterSkipsBarrier,
             redo_applied_while_an_unpinned_reader_reads,
+        );
+    }
+
+    /// K2: an install over the page (an upsert) skipping the barrier races the same way.
+    #[test]
+    #[should_panic(expected = "Causality violation")]
+    fn mutant_install_skipping_the_barrier_races_an_unpinned_read() {
+        model_with(
+            Mutant::WriterSkipsBarrier,
+            install_over_a_page_while_an_unpinned_reader_reads,
         );
     }
 
@@ -493,7 +531,7 @@ mod mutants {
     fn the_k2_mutants_pass_the_pinned_reader_model() {
         for mutant in [
             Mutant::UnpinnedReadIgnoresWriters,
-            Mutant::RedoSkipsReaderBarrier,
+            Mutant::WriterSkipsBarrier,
         ] {
             model_with(mutant, redo_applied_while_a_reader_reads);
         }
