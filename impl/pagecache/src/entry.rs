@@ -5,7 +5,9 @@ use std::ops::Deref;
 
 use crate::error::ApplyError;
 use crate::mutant::{self, Mutant};
-use crate::sync::{Arc, AtomicBool, AtomicU64, BytesRef, Ordering, PageBytes, RwLock, RwLockReadGuard};
+use crate::sync::{
+    Arc, AtomicBool, AtomicU64, BytesRef, Ordering, PageBytes, RwLock, RwLockReadGuard,
+};
 
 /// Bytes charged per entry on top of the page's buffer (the page rounded up to a power of
 /// two, at least 8): the entry's header, the map slot and the queue slot, rounded up. An
@@ -214,12 +216,14 @@ impl Entry {
         if !mutant::active(Mutant::WriterSkipsBarrier) {
             barrier();
         }
-        // SAFETY: K2: the page lock's write side excludes pinned readers and writers; the
-        // mark, stored before the barrier, is seen by every unpinned reader entering the
-        // shard after it, and the barrier waited for those already inside.
-        let mut bytes = unsafe { self.bytes.write() };
-        write(self, &mut bytes[..self.len], checked);
-        drop(bytes);
+        // The write access (tracked under loom) ends with this block, before the mark clears.
+        {
+            // SAFETY: K2: the page lock's write side excludes pinned readers and writers;
+            // the mark, stored before the barrier, is seen by every unpinned reader
+            // entering the shard after it, and the barrier waited for those already inside.
+            let mut bytes = unsafe { self.bytes.write() };
+            write(self, &mut bytes[..self.len], checked);
+        }
         self.writing.store(false, Ordering::Release);
         Ok(())
     }

@@ -566,13 +566,19 @@ fn redo_waits_for_an_unpinned_read_in_progress() {
     in_read_rx.recv().unwrap();
     cache
         .apply(&1, 2, |bytes| {
-            assert!(read_done.load(Ordering::SeqCst), "redo edited during a read");
+            assert!(
+                read_done.load(Ordering::SeqCst),
+                "redo edited during a read"
+            );
             bytes.fill(2);
         })
         .unwrap();
     let (lsn, bytes) = reader.join().unwrap().expect("page resident");
     assert_eq!((lsn, bytes), (1, page_at(1).to_vec()));
-    assert_eq!(cache.with_page(&1, |read| (read.lsn(), read[0])), Some((2, 2)));
+    assert_eq!(
+        cache.with_page(&1, |read| (read.lsn(), read[0])),
+        Some((2, 2))
+    );
 }
 
 /// Pages are stored in a buffer of their size class (a power of two): a page of another
