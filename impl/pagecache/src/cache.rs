@@ -1,6 +1,7 @@
 //! The cache: shards, the eviction predicate, and the operations that cross the shard lock
-//! and the entry locks in a fixed order (shard, then load cell; never an entry's bytes lock
-//! while holding the shard lock).
+//! and the entry locks in a fixed order: shard, then load cell; a page's lock, then its
+//! shard's (a writer's barrier, K2); never a wait for a page's lock while holding a shard
+//! lock.
 
 use std::hash::{BuildHasher, Hash};
 
@@ -142,13 +143,13 @@ where
 
     /// Runs `read` on the page's bytes and LSN, loading the page on a miss as `get_or_load`
     /// does, and returns what `read` returns. The hit path of a read that copies or
-    /// inspects a page: on a resident page that no redo is writing it takes no pin (no
-    /// reference count written), only the shard's and the page's read locks, and runs
-    /// `read` under both; otherwise it pins as `get_or_load` and reads.
+    /// inspects a page: on a resident page that no redo is writing it takes no pin and no
+    /// page lock (nothing written to the page's entry), only the shard's read lock, and
+    /// runs `read` under it; otherwise it pins as `get_or_load` and reads.
     ///
-    /// K1: `read` sees the bytes and the one LSN they are at. If redo holds or awaits the
-    /// page's lock, the read falls back to a pin, releasing the shard's lock first, and
-    /// waits for the page's lock with no shard lock held.
+    /// K1, K2: `read` sees the bytes and the one LSN they are at. If redo has marked the
+    /// page, the read falls back to a pin, releasing the shard's lock first, and waits for
+    /// the page's lock with no shard lock held.
     ///
     /// `read` must be short and must not call into this cache: it may run under the
     /// shard's read lock, which an install into the shard waits for (and a second read
@@ -214,7 +215,10 @@ where
         self.install(self.shard(key), key, page)
     }
 
-    /// Applies one redo record to a resident page (S9: LSN order; the page becomes dirty).
+    /// Applies one redo record to a resident page (S9: LSN order; the page becomes dirty),
+    /// as a K2 writer: after the page's lock, the shard's write lock is taken and released
+    /// once so unpinned readers already in the shard finish first; `edit` runs with no
+    /// shard lock held.
     /// A page not resident is left to whoever loads it next: a load reads the page from
     /// its durable source, which must then include the record.
     pub fn apply(
@@ -223,9 +227,11 @@ where
         new_lsn: u64,
         edit: impl FnOnce(&mut [u8]),
     ) -> Result<(), ApplyError> {
+        let shard = self.shard(key);
+        let barrier = || drop(write(&shard.state));
         self.pin_resident(key)
             .ok_or(ApplyError::NotCached)?
-            .apply(new_lsn, edit)
+            .apply(barrier, new_lsn, edit)
     }
 
     /// Copies a dirty resident page for the flusher; `None` if absent or clean.
@@ -305,8 +311,8 @@ where
         &self.shards[((hash >> 32) % self.shards.len() as u64) as usize]
     }
 
-    /// The unpinned hit path of `with_page…`: `read` run under the shard's and the
-    /// page's read locks, counted as a hit; `None` (and `read` not run) to fall back.
+    /// The unpinned hit path of `with_page…`: `read` run under the shard's read lock (K1,
+    /// K2), counted as a hit; `None` (and `read` not run) to fall back.
     #[inline]
     fn read_unpinned<R, F>(&self, shard: &Shard<K>, key: &K, read: &mut Option<F>) -> Option<R>
     where
@@ -371,7 +377,7 @@ where
                 guard
             }
             Installed::Existing(guard, newer) => {
-                guard.upsert(&newer);
+                guard.upsert(|| drop(write(&shard.state)), newer);
                 guard
             }
         }

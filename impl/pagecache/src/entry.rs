@@ -5,7 +5,9 @@ use std::ops::Deref;
 
 use crate::error::ApplyError;
 use crate::mutant::{self, Mutant};
-use crate::sync::{Arc, AtomicBool, AtomicU64, Ordering, RwLock, RwLockReadGuard, TryLockError};
+use crate::sync::{
+    Arc, AtomicBool, AtomicU64, BytesRef, Ordering, PageBytes, RwLock, RwLockReadGuard,
+};
 
 /// Bytes charged per entry on top of the page's buffer (the page rounded up to a power of
 /// two, at least 8): the entry's header, the map slot and the queue slot, rounded up. An
@@ -74,21 +76,30 @@ const BUFFER_BYTES_MIN: usize = 8;
 /// anyway: no second counter to bump.
 ///
 /// The bytes are the entry's last field, in the same allocation as the header: a read
-/// finds the lock word and the bytes from one pointer, two cache lines loaded side by side,
-/// where a separately allocated `Box<[u8]>` made the bytes a second miss after the
-/// header's. `B` is `[u8]` once built: a buffer of the page's size class (the next power
-/// of two, `BUFFER_BYTES_MIN` to `PAGE_BYTES_MAX`), of which the first `len` bytes are the
-/// page. Built as `Entry<[u8; N]>` and unsized, so no `unsafe` is needed.
+/// finds the header and the bytes from one pointer, where a separately allocated
+/// `Box<[u8]>` made the bytes a second miss after the header's. `B` is `[u8]` once built:
+/// a buffer of the page's size class (the next power of two, `BUFFER_BYTES_MIN` to
+/// `PAGE_BYTES_MAX`), of which the first `len` bytes are the page. Built as
+/// `Entry<[u8; N]>` and unsized.
+///
+/// K2: the bytes are read under `lock`'s read side (pinned reads) or under the shard's read
+/// lock with `writing` clear (unpinned reads, which write nothing here); they are written
+/// under `lock`'s write side with `writing` set, after the shard barrier has let out every
+/// unpinned reader that could have missed the flag.
 pub(crate) struct Entry<B: ?Sized = [u8]> {
-    /// Written only under the `bytes` write lock, so a reader holding the read lock sees
-    /// the LSN that matches the bytes.
+    /// Written only by a K2 writer, so a reader sees the LSN that matches the bytes.
     lsn: AtomicU64,
-    /// Written only under the `bytes` write lock, like `lsn`.
+    /// Written only under `lock`'s write side.
     dirty: AtomicBool,
+    /// K2: set while a writer may touch the bytes; unpinned reads that see it fall back to
+    /// a pinned read (which waits on `lock`).
+    writing: AtomicBool,
     /// The page's length: the first `len` bytes of the buffer.
     len: usize,
     cost_bytes: u64,
-    bytes: RwLock<B>,
+    /// Pinned readers and every writer of the bytes, LSN and dirty flag.
+    lock: RwLock<()>,
+    bytes: PageBytes<B>,
 }
 
 /// Builds the entry in the buffer class `$class` for each listed size class.
@@ -122,12 +133,14 @@ impl Entry {
         let mut entry = std::sync::Arc::new(Entry::<[u8; N]> {
             lsn: AtomicU64::new(page.lsn),
             dirty: AtomicBool::new(page.dirty),
+            writing: AtomicBool::new(false),
             len: page.bytes.len(),
             cost_bytes: N as u64 + ENTRY_OVERHEAD_BYTES,
-            bytes: RwLock::new([0u8; N]),
+            lock: RwLock::new(()),
+            bytes: PageBytes::new([0u8; N]),
         });
         let unshared = std::sync::Arc::get_mut(&mut entry).expect("just built");
-        let buffer = unshared.bytes.get_mut().expect("never locked yet");
+        let buffer = unshared.bytes.exclusive();
         buffer[..page.bytes.len()].copy_from_slice(&page.bytes);
         let entry: std::sync::Arc<Entry> = entry;
         #[cfg(loom)]
@@ -148,38 +161,71 @@ impl Entry {
     /// only through a pin. The `try_write` on the page lock orders us after the last of
     /// those changes (a lock acquisition reads the latest unlock, which happened after the
     /// change), whatever ordering the strong-count load has; it cannot fail for an
-    /// unpinned entry (a `PageRead` borrows a pin, or is an unpinned read holding the
-    /// shard's read lock, which our write lock excludes), and we never wait for it under
-    /// the shard lock.
+    /// unpinned entry (a pinned `PageRead` borrows a pin; an unpinned read takes no page
+    /// lock), and we never wait for it under the shard lock.
     pub(crate) fn meta_if_unpinned(entry: &Arc<Self>) -> Option<EntryMeta> {
         if Arc::strong_count(entry) != 1 {
             return None;
         }
-        let _bytes = entry.bytes.try_write().ok()?;
+        let _bytes = entry.lock.try_write().ok()?;
         Some(entry.meta())
     }
 
-    /// K1: the bytes and the LSN they are at, without a pin, if no redo holds or awaits the
-    /// page's lock (`None` then: the caller falls back to a pinned read rather than wait).
-    /// For the unpinned read path, under the shard's read lock, which keeps eviction and
-    /// removal out while the returned read lives; the page's read lock keeps redo out.
-    /// The LSN is read after the lock is taken, so it is the one the bytes are at (the
-    /// `ReadPathLsnBeforeLock` mutant reads it before).
+    /// K1, K2: the bytes and the LSN they are at, without a pin and without a write to
+    /// the entry, if no writer has marked the page (`None` then: the caller falls back to
+    /// a pinned read rather than wait). For the unpinned read path, under the shard's read
+    /// lock, which keeps eviction and removal out while the returned read lives, and keeps
+    /// out every writer that marks the page from now on (its barrier waits for us). A
+    /// writer that marked it earlier and finished cleared the mark with `Release` after
+    /// its last write, so the `Acquire` load orders its bytes before ours.
     #[inline]
-    pub(crate) fn try_read(&self) -> Option<PageRead<'_>> {
-        let early_lsn =
-            mutant::active(Mutant::ReadPathLsnBeforeLock).then(|| self.lsn.load(Ordering::Acquire));
-        let bytes = match self.bytes.try_read() {
-            Ok(bytes) => bytes,
-            Err(TryLockError::WouldBlock) => return None,
-            Err(TryLockError::Poisoned(_)) => panic!("page lock poisoned: a redo edit panicked"),
-        };
-        let lsn = early_lsn.unwrap_or_else(|| self.lsn.load(Ordering::Acquire));
+    pub(crate) fn read_unpinned(&self) -> Option<PageRead<'_>> {
+        let skip_check = mutant::active(Mutant::UnpinnedReadIgnoresWriters);
+        if !skip_check && self.writing.load(Ordering::Acquire) {
+            return None;
+        }
+        let lsn = self.lsn.load(Ordering::Acquire);
         Some(PageRead {
-            bytes,
+            // SAFETY: K2, as above: no writer touches the bytes while we hold the shard's
+            // read lock with the mark seen clear.
+            bytes: unsafe { self.bytes.read() },
             len: self.len,
             lsn,
+            _lock: None,
         })
+    }
+
+    /// K2: runs `write` on the bytes, LSN and dirty flag as a writer: holding the page's
+    /// write lock (pinned readers and other writers out), with the page marked (unpinned
+    /// readers arriving from now on fall back), after `barrier` — the shard's write lock
+    /// taken and released — has waited for every unpinned reader already in the shard.
+    /// `write` runs with no shard lock held. `check` runs first, under the page lock only:
+    /// a write it refuses costs no barrier.
+    fn write<T, R>(
+        &self,
+        barrier: impl FnOnce(),
+        check: impl FnOnce(&Self) -> Result<T, R>,
+        write: impl FnOnce(&Self, &mut [u8], T),
+    ) -> Result<(), R> {
+        let _lock = self
+            .lock
+            .write()
+            .expect("page lock poisoned: a redo edit panicked");
+        let checked = check(self)?;
+        self.writing.store(true, Ordering::Relaxed);
+        if !mutant::active(Mutant::WriterSkipsBarrier) {
+            barrier();
+        }
+        // The write access (tracked under loom) ends with this block, before the mark clears.
+        {
+            // SAFETY: K2: the page lock's write side excludes pinned readers and writers;
+            // the mark, stored before the barrier, is seen by every unpinned reader
+            // entering the shard after it, and the barrier waited for those already inside.
+            let mut bytes = unsafe { self.bytes.write() };
+            write(self, &mut bytes[..self.len], checked);
+        }
+        self.writing.store(false, Ordering::Release);
+        Ok(())
     }
 
     /// The metadata as last written. Stable only while the caller holds the shard's write
@@ -214,16 +260,19 @@ impl PinGuard {
     /// so the thread holding it must not call them for the same page (it would deadlock).
     #[inline]
     pub fn read(&self) -> PageRead<'_> {
-        let bytes = self
+        let lock = self
             .entry
-            .bytes
+            .lock
             .read()
             .expect("page lock poisoned: a redo edit panicked");
         let lsn = self.entry.lsn.load(Ordering::Acquire);
         PageRead {
-            bytes,
+            // SAFETY: K2: writers hold the page's write lock, which our read lock excludes
+            // for the `PageRead`'s life.
+            bytes: unsafe { self.entry.bytes.read() },
             len: self.entry.len,
             lsn,
+            _lock: Some(lock),
         }
     }
 
@@ -236,26 +285,32 @@ impl PinGuard {
         self.entry.dirty.load(Ordering::Acquire)
     }
 
-    /// Applies one redo record: runs `edit` on the bytes and moves the page to `new_lsn`,
-    /// marking it dirty, all under the write lock so readers see before or after.
-    pub fn apply(&self, new_lsn: u64, edit: impl FnOnce(&mut [u8])) -> Result<(), ApplyError> {
-        let mut bytes = self
-            .entry
-            .bytes
-            .write()
-            .expect("page lock poisoned: a redo edit panicked");
-        let current_lsn = self.entry.lsn.load(Ordering::Acquire);
-        // S9: in LSN order only.
-        if new_lsn <= current_lsn {
-            return Err(ApplyError::LsnNotAfter {
-                current_lsn,
-                new_lsn,
-            });
-        }
-        edit(&mut bytes[..self.entry.len]);
-        self.entry.lsn.store(new_lsn, Ordering::Release);
-        self.entry.dirty.store(true, Ordering::Release);
-        Ok(())
+    /// Applies one redo record as a K2 writer: runs `edit` on the bytes and moves the page
+    /// to `new_lsn`, marking it dirty, so readers see before or after. `barrier` takes and
+    /// releases the page's shard's write lock (the cache passes it: a guard does not know
+    /// its shard).
+    pub(crate) fn apply(
+        &self,
+        barrier: impl FnOnce(),
+        new_lsn: u64,
+        edit: impl FnOnce(&mut [u8]),
+    ) -> Result<(), ApplyError> {
+        let in_order = |entry: &Entry| {
+            let current_lsn = entry.lsn.load(Ordering::Acquire);
+            // S9: in LSN order only.
+            if new_lsn <= current_lsn {
+                return Err(ApplyError::LsnNotAfter {
+                    current_lsn,
+                    new_lsn,
+                });
+            }
+            Ok(())
+        };
+        self.entry.write(barrier, in_order, |entry, bytes, ()| {
+            edit(bytes);
+            entry.lsn.store(new_lsn, Ordering::Release);
+            entry.dirty.store(true, Ordering::Release);
+        })
     }
 
     /// Copies a dirty page for the flusher; `None` when it is clean.
@@ -273,10 +328,11 @@ impl PinGuard {
     /// Clears the dirty flag if the page is still at `flushed_lsn`. A redo applied after
     /// the flusher's snapshot moved the LSN, so the page stays dirty and will be flushed
     /// again (otherwise the storage node could evict a page whose newest edit is nowhere).
+    /// Unpinned reads do not read the flag: no barrier needed.
     pub fn mark_clean(&self, flushed_lsn: u64) -> bool {
-        let _bytes = self
+        let _lock = self
             .entry
-            .bytes
+            .lock
             .write()
             .expect("page lock poisoned: a redo edit panicked");
         if self.entry.lsn.load(Ordering::Acquire) != flushed_lsn {
@@ -287,28 +343,33 @@ impl PinGuard {
     }
 
     /// Replaces the page with `newer`'s (an entry built for an install that found the key
-    /// resident, never shared) if it is newer; keeps the resident one otherwise. Returns
-    /// whether it replaced.
+    /// resident, never shared) if it is newer, as a K2 writer (`barrier` as for `apply`);
+    /// keeps the resident one otherwise. Returns whether it replaced.
     ///
     /// Panics if the sizes differ: a page's size is fixed by sixfold's page format, and
     /// the entry's byte cost was charged once, when it was created.
-    pub(crate) fn upsert(&self, newer: &Entry) -> bool {
-        let mut bytes = self
-            .entry
-            .bytes
-            .write()
-            .expect("page lock poisoned: a redo edit panicked");
+    pub(crate) fn upsert(&self, barrier: impl FnOnce(), mut newer: Arc<Entry>) -> bool {
         let newer_lsn = newer.lsn.load(Ordering::Acquire);
-        if newer_lsn <= self.entry.lsn.load(Ordering::Acquire) {
-            return false;
-        }
-        assert_eq!(self.entry.len, newer.len, "a cached page changed size");
-        let newer_bytes = newer.bytes.read().expect("never shared, never poisoned");
-        bytes[..newer.len].copy_from_slice(&newer_bytes[..newer.len]);
-        self.entry.lsn.store(newer_lsn, Ordering::Release);
         let newer_dirty = newer.dirty.load(Ordering::Acquire);
-        self.entry.dirty.store(newer_dirty, Ordering::Release);
-        true
+        let newer_len = newer.len;
+        let is_newer = |entry: &Entry| {
+            if newer_lsn <= entry.lsn.load(Ordering::Acquire) {
+                return Err(());
+            }
+            assert_eq!(entry.len, newer_len, "a cached page changed size");
+            Ok(())
+        };
+        let newer_bytes = Arc::get_mut(&mut newer)
+            .expect("built for this install, never shared")
+            .bytes
+            .exclusive();
+        self.entry
+            .write(barrier, is_newer, |entry, bytes, ()| {
+                bytes.copy_from_slice(&newer_bytes[..newer_len]);
+                entry.lsn.store(newer_lsn, Ordering::Release);
+                entry.dirty.store(newer_dirty, Ordering::Release);
+            })
+            .is_ok()
     }
 }
 
@@ -320,12 +381,16 @@ impl std::fmt::Debug for PinGuard {
     }
 }
 
-/// A read lock on a page: the bytes and the one LSN they are at.
+/// A read of a page: the bytes and the one LSN they are at, held against redo (K1, K2) —
+/// by the page's read lock on the pinned path, by the shard's read lock on the unpinned one
+/// (the caller holds it for the read's whole life).
 pub struct PageRead<'a> {
     /// The entry's whole buffer; the page is its first `len` bytes.
-    bytes: RwLockReadGuard<'a, [u8]>,
+    bytes: BytesRef<'a, [u8]>,
     len: usize,
     lsn: u64,
+    /// The page's read lock, on the pinned path.
+    _lock: Option<RwLockReadGuard<'a, ()>>,
 }
 
 impl PageRead<'_> {

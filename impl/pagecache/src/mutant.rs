@@ -14,9 +14,12 @@ pub enum Mutant {
     SmallQueueIgnoresPredicate,
     /// Eviction from the main queue ignores the predicate.
     MainQueueIgnoresPredicate,
-    /// The unpinned read path (`with_page`) reads the LSN before taking the page's
-    /// read lock, so a redo landing in between pairs old LSN and new bytes.
-    ReadPathLsnBeforeLock,
+    /// K2: the unpinned read path (`with_page`) reads the bytes without checking the
+    /// writer's mark, so it may read while redo writes.
+    UnpinnedReadIgnoresWriters,
+    /// K2: a writer (redo, an install over the page) writes without the shard barrier, so
+    /// an unpinned reader that entered the shard before the mark may still be reading.
+    WriterSkipsBarrier,
 }
 
 #[cfg(loom_mutant)]

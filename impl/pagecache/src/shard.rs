@@ -247,10 +247,11 @@ impl<K: Hash + Eq + Clone> ShardState<K> {
     }
 
     /// K1, the unpinned hit path, under the read lock: runs `read` on a resident page's bytes
-    /// with no pin taken. The shard's read lock, held until `read` returns, keeps eviction
-    /// and removal out; the page's read lock keeps redo out. Returns `None`, `read` left in
-    /// place, if the page is absent, loading, or its lock is held or awaited by redo: the
-    /// caller then takes the pinned path, so no page lock is ever waited for here.
+    /// with no pin taken and no page lock. The shard's read lock, held until `read`
+    /// returns, keeps eviction and removal out, and redo too (K2: a writer waits for it).
+    /// Returns `None`, `read` left in place, if the page is absent, loading, or marked by a
+    /// writer: the caller then takes the pinned path, so no page lock is ever waited for
+    /// here.
     #[inline]
     pub(crate) fn read_ready<R, F>(&self, key: &K, read: &mut Option<F>) -> Option<R>
     where
@@ -259,7 +260,7 @@ impl<K: Hash + Eq + Clone> ShardState<K> {
         let Some(Slot::Ready(resident)) = self.map.get(key) else {
             return None;
         };
-        let page = resident.entry.try_read()?;
+        let page = resident.entry.read_unpinned()?;
         resident.touch();
         let read = read.take().expect("the read runs once");
         Some(read(&page))

@@ -2,7 +2,7 @@
 //! `tests/loom.rs`; the random-operation comparison with a model is in `tests/model.rs`.
 #![cfg(not(loom))]
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, mpsc};
 use std::thread;
 use std::time::Duration;
@@ -498,11 +498,12 @@ fn an_unpinned_read_sees_the_page_and_counts_like_a_pinned_one() {
     assert_eq!(cache.peek(&1).map(|meta| meta.lsn), Some(4));
 }
 
-/// K1: an unpinned read of a page whose lock redo holds falls back to a pin without
-/// keeping the shard's lock. Redo here installs another page of the same shard while it
-/// holds page 1's write lock; had the read waited for page 1's lock under the shard's read
-/// lock, that install would wait for the read and the read for the redo: a deadlock
-/// (checked by hand: with a blocking `read()` in place of `try_read` the watchdog fires).
+/// K1, K2: an unpinned read of a page redo is writing falls back to a pin without keeping
+/// the shard's lock. Redo here installs another page of the same shard while it holds
+/// page 1's write lock; had the read waited for page 1's lock under the shard's read lock,
+/// that install would wait for the read and the read for the redo: a deadlock (checked by
+/// hand on the K1 design: with a blocking `read()` in place of `try_read` the watchdog
+/// fires).
 #[test]
 fn an_unpinned_read_never_waits_for_redo_under_the_shard_lock() {
     let cache = Arc::new(storage_node_cache(4));
@@ -511,9 +512,8 @@ fn an_unpinned_read_never_waits_for_redo_under_the_shard_lock() {
     let redo = {
         let cache = Arc::clone(&cache);
         thread::spawn(move || {
-            let guard = cache.get(&1).unwrap();
-            guard
-                .apply(2, |bytes| {
+            cache
+                .apply(&1, 2, |bytes| {
                     in_edit_tx.send(()).unwrap();
                     // Give the reader time to reach page 1's lock.
                     thread::sleep(Duration::from_millis(100));
@@ -539,6 +539,46 @@ fn an_unpinned_read_never_waits_for_redo_under_the_shard_lock() {
     redo.join().unwrap();
     reader.join().unwrap();
     assert!(cache.contains(&2));
+}
+
+/// K2: redo waits for an unpinned read already in the shard (the barrier). The read
+/// holds the shard's read lock for 200 ms; redo starting meanwhile must not edit the page
+/// before the read ends, and the read sees the page whole at LSN 1. Fails without the
+/// barrier (checked by hand: the edit then runs during the read).
+#[test]
+fn redo_waits_for_an_unpinned_read_in_progress() {
+    let cache = Arc::new(storage_node_cache(4));
+    drop(cache.insert(&1, Page::clean(1, page_at(1))));
+    let read_done = Arc::new(AtomicBool::new(false));
+    let (in_read_tx, in_read_rx) = mpsc::channel();
+    let reader = {
+        let (cache, read_done) = (Arc::clone(&cache), Arc::clone(&read_done));
+        thread::spawn(move || {
+            cache.with_page(&1, |read| {
+                in_read_tx.send(()).unwrap();
+                thread::sleep(Duration::from_millis(200));
+                let seen = (read.lsn(), read.bytes().to_vec());
+                read_done.store(true, Ordering::SeqCst);
+                seen
+            })
+        })
+    };
+    in_read_rx.recv().unwrap();
+    cache
+        .apply(&1, 2, |bytes| {
+            assert!(
+                read_done.load(Ordering::SeqCst),
+                "redo edited during a read"
+            );
+            bytes.fill(2);
+        })
+        .unwrap();
+    let (lsn, bytes) = reader.join().unwrap().expect("page resident");
+    assert_eq!((lsn, bytes), (1, page_at(1).to_vec()));
+    assert_eq!(
+        cache.with_page(&1, |read| (read.lsn(), read[0])),
+        Some((2, 2))
+    );
 }
 
 /// Pages are stored in a buffer of their size class (a power of two): a page of another

@@ -10,8 +10,9 @@
 //! ```
 //!
 //! The second build compiles the cache's mutant switches (`sixfold_pagecache::mutant`):
-//! each `mutant_*` test turns one on — a queue's eviction ignoring pins or the predicate —
-//! and passes only if loom finds the interleaving that breaks the model. Only those tests
+//! each `mutant_*` test turns one on — a queue's eviction ignoring pins or the predicate,
+//! an unpinned read ignoring redo's mark, redo skipping the shard barrier (K2) — and passes
+//! only if loom finds the interleaving that breaks the model. Only those tests
 //! run there.
 #![cfg(loom)]
 // Under `loom_mutant` only the scenarios the mutant breaks run.
@@ -184,10 +185,10 @@ fn redo_applied_while_a_reader_reads() {
     assert_eq!(cache.peek(&1).map(|meta| meta.lsn), Some(3));
 }
 
-/// K1: the unpinned read path against redo. The writer applies two records to page 1
-/// while a reader reads it through `with_page`, which takes no pin: every read sees bytes
-/// matching its LSN, whether it took the unpinned path (the page's lock was free) or fell
-/// back to a pin (the writer held or awaited it).
+/// K1, K2: the unpinned read path against redo. The writer applies two records to page 1
+/// while a reader reads it through `with_page`, which takes no pin and no page lock: every
+/// read sees bytes matching its LSN, whether it took the unpinned path or fell back to a
+/// pin (the writer had marked the page), and loom's cell finds no read overlapping a write.
 fn redo_applied_while_an_unpinned_reader_reads() {
     let cache = Arc::new(storage_node_cache(4));
     drop(cache.insert(&1, page_at(1, false)));
@@ -211,6 +212,29 @@ fn redo_applied_while_an_unpinned_reader_reads() {
     writer.join().unwrap();
     reader.join().unwrap();
     assert_eq!(cache.peek(&1).map(|meta| meta.lsn), Some(3));
+}
+
+/// K2: an install over a resident page (an upsert: the newer version's bytes copied into
+/// the entry) against the unpinned read path. The reader sees LSN 1 or 2, bytes matching.
+fn install_over_a_page_while_an_unpinned_reader_reads() {
+    let cache = Arc::new(storage_node_cache(4));
+    drop(cache.insert(&1, page_at(1, false)));
+    let installer = {
+        let cache = Arc::clone(&cache);
+        thread::spawn(move || drop(cache.insert(&1, page_at(2, false))))
+    };
+    let reader = {
+        let cache = Arc::clone(&cache);
+        thread::spawn(move || {
+            let (lsn, bytes) = cache
+                .with_page(&1, |read| (read.lsn(), read.bytes().to_vec()))
+                .expect("pinned or fresh page evicted");
+            assert_eq!(bytes, vec![lsn as u8; PAGE_BYTES], "torn read");
+        })
+    };
+    installer.join().unwrap();
+    reader.join().unwrap();
+    assert_eq!(cache.peek(&1).map(|meta| meta.lsn), Some(2));
 }
 
 /// Flusher against writer: the flusher copies dirty page 1 and marks it clean while the
@@ -382,6 +406,11 @@ mod models {
     }
 
     #[test]
+    fn an_unpinned_reader_sees_an_install_over_the_page_whole() {
+        model(install_over_a_page_while_an_unpinned_reader_reads);
+    }
+
+    #[test]
     fn redo_racing_the_flusher_leaves_the_page_dirty() {
         model(flusher_copies_while_a_writer_modifies);
     }
@@ -402,8 +431,8 @@ mod models {
     }
 }
 
-/// Built with `--cfg loom_mutant`: each test turns on one mutant, a guard of eviction
-/// dropped, and passes only if loom finds the interleaving where its model fails.
+/// Built with `--cfg loom_mutant`: each test turns on one mutant, a guard of eviction or of
+/// K2 dropped, and passes only if loom finds the interleaving where its model fails.
 #[cfg(loom_mutant)]
 mod mutants {
     use super::*;
@@ -464,23 +493,48 @@ mod mutants {
         );
     }
 
+    /// K2: a reader that skips the writer's mark reads while redo writes; loom's cell
+    /// reports the unordered accesses.
     #[test]
-    #[should_panic(expected = "torn read")]
-    fn mutant_read_path_reading_the_lsn_before_the_lock_tears_a_read() {
+    #[should_panic(expected = "Causality violation")]
+    fn mutant_unpinned_read_ignoring_writers_races_redo() {
         model_with(
-            Mutant::ReadPathLsnBeforeLock,
+            Mutant::UnpinnedReadIgnoresWriters,
             redo_applied_while_an_unpinned_reader_reads,
         );
     }
 
-    /// The read-path mutant touches only the unpinned path: the pinned reader's model
-    /// passes under it.
+    /// K2: redo that skips the shard barrier writes while a reader that entered before the
+    /// mark still reads.
     #[test]
-    fn the_read_path_mutant_passes_the_pinned_reader_model() {
+    #[should_panic(expected = "Causality violation")]
+    fn mutant_redo_skipping_the_barrier_races_an_unpinned_read() {
         model_with(
-            Mutant::ReadPathLsnBeforeLock,
-            redo_applied_while_a_reader_reads,
+            Mutant::WriterSkipsBarrier,
+            redo_applied_while_an_unpinned_reader_reads,
         );
+    }
+
+    /// K2: an install over the page (an upsert) skipping the barrier races the same way.
+    #[test]
+    #[should_panic(expected = "Causality violation")]
+    fn mutant_install_skipping_the_barrier_races_an_unpinned_read() {
+        model_with(
+            Mutant::WriterSkipsBarrier,
+            install_over_a_page_while_an_unpinned_reader_reads,
+        );
+    }
+
+    /// The K2 mutants touch only what unpinned readers rely on: the pinned reader's model
+    /// (page lock against page lock) passes under both.
+    #[test]
+    fn the_k2_mutants_pass_the_pinned_reader_model() {
+        for mutant in [
+            Mutant::UnpinnedReadIgnoresWriters,
+            Mutant::WriterSkipsBarrier,
+        ] {
+            model_with(mutant, redo_applied_while_a_reader_reads);
+        }
     }
 
     /// The main-queue mutants leave the probationary-queue models alone and the other way
