@@ -364,16 +364,14 @@ impl SimWriter {
     pub fn handle(&mut self, message: Message) -> WriterOutput {
         let mut output = WriterOutput::default();
         match message {
-            Message::Refused { seen, .. } if seen > self.epoch => self.fence(seen, &mut output),
-            Message::Refused { seen, .. }
-                if seen == self.epoch && matches!(self.phase, Phase::Recovering { .. }) =>
-            {
-                // X8, E1: a node holds our epoch but will not answer us again (it raised
-                // it for us and crashed before we heard): as production does, stop this
-                // attempt and recover again above it.
-                self.phase = Phase::Crashed;
-                output.restart = true;
+            Message::Refused { seen, .. } if matches!(self.phase, Phase::Recovering { .. }) => {
+                // X8, E1: the recovery machine decides (fenced, or restart above).
+                if let Phase::Recovering { session } = &mut self.phase {
+                    session.handle_refused(seen);
+                }
+                self.drain_recovery(&mut output);
             }
+            Message::Refused { seen, .. } if seen > self.epoch => self.fence(seen, &mut output),
             Message::RecoveryReport {
                 segment,
                 report,
@@ -498,6 +496,12 @@ impl SimWriter {
                 }
                 RecoveryEvent::Open { plan, scls } => self.open(plan, scls, output),
                 RecoveryEvent::Fenced { seen } => self.fence(seen, output),
+                RecoveryEvent::Restart { .. } => {
+                    // X8: as production does, this writer stops and another recovers
+                    // above.
+                    self.phase = Phase::Crashed;
+                    output.restart = true;
+                }
             }
         }
     }

@@ -38,6 +38,10 @@ pub enum RecoveryEvent {
     },
     /// E1, X8: a segment holds a higher epoch; this attempt is over.
     Fenced { seen: Epoch },
+    /// X8: a node holds this attempt's own epoch but refused to answer it again (it raised
+    /// it for this attempt and lost the answer, say by crashing): this attempt is over and
+    /// the writer recovers again above `above`.
+    Restart { above: Epoch },
     /// S23: the genesis counted this late node's absent segment as an empty report (for
     /// the driver's trace: the report it took).
     CountedEmpty { report: SegmentReport },
@@ -338,6 +342,25 @@ impl RecoverySession {
         }
         self.assert_invariants();
         Ok(())
+    }
+
+    /// E1, X8: a node refused a request of this attempt because it holds `seen`. A higher
+    /// epoch fences the attempt; this attempt's own epoch, while gathering reports, means
+    /// the node raised it for us and will not answer again, so the attempt restarts above.
+    pub fn handle_refused(&mut self, seen: Epoch) {
+        if matches!(self.stage, RecoveryStage::Fenced | RecoveryStage::Open) {
+            return;
+        }
+        if seen > self.epoch() {
+            self.stage = RecoveryStage::Fenced;
+            self.fenced_by = Some(seen);
+            self.events.push_back(RecoveryEvent::Fenced { seen });
+        } else if seen == self.epoch() && self.stage == RecoveryStage::Reporting {
+            self.stage = RecoveryStage::Fenced;
+            self.fenced_by = Some(seen);
+            self.events
+                .push_back(RecoveryEvent::Restart { above: seen });
+        }
     }
 
     /// X2: whether every PG has a read quorum of reports (so the session has planned).
@@ -765,5 +788,31 @@ mod tests {
             RecoveryStage::Truncating,
             "waits for the joins"
         );
+    }
+
+    #[test]
+    fn a_refusal_at_our_own_epoch_restarts_and_a_higher_one_fences() {
+        // X8, E1
+        let mut own = session();
+        own.handle_refused(Epoch(2));
+        assert_eq!(
+            own.poll_event(),
+            Some(RecoveryEvent::Restart { above: Epoch(2) })
+        );
+        assert_eq!(own.stage(), RecoveryStage::Fenced);
+        let mut higher = session();
+        higher.handle_refused(Epoch(5));
+        assert_eq!(
+            higher.poll_event(),
+            Some(RecoveryEvent::Fenced { seen: Epoch(5) })
+        );
+        let mut lower = session();
+        lower.handle_refused(Epoch(1));
+        assert_eq!(
+            lower.poll_event(),
+            None,
+            "a lower epoch is no refusal of ours"
+        );
+        assert_eq!(lower.stage(), RecoveryStage::Reporting);
     }
 }
