@@ -312,3 +312,98 @@ fn a_missing_backup_folder_is_an_error_at_start() {
         Err(sixfold_cluster::WriterError::Backup(_))
     ));
 }
+
+/// Commits per second of `commits` commits from one thread; with
+/// `lag`, the restorable lag (B14) sampled meanwhile, in ms.
+fn timed_load(
+    writer: &std::sync::Arc<Writer>,
+    commits: u32,
+    lag: Option<&BackupTarget>,
+) -> (f64, Vec<u128>) {
+    let started = Instant::now();
+    let load = {
+        let writer = writer.clone();
+        std::thread::spawn(move || {
+            let mut model = Pages::new();
+            for n in 0..commits {
+                commit(&writer, &mut model, n);
+            }
+        })
+    };
+    let mut lags = Vec::new();
+    while let Some(target) = lag {
+        if load.is_finished() {
+            break;
+        }
+        let vdl = writer.vdl();
+        lags.push(wait_restorable(target, vdl).as_millis());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    load.join().unwrap();
+    let rate = f64::from(commits) / started.elapsed().as_secs_f64();
+    (rate, lags)
+}
+
+#[test]
+#[ignore = "a measurement: cargo test -p sixfold-cluster --test backup measure -- --ignored --nocapture"]
+fn measure_staging_lag_and_restore_time() {
+    // B11, B14, B15: prints commit throughput with backup off and on, the restorable lag
+    // under load (time from reading VDL until the latest restorable point reaches it),
+    // and the time to restore the result. SIXFOLD_BACKUP_COMMITS sets the commits (2000).
+    let commits: u32 = std::env::var("SIXFOLD_BACKUP_COMMITS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000);
+    let dir = tempfile::tempdir().unwrap();
+    let plain = {
+        let plain_dir = dir.path().join("plain");
+        std::fs::create_dir_all(&plain_dir).unwrap();
+        let ports = sixfold_cluster::embedded::free_ports().unwrap();
+        let text = sixfold_cluster::config::six_node_toml("t", "secret", PG_PAGES, &ports);
+        let config = plain_dir.join("cluster.toml");
+        std::fs::write(&config, text).unwrap();
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let cluster = EmbeddedCluster::start(&plain_dir).unwrap();
+        let writer =
+            std::sync::Arc::new(Writer::open(cluster.config().clone(), options()).unwrap());
+        let (rate, _) = timed_load(&writer, commits, None);
+        drop(writer);
+        cluster.stop();
+        rate
+    };
+    let backup = dir.path().join("backup");
+    let cluster = backup_cluster(&dir.path().join("source"), &backup);
+    let target = BackupTarget::open(&url_of(&backup)).unwrap();
+    let writer = std::sync::Arc::new(Writer::open(cluster.config().clone(), options()).unwrap());
+    let (rate, mut lags) = timed_load(&writer, commits, Some(&target));
+    let last = writer.vdl();
+    let tail = wait_restorable(&target, last).as_millis();
+    drop(writer);
+    cluster.stop();
+    lags.sort_unstable();
+    let into = dir.path().join("restored");
+    let summary = restore(&target, RestorePoint::Latest, &into).unwrap();
+    let objects = redo_files(&backup).values().map(Vec::len).sum::<usize>();
+    println!("| measure (debug build, {commits} commits of 2-3 pages, 1 writer) | value |");
+    println!("| --- | --- |");
+    println!("| commits/s, backup off | {plain:.0} |");
+    println!(
+        "| commits/s, backup on | {rate:.0} ({:.2}x) |",
+        rate / plain
+    );
+    if !lags.is_empty() {
+        println!(
+            "| restorable lag under load, ms: min / median / max ({} samples) | {} / {} / {} |",
+            lags.len(),
+            lags[0],
+            lags[lags.len() / 2],
+            lags[lags.len() - 1]
+        );
+    }
+    println!("| restorable lag after the last commit, ms | {tail} |");
+    println!("| redo objects staged | {objects} |");
+    println!(
+        "| restore: {} records, {} pages; read+verify+build ms / write ms | {} / {} |",
+        summary.records, summary.pages, summary.plan_ms, summary.write_ms
+    );
+}

@@ -38,7 +38,7 @@ impl ManifestStager {
     }
 
     /// B9: records the point `(vdl, time_ms, pg_last)` unless VDL has not moved since the
-    /// last one. `time_ms` must be read before `vdl`: every commit acknowledged at or
+    /// last one or the store has a point at that VDL already. `time_ms` must be read before `vdl`: every commit acknowledged at or
     /// before `time_ms` is then at or below `vdl`.
     pub fn record(
         &mut self,
@@ -62,7 +62,9 @@ impl ManifestStager {
                 .map(|n| (n.id.0, n.az.clone(), n.addr.to_string()))
                 .collect(),
         };
-        self.target.put(&point.name(), point.encode())?;
+        // B9: the first point at a VDL stays: its time is when VDL first got there (a
+        // writer opening after recovery at the same VDL must not make it later).
+        self.target.put_new(&point.name(), point.encode())?;
         self.last_vdl = Some(vdl);
         Ok(true)
     }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use sixfold_core::{Lsn, PgId};
 
 pub use format::{ManifestPoint, RedoObjectName};
@@ -123,6 +123,21 @@ impl BackupTarget {
                 object: name.to_string(),
                 source,
             })
+    }
+
+    /// B9: a put only if no object has the name yet; `false` if one had (kept as it was).
+    pub fn put_new(&self, name: &str, bytes: Vec<u8>) -> Result<bool, BackupError> {
+        let path = self.path(name);
+        let options = PutOptions::from(PutMode::Create);
+        let put = self.store.put_opts(&path, PutPayload::from(bytes), options);
+        match self.runtime.block_on(put) {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(source) => Err(BackupError::Store {
+                object: name.to_string(),
+                source,
+            }),
+        }
     }
 
     /// The object's bytes; [`BackupError::Missing`] if there is none.
