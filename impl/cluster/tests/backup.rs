@@ -449,3 +449,41 @@ fn uploads_that_fail_are_staged_again_and_nothing_is_lost() {
     assert_eq!(summary.point, last);
     assert_volume_equals(&into, &dir.path().join("source"), &model);
 }
+
+#[test]
+fn a_restarted_stager_resumes_from_the_store() {
+    // B10: the stager's node (replica 0's, node 1) stops while commits go on, then starts
+    // again: it reads its staged bound back from the store, stages what it missed (its
+    // segments refill by gossip), and the latest restore equals the oracle.
+    let dir = tempfile::tempdir().unwrap();
+    let backup = dir.path().join("backup");
+    let cluster = backup_cluster(&dir.path().join("source"), &backup);
+    let writer = Writer::open(cluster.config().clone(), options()).unwrap();
+    let mut model = Pages::new();
+    for n in 0..10 {
+        commit(&writer, &mut model, n);
+    }
+    let before = writer.vdl();
+    let target = BackupTarget::open(&url_of(&backup)).unwrap();
+    wait_restorable(&target, before);
+    assert!(cluster.stop_node(sixfold_core::NodeId(1)));
+    for n in 10..30 {
+        commit(&writer, &mut model, n);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let stopped = latest_restorable_point(&target).unwrap().map(|p| p.vdl);
+    assert!(
+        stopped.is_some_and(|vdl| vdl < writer.vdl()),
+        "nothing is staged while the stager is down (B21 is planned)"
+    );
+    cluster.start_node(sixfold_core::NodeId(1)).unwrap();
+    let last = writer.vdl();
+    // B8: the restarted node learns how far it may stage from the writer's heartbeats.
+    wait_restorable(&target, last);
+    writer.close();
+    cluster.stop();
+    let into = dir.path().join("restored");
+    let summary = restore(&target, RestorePoint::Latest, &into).unwrap();
+    assert_eq!(summary.point, last);
+    assert_volume_equals(&into, &dir.path().join("source"), &model);
+}
