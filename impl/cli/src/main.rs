@@ -8,6 +8,7 @@ mod db_transfer_cmds;
 mod demo;
 mod model_cmds;
 mod remote_cmds;
+mod restore_cmds;
 mod serve_cmds;
 mod shell;
 mod sim_cmds;
@@ -62,6 +63,8 @@ enum Command {
     Slt(slt_cmds::SltArgs),
     /// Be the volume's one writer and serve SQL to many clients over HTTP/JSON.
     Serve(serve_cmds::ServeArgs),
+    /// Build a new volume from a continuous backup, at a VDL, a time or the latest point.
+    Restore(restore_cmds::RestoreArgs),
 }
 
 /// Colour in log lines only on a terminal, and never when `NO_COLOR` is set (to anything
@@ -107,6 +110,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::demo(args),
         Command::Slt(args) => slt_cmds::slt(args),
         Command::Serve(args) => serve_cmds::serve(args),
+        Command::Restore(args) => restore_cmds::restore_cmd(args),
     };
     match result {
         Ok(code) => code,

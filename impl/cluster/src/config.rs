@@ -5,6 +5,7 @@
 //! volume_id = "5f0c2a9e7d41b3860c1e2f3a4b5c6d7e"   # 128 random bits, written once (I1)
 //! secret = "change-me"
 //! pg_pages = 1024            # pages per protection group
+//! backup = "file:///srv/sixfold-backup"   # optional: continuous backup (B20)
 //! [[node]]
 //! id = 1
 //! az = "az1"
@@ -58,6 +59,8 @@ struct RawConfig {
     volume_id: Option<String>,
     secret: String,
     pg_pages: u32,
+    /// B20: the continuous backup's target URL, if any.
+    backup: Option<String>,
     node: Vec<RawNode>,
 }
 
@@ -82,6 +85,9 @@ pub struct ClusterConfig {
     pub volume_id: VolumeId,
     pub secret: String,
     pub pg_pages: u32,
+    /// B20: continuous backup to this URL (`file:///path`), if set: storage nodes stage
+    /// redo there (B10) and the writer its manifest points (B9).
+    pub backup: Option<String>,
     pub nodes: Vec<NodeSpec>,
     /// Node ids of each AZ that can hold segments, by AZ name order; each has ≥ 2 nodes.
     az_nodes: Vec<Vec<NodeId>>,
@@ -145,6 +151,11 @@ impl ClusterConfig {
         }
         if raw.pg_pages == 0 {
             return invalid("pg_pages must be at least 1".into());
+        }
+        if let Some(url) = &raw.backup
+            && url::Url::parse(url).is_err()
+        {
+            return invalid(format!("backup {url:?} is not a URL (B20)"));
         }
         if raw.node.len() > NODES_MAX {
             return invalid(format!("at most {NODES_MAX} nodes"));
@@ -215,6 +226,7 @@ impl ClusterConfig {
             volume_id,
             secret: raw.secret,
             pg_pages: raw.pg_pages,
+            backup: raw.backup,
             nodes,
             az_nodes,
         };
@@ -289,6 +301,9 @@ impl ClusterConfig {
             "cluster_id = {:?}\nvolume_id = \"{}\"\nsecret = {:?}\npg_pages = {}\n",
             self.cluster_id, self.volume_id, self.secret, self.pg_pages
         );
+        if let Some(url) = &self.backup {
+            out.push_str(&format!("backup = {url:?}\n"));
+        }
         for (node, data) in self.nodes.iter().zip(data_names) {
             out.push_str(&format!(
                 "\n[[node]]\nid = {}\naz = {:?}\naddr = \"{}\"\ndata = {:?}\n",

@@ -44,7 +44,7 @@ pub struct EmbeddedCluster {
 }
 
 /// Free loopback ports, chosen by the OS.
-fn free_ports() -> Result<[u16; 6], std::io::Error> {
+pub fn free_ports() -> Result<[u16; 6], std::io::Error> {
     let listeners: Vec<TcpListener> = (0..6)
         .map(|_| TcpListener::bind("127.0.0.1:0"))
         .collect::<Result<_, _>>()?;

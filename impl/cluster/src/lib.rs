@@ -2,6 +2,7 @@
 //!
 //! - [`wire`]: the versioned wire protocol of spec/wire.md (frames, messages);
 //! - [`session`]: the authenticated handshake and sealed frames of every link (A1–A5);
+//! - [`backup`]: continuous backup to object storage and point-in-time restore (B6–B20);
 //! - [`config`]: the cluster config (TOML) and segment placement (Q3, Q6);
 //! - [`identity`]: what a node records and both ends check after the handshake (I1–I4);
 //! - [`store`]: a node's durable segments; [`server`]: the storage-node server and gossip;
@@ -15,6 +16,7 @@
 //! connections is small (a writer, a few peers, a status tool per node), so threads cost
 //! little and keep the shell readable in one sitting (style §1).
 
+pub mod backup;
 pub mod config;
 pub mod embedded;
 pub mod files;

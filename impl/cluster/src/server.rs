@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use sixfold_core::lease::{LEASE_PROMISE_MS, LeasePromise};
 use sixfold_core::{Epoch, Lsn, NodeId, SEGMENTS_PER_PG, SegmentId};
 
+use crate::backup::BackupTarget;
+use crate::backup::stager::{STAGE_INTERVAL_MS, STAGER_REPLICA, Stager};
 use crate::config::ClusterConfig;
 use crate::files::{self, DataDirLock, FilesError, PrivatePath};
 use crate::identity::{self, Identity};
@@ -61,6 +63,8 @@ pub enum ServerError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Files(#[from] FilesError),
+    #[error(transparent)]
+    Backup(#[from] crate::backup::BackupError),
 }
 
 struct Shared {
@@ -124,7 +128,15 @@ impl NodeHandle {
         files::create_private_dir(&spec.data_dir)?;
         files::check_private(&spec.data_dir, PrivatePath::DataDir)?;
         let lock = DataDirLock::acquire(&spec.data_dir)?;
-        let store = store::open_with(config, node, unrecorded)?;
+        // B20: a backup target that cannot be opened stops the start.
+        let stager = match &config.backup {
+            Some(url) => Some(Stager::new(BackupTarget::open(url)?)),
+            None => None,
+        };
+        let mut store = store::open_with(config, node, unrecorded)?;
+        if stager.is_some() {
+            store.hold_for_staging(STAGER_REPLICA);
+        }
         let listener = TcpListener::bind(spec.addr).map_err(|source| ServerError::Listen {
             addr: spec.addr,
             source,
@@ -171,9 +183,19 @@ impl NodeHandle {
                 .spawn(move || gossip_loop(shared))
                 .expect("spawn gossip thread")
         };
+        let mut threads = vec![accept, gossip];
+        if let Some(stager) = stager {
+            let shared = shared.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("node{}-stager", node.0))
+                    .spawn(move || stage_loop(shared, stager))
+                    .expect("spawn stager thread"),
+            );
+        }
         Ok(NodeHandle {
             shared,
-            threads: vec![accept, gossip],
+            threads,
             _lock: lock,
         })
     }
@@ -823,6 +845,22 @@ fn sleep_unless_stopped(shared: &Shared, ms: u64) {
     let deadline = Instant::now() + Duration::from_millis(ms);
     while Instant::now() < deadline && !shared.stop.load(Ordering::SeqCst) {
         std::thread::sleep(Duration::from_millis(POLL_MS.min(ms)));
+    }
+}
+
+/// B11: the node's staging thread: a round every `STAGE_INTERVAL_MS`, on its own thread,
+/// so no request waits on an upload.
+fn stage_loop(shared: Arc<Shared>, mut stager: Stager) {
+    while !shared.stop.load(Ordering::SeqCst) {
+        let writer_vdl = shared
+            .writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|(info, _)| (info.epoch, info.vdl));
+        let staged = stager.step(&shared.store, writer_vdl);
+        if staged == 0 {
+            sleep_unless_stopped(&shared, STAGE_INTERVAL_MS);
+        }
     }
 }
 

@@ -20,6 +20,8 @@ use sixfold_core::{
 };
 use sixfold_pagecache::{ENTRY_OVERHEAD_BYTES, EntryMeta, Page, PageCache};
 
+use crate::backup::BackupTarget;
+use crate::backup::manifest::{MANIFEST_INTERVAL_MS, ManifestStager, wall_clock_ms};
 use crate::config::ClusterConfig;
 use crate::link::{Link, LinkEvents};
 use crate::recovery::{Driver, RecoveryDriverError};
@@ -79,6 +81,9 @@ pub enum WriterError {
     /// an identity refusal.
     #[error("refused before opening: {0}")]
     Identity(String),
+    /// B20: the config's backup target cannot be opened; nothing was written.
+    #[error("backup: {0}")]
+    Backup(String),
     #[error(
         "no segment of pg{pg} served {page} at read point {read_point} within {waited_ms} ms (R5)"
     )]
@@ -413,6 +418,22 @@ impl Inner {
         self.changed.notify_all();
     }
 
+    /// B9: VDL and each PG's last LSN at or below it; `None` before open or once fenced.
+    fn manifest_point(&self) -> Option<(Lsn, BTreeMap<PgId, Lsn>)> {
+        let core = self.core();
+        let state = core.state.as_ref()?;
+        if state.fenced_by().is_some() {
+            return None;
+        }
+        let vdl = state.vdl();
+        let pg_last = state
+            .pgs()
+            .map(|pg| (pg, state.pg_lsn_at(pg, vdl)))
+            .filter(|&(_, lsn)| lsn > Lsn::ZERO)
+            .collect();
+        Some((vdl, pg_last))
+    }
+
     fn link_of(&self, segment: SegmentId) -> Option<&Arc<Link>> {
         self.config
             .node_of(segment)
@@ -590,6 +611,14 @@ impl LinkEvents for Events {
 impl Writer {
     /// Connects to every node of `config`, runs recovery (X1–X8) and opens the volume.
     pub fn open(config: ClusterConfig, options: WriterOptions) -> Result<Writer, WriterError> {
+        // B20: a backup target that cannot be opened stops the open before recovery.
+        let manifest = match &config.backup {
+            Some(url) => Some(ManifestStager::new(
+                BackupTarget::open(url).map_err(|e| WriterError::Backup(e.to_string()))?,
+                config.clone(),
+            )),
+            None => None,
+        };
         let links: BTreeMap<NodeId, Arc<Link>> = config
             .nodes
             .iter()
@@ -646,6 +675,14 @@ impl Writer {
                 .expect("spawn tick thread")
         };
         writer.threads.push(ticker);
+        if let Some(manifest) = manifest {
+            let inner = writer.inner.clone();
+            let thread = std::thread::Builder::new()
+                .name("writer-manifest".into())
+                .spawn(move || manifest_loop(inner, manifest))
+                .expect("spawn manifest thread");
+            writer.threads.push(thread);
+        }
         Ok(writer)
     }
 
@@ -1234,6 +1271,27 @@ impl Writer {
 impl Drop for Writer {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// B9: a manifest point every `MANIFEST_INTERVAL_MS` while VDL moves, and a last one when
+/// the writer stops (so a restore to "latest" after a clean stop has every commit).
+fn manifest_loop(inner: Arc<Inner>, mut manifest: ManifestStager) {
+    loop {
+        let stopping = inner.stop.load(Ordering::SeqCst);
+        let time_ms = wall_clock_ms();
+        if let Some((vdl, pg_last)) = inner.manifest_point()
+            && let Err(error) = manifest.record(time_ms, vdl, pg_last)
+        {
+            tracing::warn!(%error, "B9: manifest point not staged; retried next interval");
+        }
+        if stopping {
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_millis(MANIFEST_INTERVAL_MS);
+        while Instant::now() < deadline && !inner.stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 

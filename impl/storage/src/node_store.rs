@@ -98,6 +98,10 @@ pub struct NodeStore {
     incarnation_durable: bool,
     /// A deliberate bug, switched on only by the simulator (docs/simulation.md).
     mutant: Option<NodeStoreMutant>,
+    /// B11: the replica index this node stages (continuous backup on), if any.
+    staging_replica: Option<u8>,
+    /// B11: each staged segment's staged bound; garbage collection stays at or below it.
+    staged: HashMap<SegmentId, Lsn>,
 }
 
 /// Deliberate bugs in the node's rules, which the simulator must catch: they live here, in
@@ -187,6 +191,8 @@ impl NodeStore {
             },
             incarnation_durable: incarnation != 0,
             mutant: None,
+            staging_replica: None,
+            staged: HashMap::new(),
         })
     }
 
@@ -687,6 +693,27 @@ impl NodeStore {
         self.writer_pgmrpl = self.writer_pgmrpl.max(pgmrpl);
     }
 
+    /// B11: continuous backup is on and this node stages the segments of replica `replica`:
+    /// garbage collection (S10) of those keeps every record above the staged bound, which
+    /// is 0 until [`NodeStore::note_staged`] moves it.
+    pub fn hold_for_staging(&mut self, replica: u8) {
+        self.staging_replica = Some(replica);
+    }
+
+    /// B11: every record of `segment` at or below `bound` is in the backup store.
+    pub fn note_staged(&mut self, segment: SegmentId, bound: Lsn) {
+        let staged = self.staged.entry(segment).or_default();
+        *staged = (*staged).max(bound);
+    }
+
+    /// B11: the floor staging puts under `segment`'s PGMRPL (`Lsn::MAX` if none).
+    fn staging_floor(&self, segment: SegmentId) -> Lsn {
+        if self.staging_replica != Some(segment.replica) {
+            return Lsn(u64::MAX);
+        }
+        self.staged.get(&segment).copied().unwrap_or(Lsn::ZERO)
+    }
+
     /// Each hosted segment's state, with what an operator needs beside the engine's view.
     pub fn status(&self) -> Vec<HostedSegment> {
         self.engine
@@ -716,7 +743,8 @@ impl NodeStore {
     }
 
     /// The engine's background work (S10, S11): PGMRPL of each segment is the writer's,
-    /// held at or below the lowest SCL any replica of the PG told us, then one
+    /// held at or below the lowest SCL any replica of the PG told us (and, for a segment
+    /// this node stages, at or below its staged bound, B11), then one
     /// checkpoint/flush step, and every `SCRUB_EVERY_STEPS` steps one scrub step.
     pub fn background_step(&mut self) -> Result<(), NodeStoreError> {
         for segment in self.engine.segments() {
@@ -735,7 +763,11 @@ impl NodeStore {
                 })
                 .min()
                 .unwrap_or(Lsn::ZERO);
-            let pgmrpl = self.writer_pgmrpl.min(peers_floor).min(own);
+            let pgmrpl = self
+                .writer_pgmrpl
+                .min(peers_floor)
+                .min(own)
+                .min(self.staging_floor(segment));
             self.engine.set_pgmrpl(segment, pgmrpl)?;
         }
         self.engine.background_step()?;
