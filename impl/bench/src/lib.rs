@@ -35,6 +35,16 @@ impl BenchOptions {
         &[1, 8, 32]
     }
 
+    /// Databases the several-databases rows spread their clients over.
+    pub fn databases(&self) -> usize {
+        4
+    }
+
+    /// Client counts of the several-databases rows.
+    pub fn spread_client_counts(&self) -> &'static [usize] {
+        &[8, 32]
+    }
+
     /// Commit counts at which the space benchmark measures (cumulative, one run).
     pub fn space_commits(&self) -> Vec<u64> {
         if self.quick {
@@ -218,6 +228,8 @@ pub fn run(
         })
         .collect();
 
+    several_databases(options, sixfold, scratch.path(), &progress, &mut report)?;
+
     // Bytes per commit.
     progress.set_message("bytes per commit");
     let commits_for_bytes = if options.quick { 500 } else { 5_000 };
@@ -308,6 +320,65 @@ pub fn run(
     }
     progress.finish_and_clear();
     Ok(report)
+}
+
+/// Commit throughput with the clients spread over several databases (client `n` writes
+/// database `n mod D`): one database's write lock no longer serialises every client, so
+/// commits of different databases share the writer's batches and the nodes' group commits
+/// (C20, S25). The baseline is stock SQLite WAL FULL with one file per database.
+fn several_databases(
+    options: &BenchOptions,
+    sixfold: Option<&dyn SixfoldSystem>,
+    scratch: &std::path::Path,
+    progress: &indicatif::ProgressBar,
+    report: &mut report::BenchReport,
+) -> Result<(), BenchError> {
+    let (dbs, rows) = (options.databases(), options.table_rows().min(20_000));
+    progress.set_message(format!("preparing {dbs} databases"));
+    let names: Vec<String> = (0..dbs).map(|db| format!("spread{db}")).collect();
+    let mode = sqlite::BASELINES[0];
+    let baselines: Vec<sqlite::SqliteDb> = names
+        .iter()
+        .map(|name| sqlite::SqliteDb::create_named(scratch, mode, rows, &format!("-{name}")))
+        .collect::<Result<_, _>>()?;
+    if let Some(system) = sixfold {
+        for name in &names {
+            workload::setup(&system.connect(name)?, rows)?;
+        }
+    }
+    let mut sixfold_runs = Vec::new();
+    let mut sqlite_runs = Vec::new();
+    for &clients in options.spread_client_counts() {
+        progress.set_message(format!("commits over {dbs} databases, {clients} clients"));
+        if let Some(system) = sixfold {
+            let connect = |client: usize| system.connect(&names[client % dbs]);
+            sixfold_runs.push(workload::run_commits_per_client(
+                &connect,
+                clients,
+                options.run_time(),
+                rows,
+            )?);
+        }
+        let connect = |client: usize| baselines[client % dbs].connect();
+        sqlite_runs.push(workload::run_commits_per_client(
+            &connect,
+            clients,
+            options.run_time(),
+            rows,
+        )?);
+    }
+    let suffix = report::spread_suffix(dbs);
+    if sixfold.is_some() {
+        report.commits.push(report::SystemCommits {
+            system: format!("sixfold{suffix}"),
+            runs: sixfold_runs,
+        });
+    }
+    report.commits.push(report::SystemCommits {
+        system: format!("{}{suffix}", mode.name),
+        runs: sqlite_runs,
+    });
+    Ok(())
 }
 
 /// Space over time (S16): one replica's bytes on disk against the live page bytes of the

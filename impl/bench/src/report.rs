@@ -77,6 +77,19 @@ pub struct BenchReport {
     pub skipped: Vec<String>,
 }
 
+/// The name suffix of the rows whose clients are spread over `databases` databases.
+pub fn spread_suffix(databases: usize) -> String {
+    format!(", {databases} dbs")
+}
+
+/// The sixfold row a baseline row is compared with: the one with the same suffix.
+fn sixfold_row_for(system: &str) -> String {
+    match system.find(", ") {
+        Some(at) => format!("sixfold{}", &system[at..]),
+        None => "sixfold".into(),
+    }
+}
+
 impl BenchReport {
     fn commits_of(&self, system: &str, clients: usize) -> Option<&CommitResult> {
         self.commits
@@ -115,9 +128,10 @@ impl BenchReport {
         );
         for system in &self.commits {
             for run in &system.runs {
+                let sixfold = sixfold_row_for(&system.system);
                 let ratio = self
-                    .commits_of("sixfold", run.clients)
-                    .filter(|_| system.system != "sixfold")
+                    .commits_of(&sixfold, run.clients)
+                    .filter(|_| system.system != sixfold)
                     .map(|s| {
                         format!(
                             "{:.2}x",

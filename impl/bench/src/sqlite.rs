@@ -42,7 +42,17 @@ pub struct SqliteDb {
 impl SqliteDb {
     /// A fresh database under `dir` with the benchmark table of `rows` rows.
     pub fn create(dir: &Path, mode: SqliteMode, rows: u64) -> Result<SqliteDb, BenchError> {
-        let path = dir.join(format!("{}.db", mode.name.replace(' ', "-")));
+        Self::create_named(dir, mode, rows, "")
+    }
+
+    /// As [`SqliteDb::create`], a file of its own for each `suffix`.
+    pub fn create_named(
+        dir: &Path,
+        mode: SqliteMode,
+        rows: u64,
+        suffix: &str,
+    ) -> Result<SqliteDb, BenchError> {
+        let path = dir.join(format!("{}{suffix}.db", mode.name.replace(' ', "-")));
         for suffix in ["", "-wal", "-shm", "-journal"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }

@@ -78,9 +78,22 @@ fn one_transaction(connection: &Connection, rng: &mut StdRng, rows: u64) -> rusq
     result
 }
 
+/// Opens client `n`'s connection (to pick its database).
+pub type ConnectClient<'a> = &'a (dyn Fn(usize) -> Result<Connection, BenchError> + Sync);
+
 /// Runs `clients` threads of the workload for `run_time`; each commit's latency is timed.
 pub fn run_commits(
     connect: Connect<'_>,
+    clients: usize,
+    run_time: Duration,
+    rows: u64,
+) -> Result<CommitResult, BenchError> {
+    run_commits_per_client(&|_| connect(), clients, run_time, rows)
+}
+
+/// As [`run_commits`], each client on the connection `connect(client)` opens.
+pub fn run_commits_per_client(
+    connect: ConnectClient<'_>,
     clients: usize,
     run_time: Duration,
     rows: u64,
@@ -92,7 +105,7 @@ pub fn run_commits(
             .map(|client| {
                 let stop = &stop;
                 scope.spawn(move || -> Result<(Vec<f64>, u64), BenchError> {
-                    let connection = connect()?;
+                    let connection = connect(client)?;
                     connection.busy_timeout(BUSY_TIMEOUT)?;
                     let mut rng = StdRng::seed_from_u64(client as u64 + 1);
                     let mut latencies = Vec::new();

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{RecvTimeoutError, SyncSender, sync_channel};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -71,6 +71,8 @@ struct Shared {
     config: ClusterConfig,
     node: NodeId,
     store: Mutex<NodeStore>,
+    /// S25: signalled (with `store`) when a group commit finishes.
+    committed: Condvar,
     writer: Mutex<Option<(WriterInfo, Instant)>>,
     /// R7, R10: the node's lease promises, in ms since `started`.
     lease: Mutex<LeasePromise>,
@@ -161,6 +163,7 @@ impl NodeHandle {
             config: config.clone(),
             node,
             store: Mutex::new(store),
+            committed: Condvar::new(),
             writer: Mutex::new(None),
             // R7: a promise given before a restart is not on disk; count one from the start.
             lease: Mutex::new(LeasePromise::at_start(0, LEASE_PROMISE_MS)),
@@ -549,8 +552,9 @@ struct PendingWrite {
 }
 
 /// One reply per request, in order; `None` for a message no client may send after the
-/// handshake. Consecutive write batches are queued and made durable by one flush (S1, S2);
-/// any other request first flushes what is queued, so it never overtakes a write.
+/// handshake. Consecutive write batches are queued and made durable by one group commit
+/// (S1, S2, S25), shared with every other connection's batches; any other request first
+/// waits for what is queued, so it never overtakes a write.
 fn handle_group(shared: &Shared, client: u32, requests: Vec<Message>) -> Vec<Option<Message>> {
     let mut store = shared.store();
     let mut replies: Vec<Option<Message>> = Vec::with_capacity(requests.len());
@@ -567,6 +571,7 @@ fn handle_group(shared: &Shared, client: u32, requests: Vec<Message>) -> Vec<Opt
                 ..
             } => match store.submit(segment, epoch, vdl_hint, truncation, records) {
                 Ok(ticket) => {
+                    store.await_ticket(ticket);
                     pending.push(PendingWrite {
                         slot: replies.len(),
                         request_id,
@@ -581,53 +586,86 @@ fn handle_group(shared: &Shared, client: u32, requests: Vec<Message>) -> Vec<Opt
                 }
             },
             other => {
-                flush_pending(&mut store, &mut pending, &mut replies);
+                store = commit_pending(shared, store, &mut pending, &mut replies);
                 replies.push(handle(shared, &mut store, client, other));
             }
         }
     }
-    flush_pending(&mut store, &mut pending, &mut replies);
+    drop(commit_pending(shared, store, &mut pending, &mut replies));
     replies
 }
 
-/// S1: acks of queued write batches, only after their flush.
-fn flush_pending(
+/// S1, S2, S25: waits until a group commit decided every pending write, and fills its
+/// reply: an ack only once the batch is durable. The store's lock is held except during
+/// a commit's fsync: this connection either waits for the commit in flight (batches
+/// queued meanwhile, from any connection, go to the next one) or runs the next one
+/// itself, fsyncing without the lock so reads, heartbeats, gossip and other connections'
+/// batches go on meanwhile.
+fn commit_pending<'a>(
+    shared: &'a Shared,
+    mut store: MutexGuard<'a, NodeStore>,
+    pending: &mut Vec<PendingWrite>,
+    replies: &mut [Option<Message>],
+) -> MutexGuard<'a, NodeStore> {
+    loop {
+        take_decided(&mut store, pending, replies);
+        if pending.is_empty() {
+            return store;
+        }
+        if store.commit_in_flight() {
+            store = shared
+                .committed
+                .wait(store)
+                .unwrap_or_else(|poison| poison.into_inner());
+            continue;
+        }
+        let Some(mut job) = store.begin_commit() else {
+            continue;
+        };
+        if job.is_empty() {
+            // Nothing queued, so nothing will decide what is still pending.
+            store.finish_commit(job);
+            for write in pending.iter() {
+                store.give_up_on(write.ticket, "the engine acknowledged no write");
+            }
+            continue;
+        }
+        drop(store);
+        job.run();
+        store = shared.store();
+        store.finish_commit(job);
+        shared.committed.notify_all();
+    }
+}
+
+/// S1: replies of the pending writes a commit decided: acks of durable batches, errors of
+/// batches whose group commit failed.
+fn take_decided(
     store: &mut NodeStore,
     pending: &mut Vec<PendingWrite>,
     replies: &mut [Option<Message>],
 ) {
-    if pending.is_empty() {
-        return;
-    }
-    // S18: each segment's commit on its own, so a refusing disk fails only its batches.
-    let flushed = store.flush_each();
     let epoch = store.epoch();
-    for write in pending.drain(..) {
-        let ack = flushed.acks.iter().find(|ack| ack.ticket == write.ticket);
-        let failure = flushed.failed.iter().find(|(s, _)| *s == write.segment);
-        let reply = match (ack, failure) {
-            (Some(ack), _) => Message::Ack {
+    pending.retain(|write| {
+        let Some(outcome) = store.take_outcome(write.ticket) else {
+            return true;
+        };
+        replies[write.slot] = Some(match outcome {
+            Ok(ack) => Message::Ack {
                 request_id: write.request_id,
                 segment: write.segment,
                 scl: ack.scl,
                 epoch: ack.epoch.max(epoch),
             },
-            (None, Some((_, error))) => Message::Error {
+            Err(reason) => Message::Error {
                 request_id: write.request_id,
                 code: ErrorCode::Internal,
                 epoch,
-                message: format!("{}: group commit failed: {error}", write.segment),
+                message: reason,
             },
-            (None, None) => error_reply(
-                write.request_id,
-                &StoreError::NoAck {
-                    segment: write.segment,
-                },
-                epoch,
-            ),
-        };
-        replies[write.slot] = Some(reply);
-    }
+        });
+        false
+    });
 }
 
 /// One request other than a write batch → one reply; `None` for a message no client may

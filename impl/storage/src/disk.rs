@@ -40,6 +40,15 @@ pub trait DiskFile: Send + Debug {
     fn set_len(&mut self, len: u64) -> io::Result<()>;
     /// Makes every byte written so far durable (fsync).
     fn sync(&mut self) -> io::Result<()>;
+    /// A second handle on the same file that can only make it durable, so a group commit
+    /// can fsync without holding whatever owns this one (S25).
+    fn sync_handle(&self) -> io::Result<Box<dyn FileSync>>;
+}
+
+/// Makes a file's written bytes durable, like [`DiskFile::sync`], through its own handle:
+/// every byte written to the file before the call is durable when it returns `Ok`.
+pub trait FileSync: Send + Debug {
+    fn sync(&self) -> io::Result<()>;
 }
 
 /// A filesystem: files by path, and directories.
@@ -110,6 +119,25 @@ impl DiskFile for StdFile {
 
     fn sync(&mut self) -> io::Result<()> {
         // fdatasync: the file's length is data for this purpose (it changes on append).
+        self.file.sync_data()
+    }
+
+    fn sync_handle(&self) -> io::Result<Box<dyn FileSync>> {
+        Ok(Box::new(StdFileSync {
+            file: self.file.try_clone()?,
+        }))
+    }
+}
+
+/// A duplicated descriptor: fdatasync through it covers the writes made through any
+/// descriptor of the same open file.
+#[derive(Debug)]
+struct StdFileSync {
+    file: File,
+}
+
+impl FileSync for StdFileSync {
+    fn sync(&self) -> io::Result<()> {
         self.file.sync_data()
     }
 }

@@ -19,7 +19,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::disk::{Disk, DiskFile, OpenMode};
+use crate::disk::{Disk, DiskFile, FileSync, OpenMode};
 
 /// Kinds of disk operation, for aiming faults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -524,6 +524,28 @@ impl DiskFile for FaultyFile {
     }
 
     fn sync(&mut self) -> io::Result<()> {
+        self.sync_now()
+    }
+
+    fn sync_handle(&self) -> io::Result<Box<dyn FileSync>> {
+        Ok(Box::new(FaultyFile {
+            state: Arc::clone(&self.state),
+            inode: self.inode,
+            generation: self.generation,
+        }))
+    }
+}
+
+impl FileSync for FaultyFile {
+    fn sync(&self) -> io::Result<()> {
+        self.sync_now()
+    }
+}
+
+impl FaultyFile {
+    /// One fsync: every write made through any handle of the inode becomes durable, or,
+    /// on an injected fault, is dropped from what is pending (fsyncgate).
+    fn sync_now(&self) -> io::Result<()> {
         let mut state = FsState::lock(&self.state);
         if state.generation != self.generation {
             return Err(io::Error::other("handle opened before a crash"));

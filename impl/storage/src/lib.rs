@@ -19,16 +19,16 @@ pub mod node_store;
 mod pages;
 mod segment;
 
-pub use disk::{Disk, DiskFile, OpenMode, STD_DISK_BYTES_WRITTEN, StdDisk};
+pub use disk::{Disk, DiskFile, FileSync, OpenMode, STD_DISK_BYTES_WRITTEN, StdDisk};
 pub use error::StorageError;
 pub use faulty::{CrashMode, DiskOp, DiskStats, FaultKind, FaultyDisk, OpFilter};
 pub use node::{
-    Ack, BackgroundWork, CacheKey, FlushOutcome, PG_PAGES_DEFAULT, ScrubWork, SegmentStatus,
-    StorageConfig, StorageNode, Ticket,
+    Ack, BackgroundWork, CacheKey, CommitJob, FlushOutcome, PG_PAGES_DEFAULT, ScrubWork,
+    SegmentStatus, StorageConfig, StorageNode, Ticket,
 };
 pub use node_store::{
-    EpochAnswer, GossipAnswer, HostedSegment, NODE_META_FILE, NodeStore, NodeStoreError,
-    NodeStoreMutant, SegmentPlacement,
+    CommitOutcome, CommitStats, EpochAnswer, GossipAnswer, HostedSegment, NODE_META_FILE,
+    NodeStore, NodeStoreError, NodeStoreMutant, SegmentPlacement,
 };
 pub use pages::COMPACTION_BYTES_WRITTEN;
 pub use segment::Damage;

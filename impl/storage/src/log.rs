@@ -10,7 +10,7 @@ use sixfold_core::Lsn;
 use sixfold_core::codec::{LogScan, RECORD_HEADER_BYTES, decode_record_header, scan_log};
 
 use crate::disk::{
-    Disk, DiskFile, OpenMode, numbered_file_name, parse_numbered_file_name, read_all,
+    Disk, DiskFile, FileSync, OpenMode, numbered_file_name, parse_numbered_file_name, read_all,
 };
 use crate::error::StorageError;
 
@@ -238,6 +238,41 @@ impl LogSet {
         Ok(())
     }
 
+    /// S25: what [`LogSet::sync`] would do, as a job that runs without `self`: the active
+    /// file's fsync through its own handle, and its directory's when the file is new.
+    /// `None` when nothing was ever appended.
+    pub fn sync_job(&self) -> Result<Option<LogSync>, StorageError> {
+        let Some(active) = self.active.as_ref() else {
+            return Ok(None);
+        };
+        let path = self.dir.join(log_file_name(active.seq));
+        let file = active
+            .file
+            .sync_handle()
+            .map_err(StorageError::io("dup", &path))?;
+        Ok(Some(LogSync {
+            seq: active.seq,
+            file,
+            path,
+            dir: active.dir_sync_pending.then(|| self.dir.clone()),
+        }))
+    }
+
+    /// S25: the outcome of a [`LogSync`]: like [`LogSet::sync`], a failed fsync seals the
+    /// file (its pages may be gone), so a retry writes the frames to a new one.
+    pub fn sync_done(&mut self, job: &LogSync, synced: bool) {
+        if self.active_seq() != Some(job.seq) {
+            return;
+        }
+        if !synced {
+            self.seal();
+        } else if let Some(active) = self.active.as_mut()
+            && job.dir.is_some()
+        {
+            active.dir_sync_pending = false;
+        }
+    }
+
     /// Stops writing to the active file; the next append opens a new one.
     pub fn seal(&mut self) {
         self.active = None;
@@ -286,6 +321,30 @@ impl LogSet {
             Err(error) => return Err(StorageError::io("remove", path)(error)),
         }
         self.files.remove(&seq);
+        Ok(())
+    }
+}
+
+/// S25: the fsync of one log file (and of its directory when the file is new), taken from
+/// the [`LogSet`] so that it runs while the segment takes more writes.
+#[derive(Debug)]
+pub struct LogSync {
+    seq: u64,
+    file: Box<dyn FileSync>,
+    path: PathBuf,
+    dir: Option<PathBuf>,
+}
+
+impl LogSync {
+    /// S1: everything appended to the file before the job was taken is durable on `Ok`.
+    pub fn run(&self, disk: &dyn Disk) -> Result<(), StorageError> {
+        self.file
+            .sync()
+            .map_err(StorageError::io("fsync", &self.path))?;
+        if let Some(dir) = &self.dir {
+            disk.sync_dir(dir)
+                .map_err(StorageError::io("fsync dir", dir))?;
+        }
         Ok(())
     }
 }

@@ -17,7 +17,7 @@ use crate::error::StorageError;
 use crate::log::parse_log_name;
 use crate::meta::{META_FILE, PAGEDIR_FILE, read_meta};
 use crate::pages::parse_page_file_name;
-use crate::segment::{Damage, Segment};
+use crate::segment::{Damage, Segment, SegmentCommit};
 
 /// The page cache of a node: one entry per (segment, page).
 pub type Cache = PageCache<CacheKey, fn(&EntryMeta) -> bool>;
@@ -190,12 +190,70 @@ pub struct SegmentStatus {
     pub write_error: Option<String>,
 }
 
-/// What [`StorageNode::flush_each`] did.
+/// What [`StorageNode::flush_each`] (or [`StorageNode::finish_commit`]) did.
 #[derive(Debug, Default)]
 pub struct FlushOutcome {
     pub acks: Vec<Ack>,
     /// Segments whose group commit failed; their batches stay queued (S18).
     pub failed: Vec<(SegmentId, StorageError)>,
+    /// The write batches of those segments: not durable, so not acknowledged (S1, S25).
+    pub failed_tickets: Vec<(Ticket, SegmentId)>,
+    /// Log fsyncs the commit ran (one per segment that had records queued).
+    pub fsyncs: usize,
+}
+
+/// S25: a group commit taken from the node by [`StorageNode::begin_commit`]: each
+/// segment's queued frames are written; [`CommitJob::run`] makes them durable without the
+/// node (so its owner may release its lock meanwhile), and [`StorageNode::finish_commit`]
+/// applies and acknowledges what became durable.
+#[derive(Debug)]
+pub struct CommitJob {
+    disk: Arc<dyn Disk>,
+    parts: Vec<CommitPart>,
+    /// Segments whose frames could not even be written: their tickets and the error.
+    refused: Vec<(SegmentId, Vec<Ticket>, StorageError)>,
+}
+
+#[derive(Debug)]
+struct CommitPart {
+    commit: SegmentCommit,
+    synced: Option<Result<(), StorageError>>,
+}
+
+impl CommitJob {
+    /// S1, S25: runs every segment's fsync, those of several segments side by side (each
+    /// log is its own file). Touches nothing of the node.
+    pub fn run(&mut self) {
+        let disk = self.disk.as_ref();
+        let (syncing, nothing_to_sync): (Vec<&mut CommitPart>, Vec<&mut CommitPart>) = self
+            .parts
+            .iter_mut()
+            .partition(|part| part.commit.fsyncs() > 0);
+        for part in nothing_to_sync {
+            part.synced = Some(Ok(()));
+        }
+        if syncing.len() <= 1 {
+            for part in syncing {
+                part.synced = Some(part.commit.run(disk));
+            }
+            return;
+        }
+        std::thread::scope(|scope| {
+            for part in syncing {
+                scope.spawn(move || part.synced = Some(part.commit.run(disk)));
+            }
+        });
+    }
+
+    /// Log fsyncs this commit runs.
+    pub fn fsyncs(&self) -> usize {
+        self.parts.iter().map(|part| part.commit.fsyncs()).sum()
+    }
+
+    /// Nothing was queued when it was taken.
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty() && self.refused.is_empty()
+    }
 }
 
 /// What one `background_step` did.
@@ -230,6 +288,8 @@ pub struct StorageNode {
     scrub_cursor: usize,
     /// S17: segments rebuilt empty at open because their metadata was lost.
     rebuilt: Vec<SegmentId>,
+    /// S25: a [`CommitJob`] was begun and not finished.
+    commit_in_flight: bool,
 }
 
 impl std::fmt::Debug for StorageNode {
@@ -319,6 +379,7 @@ impl StorageNode {
             ready_acks: Vec::new(),
             scrub_cursor: 0,
             rebuilt,
+            commit_in_flight: false,
         })
     }
 
@@ -416,19 +477,13 @@ impl StorageNode {
     /// On error, segments that did become durable keep their acks for the next flush, and
     /// the others keep their queues (a retry writes them again; duplicates are no-ops).
     pub fn flush(&mut self) -> Result<Vec<Ack>, StorageError> {
-        let mut first_error = None;
-        for segment in self.segments.values_mut() {
-            match segment.flush(self.disk.as_ref(), &self.cache) {
-                Ok(acks) => self.ready_acks.extend(acks),
-                Err(error) => {
-                    tracing::warn!(segment = %segment.id, %error, "group commit failed; batches stay queued");
-                    first_error.get_or_insert(error);
-                }
+        let mut outcome = self.flush_each();
+        match outcome.failed.drain(..).next() {
+            Some((_, error)) => {
+                self.ready_acks.append(&mut outcome.acks);
+                Err(error)
             }
-        }
-        match first_error {
-            Some(error) => Err(error),
-            None => Ok(std::mem::take(&mut self.ready_acks)),
+            None => Ok(outcome.acks),
         }
     }
 
@@ -449,22 +504,94 @@ impl StorageNode {
     /// S1, S2, S18: group commit of every segment, each on its own: the acks of every
     /// segment that became durable (with those a failed flush held back), and the error of
     /// each that did not. Unlike [`StorageNode::flush`], no ack waits for another
-    /// segment's disk.
+    /// segment's disk. A segment whose commit is in flight (S25) is skipped: its queue
+    /// waits for the next commit.
     pub fn flush_each(&mut self) -> FlushOutcome {
-        let mut failed = Vec::new();
+        let mut job = self.take_commit();
+        job.run();
+        self.complete(job)
+    }
+
+    /// S25: the first step of a group commit (see [`CommitJob`]), unless one begun here is
+    /// still in flight: then `None`, and what is queued waits for the next one.
+    pub fn begin_commit(&mut self) -> Option<CommitJob> {
+        if self.commit_in_flight {
+            return None;
+        }
+        self.commit_in_flight = true;
+        Some(self.take_commit())
+    }
+
+    /// S1, S25: the last step: what [`CommitJob::run`] made durable is applied and
+    /// acknowledged (with acks a failed flush held back); the rest is put back in front of
+    /// its segment's queue (S18), its tickets listed as failed.
+    pub fn finish_commit(&mut self, job: CommitJob) -> FlushOutcome {
+        self.commit_in_flight = false;
+        self.complete(job)
+    }
+
+    /// A [`CommitJob`] is in flight: begun and not finished.
+    pub fn commit_in_flight(&self) -> bool {
+        self.commit_in_flight
+    }
+
+    fn take_commit(&mut self) -> CommitJob {
+        let mut parts = Vec::new();
+        let mut refused = Vec::new();
         for segment in self.segments.values_mut() {
-            match segment.flush(self.disk.as_ref(), &self.cache) {
-                Ok(acks) => self.ready_acks.extend(acks),
+            let tickets = segment.queued_tickets();
+            match segment.take_commit(self.disk.as_ref()) {
+                Ok(Some(commit)) => parts.push(CommitPart {
+                    commit,
+                    synced: None,
+                }),
+                Ok(None) => {}
                 Err(error) => {
                     tracing::warn!(segment = %segment.id, %error, "group commit failed; batches stay queued");
-                    failed.push((segment.id, error));
+                    refused.push((segment.id, tickets, error));
                 }
             }
         }
-        FlushOutcome {
-            acks: std::mem::take(&mut self.ready_acks),
-            failed,
+        CommitJob {
+            disk: Arc::clone(&self.disk),
+            parts,
+            refused,
         }
+    }
+
+    fn complete(&mut self, job: CommitJob) -> FlushOutcome {
+        let mut outcome = FlushOutcome {
+            fsyncs: job.fsyncs(),
+            ..FlushOutcome::default()
+        };
+        for (segment, tickets, error) in job.refused {
+            let failed = tickets.into_iter().map(|ticket| (ticket, segment));
+            outcome.failed_tickets.extend(failed);
+            outcome.failed.push((segment, error));
+        }
+        for part in job.parts {
+            let id = part.commit.segment;
+            let Some(segment) = self.segments.get_mut(&id) else {
+                continue;
+            };
+            let tickets = segment.in_flight_tickets();
+            let synced = part.synced.unwrap_or_else(|| {
+                Err(StorageError::io("fsync", &segment.dir)(
+                    std::io::Error::other("the commit's fsync never ran"),
+                ))
+            });
+            match segment.finish_commit(&self.cache, part.commit, synced) {
+                Ok(acks) => self.ready_acks.extend(acks),
+                Err(error) => {
+                    tracing::warn!(segment = %id, %error, "group commit failed; batches stay queued");
+                    let failed = tickets.into_iter().map(|ticket| (ticket, id));
+                    outcome.failed_tickets.extend(failed);
+                    outcome.failed.push((id, error));
+                }
+            }
+        }
+        outcome.acks = std::mem::take(&mut self.ready_acks);
+        outcome
     }
 
     /// Records queued and not yet durable, over all segments.

@@ -28,7 +28,9 @@ use sixfold_core::{
 use crate::StorageError;
 use crate::disk::Disk;
 use crate::meta::{read_optional, write_atomic};
-use crate::node::{Ack, FlushOutcome, SegmentStatus, StorageConfig, StorageNode, Ticket};
+use crate::node::{
+    Ack, CommitJob, FlushOutcome, SegmentStatus, StorageConfig, StorageNode, Ticket,
+};
 
 const META_MAGIC: u32 = u32::from_le_bytes(*b"SIXN");
 /// The node metadata file, in the node's data directory.
@@ -102,6 +104,26 @@ pub struct NodeStore {
     staging_replica: Option<u8>,
     /// B11: each staged segment's staged bound; garbage collection stays at or below it.
     staged: HashMap<SegmentId, Lsn>,
+    /// S25: write batches whose submitter waits for a commit someone else may run, and
+    /// their outcome once a commit decided it.
+    awaited: HashMap<Ticket, Option<CommitOutcome>>,
+    commit_stats: CommitStats,
+}
+
+/// S25: what became of an awaited write batch: its ack once durable, or why its group
+/// commit failed (it stays queued for a retry, S18, but this submitter gets no ack).
+pub type CommitOutcome = Result<Ack, String>;
+
+/// Counts of the group commits run through [`NodeStore::begin_commit`] (for `sixfold
+/// bench` and profiling).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CommitStats {
+    /// Commits that carried at least one batch.
+    pub commits: u64,
+    /// Log fsyncs they ran.
+    pub fsyncs: u64,
+    /// Write batches they acknowledged.
+    pub acks: u64,
 }
 
 /// Deliberate bugs in the node's rules, which the simulator must catch: they live here, in
@@ -193,6 +215,8 @@ impl NodeStore {
             mutant: None,
             staging_replica: None,
             staged: HashMap::new(),
+            awaited: HashMap::new(),
+            commit_stats: CommitStats::default(),
         })
     }
 
@@ -551,13 +575,96 @@ impl NodeStore {
     /// S1, S2: group commit: one fsync per segment covers every batch queued since the
     /// last flush; returns their acks.
     pub fn flush(&mut self) -> Result<Vec<Ack>, NodeStoreError> {
-        Ok(self.engine.flush()?)
+        let outcome = self.flush_each();
+        match outcome.failed.into_iter().next() {
+            Some((_, error)) => Err(error.into()),
+            None => Ok(outcome.acks),
+        }
     }
 
     /// S1, S2, S18: group commit of each segment on its own: every ack that is ready, and
     /// the error of each segment whose disk refused the commit.
     pub fn flush_each(&mut self) -> FlushOutcome {
-        self.engine.flush_each()
+        let outcome = self.engine.flush_each();
+        self.note_outcome(&outcome);
+        outcome
+    }
+
+    /// S25: marks `ticket` (from [`NodeStore::submit`]) as awaited: whichever commit
+    /// decides its batch — begun by this caller or another — leaves the outcome for
+    /// [`NodeStore::take_outcome`].
+    pub fn await_ticket(&mut self, ticket: Ticket) {
+        self.awaited.insert(ticket, None);
+    }
+
+    /// S25: the outcome of an awaited batch, once a commit decided it (then forgotten).
+    pub fn take_outcome(&mut self, ticket: Ticket) -> Option<CommitOutcome> {
+        let outcome = self.awaited.get_mut(&ticket)?.take()?;
+        self.awaited.remove(&ticket);
+        Some(outcome)
+    }
+
+    /// S25: an awaited batch that no queue and no commit in flight holds any more, and
+    /// that no commit decided, gets an error (so its submitter never waits forever).
+    pub fn give_up_on(&mut self, ticket: Ticket, reason: &str) {
+        if let Some(outcome @ None) = self.awaited.get_mut(&ticket) {
+            *outcome = Some(Err(reason.to_string()));
+        }
+    }
+
+    /// S1, S2, S25: the first step of a group commit that runs its fsyncs without the
+    /// store: every batch queued now is written to its segment's log, and the returned job's
+    /// [`CommitJob::run`] makes them durable while the caller releases its lock, so that
+    /// batches arriving meanwhile — from every connection — queue for the next commit.
+    /// `None` while a commit begun here is in flight (wait for its
+    /// [`NodeStore::finish_commit`]). Acks come only from `finish_commit`, after the fsync.
+    pub fn begin_commit(&mut self) -> Option<CommitJob> {
+        self.engine.begin_commit()
+    }
+
+    /// S1, S25: applies and acknowledges what the job made durable; a segment whose fsync
+    /// failed acknowledges nothing and keeps its batches queued (S18). Awaited tickets get
+    /// their outcome.
+    pub fn finish_commit(&mut self, job: CommitJob) -> FlushOutcome {
+        let outcome = self.engine.finish_commit(job);
+        if outcome.fsyncs > 0 || !outcome.acks.is_empty() || !outcome.failed.is_empty() {
+            self.commit_stats.commits += 1;
+        }
+        self.commit_stats.fsyncs += outcome.fsyncs as u64;
+        self.commit_stats.acks += outcome.acks.len() as u64;
+        self.note_outcome(&outcome);
+        outcome
+    }
+
+    /// A commit begun by [`NodeStore::begin_commit`] has not finished.
+    pub fn commit_in_flight(&self) -> bool {
+        self.engine.commit_in_flight()
+    }
+
+    pub fn commit_stats(&self) -> CommitStats {
+        self.commit_stats
+    }
+
+    fn note_outcome(&mut self, outcome: &FlushOutcome) {
+        if self.awaited.is_empty() {
+            return;
+        }
+        for ack in &outcome.acks {
+            if let Some(slot @ None) = self.awaited.get_mut(&ack.ticket) {
+                *slot = Some(Ok(*ack));
+            }
+        }
+        for (ticket, segment) in &outcome.failed_tickets {
+            let Some(slot @ None) = self.awaited.get_mut(ticket) else {
+                continue;
+            };
+            let reason = outcome
+                .failed
+                .iter()
+                .find(|(failed, _)| failed == segment)
+                .map_or_else(String::new, |(_, error)| error.to_string());
+            *slot = Some(Err(format!("{segment}: group commit failed: {reason}")));
+        }
     }
 
     /// S6: records of `segment` a peer that sent `request` is missing. The asker's SCL
@@ -625,7 +732,10 @@ impl NodeStore {
         let before = self.engine.segment_status(segment)?.records;
         self.engine
             .handle_gossip(segment, answer.epoch, &answer.truncations, answer.records)?;
-        self.engine.flush()?;
+        // Write batches of other connections may be queued too (S25): their acks are kept.
+        if let Some((_, error)) = self.flush_each().failed.into_iter().next() {
+            return Err(error.into());
+        }
         let status = self.engine.segment_status(segment)?;
         let peer = PeerAnswer {
             peer: answer.peer,

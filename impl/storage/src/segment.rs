@@ -16,7 +16,7 @@ use sixfold_pagecache::Page;
 
 use crate::disk::Disk;
 use crate::error::StorageError;
-use crate::log::{LoadedLog, LogSet};
+use crate::log::{LoadedLog, LogSet, LogSync};
 use crate::meta::{
     META_FILE, PAGEDIR_FILE, SegmentMeta, TRUNCATIONS_MAX, encode_pagedir, read_meta, read_pagedir,
     write_atomic, write_meta,
@@ -59,6 +59,7 @@ impl std::fmt::Display for Damage {
 /// A batch waiting for the next group commit (S2).
 #[derive(Debug)]
 enum Queued {
+    /// A writer's batch, acknowledged with `ticket` once durable.
     Write {
         ticket: Ticket,
         epoch: Epoch,
@@ -69,6 +70,38 @@ enum Queued {
         epoch: Epoch,
         records: Vec<VerifiedRecord>,
     },
+}
+
+/// S25: batches whose log frames are written and whose fsync runs outside the node's lock;
+/// applied (and acknowledged) only once it succeeded, or put back in front of the queue.
+#[derive(Debug)]
+struct InFlight {
+    queue: Vec<Queued>,
+    frames: Vec<u8>,
+    lsns: Vec<Lsn>,
+}
+
+/// S25: one segment's part of a group commit, taken by [`Segment::take_commit`]: the fsync
+/// to run without the segment, then [`Segment::finish_commit`].
+#[derive(Debug)]
+pub struct SegmentCommit {
+    pub segment: SegmentId,
+    log: Option<LogSync>,
+}
+
+impl SegmentCommit {
+    /// The fsyncs of this part (0 when its batches carried no record).
+    pub fn fsyncs(&self) -> usize {
+        usize::from(self.log.is_some())
+    }
+
+    /// S1: makes the frames written at take durable; touches nothing of the segment.
+    pub fn run(&self, disk: &dyn Disk) -> Result<(), StorageError> {
+        match &self.log {
+            Some(log) => log.run(disk),
+            None => Ok(()),
+        }
+    }
 }
 
 /// A checkpoint in progress: page versions at `target` for `pages`, a bounded number per
@@ -132,6 +165,8 @@ pub struct Segment {
     queue: Vec<Queued>,
     queued_frames: Vec<u8>,
     queued_lsns: Vec<Lsn>,
+    /// S25: the batches of the group commit whose fsync is running.
+    in_flight: Option<InFlight>,
     pub damage: Vec<Damage>,
     round: Option<Round>,
     /// Per page, the version a read must start at or above: older records are collected
@@ -160,6 +195,7 @@ impl Segment {
             queue: Vec::new(),
             queued_frames: Vec::new(),
             queued_lsns: Vec::new(),
+            in_flight: None,
             damage: Vec::new(),
             round: None,
             covers: BTreeMap::new(),
@@ -366,10 +402,12 @@ impl Segment {
 
     // ---- intake (S3, S7, S8, S13) ----
 
-    /// The epoch the segment will hold once the queue is durable.
+    /// The epoch the segment will hold once the queue (and the commit in flight) is durable.
     fn pending_epoch(&self) -> Epoch {
-        self.queue
+        self.in_flight
             .iter()
+            .flat_map(|in_flight| &in_flight.queue)
+            .chain(&self.queue)
             .map(|queued| match queued {
                 Queued::Write { epoch, .. } | Queued::Gossip { epoch, .. } => *epoch,
             })
@@ -488,12 +526,28 @@ impl Segment {
         self.queue.push(queued);
     }
 
+    /// Bytes queued or in flight, not yet durable.
     pub fn queued_bytes(&self) -> u64 {
-        self.queued_frames.len() as u64
+        let in_flight = self.in_flight.as_ref().map_or(0, |f| f.frames.len());
+        (self.queued_frames.len() + in_flight) as u64
     }
 
+    /// Records queued or in flight, not yet durable.
     pub fn queued_records(&self) -> usize {
-        self.queued_lsns.len()
+        let in_flight = self.in_flight.as_ref().map_or(0, |f| f.lsns.len());
+        self.queued_lsns.len() + in_flight
+    }
+
+    /// The tickets of the write batches queued and not yet taken by a commit.
+    pub fn queued_tickets(&self) -> Vec<Ticket> {
+        tickets(&self.queue)
+    }
+
+    /// The tickets of the write batches of the commit in flight.
+    pub fn in_flight_tickets(&self) -> Vec<Ticket> {
+        self.in_flight
+            .as_ref()
+            .map_or_else(Vec::new, |in_flight| tickets(&in_flight.queue))
     }
 
     /// W5, S3, S7, S8, S13: queues a write batch. Nothing is applied or acknowledged until
@@ -575,11 +629,14 @@ impl Segment {
     // ---- group commit (S1, S2, S7, S8) ----
 
     /// Makes the queue durable and applies it; returns one ack per write batch. On error
-    /// the queue stays, nothing is applied and nothing is acknowledged.
+    /// the queue stays, nothing is applied and nothing is acknowledged. A segment whose
+    /// commit is in flight (S25) is left alone: its queue waits for the next commit.
     pub fn flush(&mut self, disk: &dyn Disk, cache: &Cache) -> Result<Vec<Ack>, StorageError> {
-        let flushed = self.flush_queue(disk, cache);
-        self.write_error = flushed.as_ref().err().map(ToString::to_string);
-        flushed
+        let Some(commit) = self.take_commit(disk)? else {
+            return Ok(Vec::new());
+        };
+        let synced = commit.run(disk);
+        self.finish_commit(cache, commit, synced)
     }
 
     /// S18: refuses to queue more while the last group commit failed, after one retry.
@@ -598,22 +655,82 @@ impl Segment {
             })
     }
 
-    fn flush_queue(&mut self, disk: &dyn Disk, cache: &Cache) -> Result<Vec<Ack>, StorageError> {
-        if self.queue.is_empty() {
-            return Ok(Vec::new());
+    /// S1, S2, S25: the first step of a group commit: every batch queued now is written to
+    /// the log (not yet durable) and held in flight; its fsync runs through the returned
+    /// part, without the segment, while new batches queue for the next commit. `None` when
+    /// nothing is queued or a commit is already in flight. On error the queue stays.
+    pub fn take_commit(&mut self, disk: &dyn Disk) -> Result<Option<SegmentCommit>, StorageError> {
+        if self.queue.is_empty() || self.in_flight.is_some() {
+            return Ok(None);
         }
+        let taken = self.write_queue(disk);
+        if let Err(error) = &taken {
+            self.write_error = Some(error.to_string());
+        }
+        let log = taken?;
+        self.in_flight = Some(InFlight {
+            queue: std::mem::take(&mut self.queue),
+            frames: std::mem::take(&mut self.queued_frames),
+            lsns: std::mem::take(&mut self.queued_lsns),
+        });
+        Ok(Some(SegmentCommit {
+            segment: self.id,
+            log,
+        }))
+    }
+
+    /// S7 then the frames: the metadata a queued epoch needs, durably, and the queue's
+    /// frames appended to the active log; returns the log's fsync job.
+    fn write_queue(&mut self, disk: &dyn Disk) -> Result<Option<LogSync>, StorageError> {
         self.persist_meta_for_queue(disk)?;
-        if !self.queued_frames.is_empty() {
-            self.logs
-                .append(disk, &self.queued_frames, &self.queued_lsns)?;
-            self.logs.sync(disk)?;
+        if self.queued_frames.is_empty() {
+            return Ok(None);
         }
-        // Durable: apply in queue order.
-        self.queued_frames.clear();
-        self.queued_lsns.clear();
+        self.logs
+            .append(disk, &self.queued_frames, &self.queued_lsns)?;
+        self.logs.sync_job()
+    }
+
+    /// S1, S25: the last step of a group commit, given its fsync's outcome. Durable: the
+    /// batches in flight are applied in queue order and acknowledged. Not durable: nothing
+    /// is applied or acknowledged, the log file is sealed (the fsync may have dropped its
+    /// pages) and the batches go back in front of the queue for a retry (S18).
+    pub fn finish_commit(
+        &mut self,
+        cache: &Cache,
+        commit: SegmentCommit,
+        synced: Result<(), StorageError>,
+    ) -> Result<Vec<Ack>, StorageError> {
+        let Some(in_flight) = self.in_flight.take() else {
+            return Ok(Vec::new());
+        };
+        if let Some(log) = &commit.log {
+            self.logs.sync_done(log, synced.is_ok());
+        }
+        if let Err(error) = synced {
+            self.write_error = Some(error.to_string());
+            self.put_back(in_flight);
+            return Err(error);
+        }
+        self.write_error = None;
+        Ok(self.apply_durable(cache, in_flight.queue))
+    }
+
+    /// S18: a failed commit's batches, in front of what queued since, for the retry.
+    fn put_back(&mut self, mut in_flight: InFlight) {
+        in_flight.queue.append(&mut self.queue);
+        in_flight.frames.extend_from_slice(&self.queued_frames);
+        in_flight.lsns.extend_from_slice(&self.queued_lsns);
+        self.queue = in_flight.queue;
+        self.queued_frames = in_flight.frames;
+        self.queued_lsns = in_flight.lsns;
+    }
+
+    /// Durable batches applied in queue order; one ack per write batch.
+    fn apply_durable(&mut self, cache: &Cache, queue: Vec<Queued>) -> Vec<Ack> {
         let mut tickets = Vec::new();
         let mut gossiped = false;
-        for queued in std::mem::take(&mut self.queue) {
+        for queued in queue {
             match queued {
                 Queued::Write {
                     ticket,
@@ -632,7 +749,7 @@ impl Segment {
         }
         self.resolve_damage(gossiped);
         let (scl, epoch) = (self.state.scl(), self.state.epoch());
-        Ok(tickets
+        tickets
             .into_iter()
             .map(|ticket| Ack {
                 ticket,
@@ -640,7 +757,7 @@ impl Segment {
                 scl,
                 epoch,
             })
-            .collect())
+            .collect()
     }
 
     /// S7: a higher epoch is durable before the records of the batch that carries it, and
@@ -1205,6 +1322,10 @@ impl Segment {
         let Some(info) = self.logs.files.get(&seq).cloned() else {
             return Ok(false);
         };
+        if self.in_flight.is_some() && self.logs.active_seq() == Some(seq) {
+            // S25: its in-flight frames are in no record set yet; scrub it next time.
+            return Ok(false);
+        }
         let path = self.logs.path(seq);
         let file = disk
             .open(&path, crate::disk::OpenMode::Existing)
@@ -1321,4 +1442,14 @@ impl Segment {
     pub fn page_record_count(&self, page: PageId) -> usize {
         self.page_records.get(&page).map_or(0, BTreeSet::len)
     }
+}
+
+fn tickets(queue: &[Queued]) -> Vec<Ticket> {
+    queue
+        .iter()
+        .filter_map(|queued| match queued {
+            Queued::Write { ticket, .. } => Some(*ticket),
+            Queued::Gossip { .. } => None,
+        })
+        .collect()
 }
