@@ -36,10 +36,10 @@ impl Nodes {
         let listeners: Vec<_> = (0..6)
             .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
             .collect();
-        let ports: Vec<u16> = listeners
-            .iter()
-            .map(|l| l.local_addr().unwrap().port())
-            .collect();
+        let mut ports = [0u16; 6];
+        for (port, listener) in ports.iter_mut().zip(&listeners) {
+            *port = listener.local_addr().unwrap().port();
+        }
         drop(listeners);
         let config_path = dir.path().join("cluster.toml");
         std::fs::write(&config_path, six_node_toml("test", "s3cret", 16, &ports)).unwrap();
@@ -105,12 +105,14 @@ fn hold_idle(addr: SocketAddr, stop: Arc<AtomicBool>, opened: Arc<AtomicU64>) {
     let mut buf = [0u8; 256];
     while !stop.load(Ordering::SeqCst) {
         // Drop the ones the node closed (read 0 or an error); ignore what it sent (Hello).
-        streams.retain_mut(|stream| loop {
-            match stream.read(&mut buf) {
-                Ok(0) => break false,
-                Ok(_) => continue,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break true,
-                Err(_) => break false,
+        streams.retain_mut(|stream| {
+            loop {
+                match stream.read(&mut buf) {
+                    Ok(0) => break false,
+                    Ok(_) => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break true,
+                    Err(_) => break false,
+                }
             }
         });
         while streams.len() < IDLE_PER_NODE && !stop.load(Ordering::SeqCst) {

@@ -1,4 +1,4 @@
-//! Which connections a storage node keeps under hostile load (A9–A14), without I/O: the
+//! Which connections a storage node keeps under hostile load (A9–A13), without I/O: the
 //! server asks [`Admission`] at accept, when a connection first speaks, when it
 //! authenticates and when it closes, and logs what [`RefusalLog`] returns.
 //!
@@ -152,7 +152,12 @@ impl RefusalLog {
 
     /// Counts one refusal at `now_ms` (with the handshake's error, if any); returns a
     /// line to log if none was logged in the last interval.
-    pub fn note(&mut self, refusal: Refusal, reason: Option<String>, now_ms: u64) -> Option<String> {
+    pub fn note(
+        &mut self,
+        refusal: Refusal,
+        reason: Option<String>,
+        now_ms: u64,
+    ) -> Option<String> {
         if self.counts.is_empty() {
             self.since_ms = now_ms;
         }
@@ -198,7 +203,7 @@ fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -283,8 +288,14 @@ mod tests {
         assert_eq!(log.flush(REFUSAL_LOG_INTERVAL_MS - 1), None);
         let line = log.flush(REFUSAL_LOG_INTERVAL_MS).expect("summary");
         assert!(line.starts_with("refused 1,233 connections"), "{line}");
-        assert!(line.contains("617 closed unauthenticated") && line.contains("616 handshake failed"), "{line}");
-        assert!(line.contains("last handshake error: authentication failed"), "{line}");
+        assert!(
+            line.contains("617 closed unauthenticated") && line.contains("616 handshake failed"),
+            "{line}"
+        );
+        assert!(
+            line.contains("last handshake error: authentication failed"),
+            "{line}"
+        );
         assert_eq!(log.flush(2 * REFUSAL_LOG_INTERVAL_MS), None, "nothing new");
     }
 }

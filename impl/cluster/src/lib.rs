@@ -5,7 +5,7 @@
 //! - [`config`]: the cluster config (TOML) and segment placement (Q3, Q6);
 //! - [`identity`]: what a node records and both ends check after the handshake (I1–I4);
 //! - [`store`]: a node's durable segments; [`server`]: the storage-node server and gossip;
-//!   [`admission`]: which connections a node keeps under hostile load (A9–A14);
+//!   [`admission`]: which connections a node keeps under hostile load (A9–A13);
 //! - [`writer`]: the quorum writer ([`link`] per node) with [`recovery`] (W, C, R, X, E);
 //! - [`embedded`]: six nodes in one process on loopback;
 //! - [`files`]: private config and data dirs, one process per data dir (A6, A7);

@@ -332,8 +332,8 @@ fn serve_connection(
                 } else {
                     Refusal::HandshakeFailed
                 };
-                let reason = (refusal == Refusal::HandshakeFailed)
-                    .then(|| format!("{peer}: {error}"));
+                let reason =
+                    (refusal == Refusal::HandshakeFailed).then(|| format!("{peer}: {error}"));
                 shared.refused(refusal, reason);
             }
             return;

@@ -254,10 +254,10 @@ impl PageVolume for ClusterVolume {
             }
         };
         result.map_err(|error| {
-                VolumeError::Backend(format!(
-                    "reading db {db} page {page_no} at read point {read_point}: {error}"
-                ))
-            })
+            VolumeError::Backend(format!(
+                "reading db {db} page {page_no} at read point {read_point}: {error}"
+            ))
+        })
     }
 
     fn commit(&self, writes: Vec<PageWrite>) -> Result<u64, VolumeError> {

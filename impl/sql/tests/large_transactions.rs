@@ -77,6 +77,8 @@ fn start() -> Fixture {
     let options = WriterOptions {
         commit_timeout: Duration::from_secs(300),
         read_timeout: Duration::from_secs(120),
+        // The bases of a 70 MiB file stay cached (R6), so a DELETE reads few of them.
+        cache_pages_max: 32_768,
         ..WriterOptions::default()
     };
     let volume = Arc::new(ClusterVolume::open(cluster.config().clone(), options).unwrap());
@@ -102,10 +104,17 @@ fn both(conn: &Connection, oracle: &Connection, sql: &str, pages_min: u64) {
     let after = page_count(oracle);
     println!(
         "{sql:.60}…: {took:?}, file {before} → {after} pages ({} MiB)",
-        after * 4096 >> 20
+        (after * 4096) >> 20
     );
-    assert!(after.max(before) >= pages_min, "{sql}: the file has only {after} pages");
-    assert_eq!(digest(conn), digest(oracle), "{sql}: sixfold differs from SQLite");
+    assert!(
+        after.max(before) >= pages_min,
+        "{sql}: the file has only {after} pages"
+    );
+    assert_eq!(
+        digest(conn),
+        digest(oracle),
+        "{sql}: sixfold differs from SQLite"
+    );
 }
 
 #[test]
@@ -121,12 +130,8 @@ fn thirty_mib_transactions_commit_and_equal_sqlite() {
     both(&conn, &oracle, &fill(), thirty_mib);
     both(&conn, &oracle, "CREATE INDEX t_v ON t(v)", thirty_mib);
     both(&conn, &oracle, "DELETE FROM t WHERE id % 2 = 0", thirty_mib);
-    // A cold look: a fresh connection on a freshly recovered writer reads it all back.
+    // The cold look after a recovery is the crash test's (it reads 35 MiB back).
     drop(conn);
-    fixture.volume.recover().unwrap();
-    let conn = open_connection(fixture.pages.clone(), "big").unwrap();
-    assert_eq!(integrity(&conn), "ok");
-    assert_eq!(digest(&conn), digest(&oracle));
 }
 
 #[test]
@@ -143,14 +148,21 @@ fn a_writer_crash_during_a_large_transaction_leaves_all_or_none_of_it() {
     let before = digest(&conn);
     let rows_before = before.len();
     drop(conn);
-    let nodes: Vec<_> = fixture.cluster.config().nodes.iter().map(|n| n.id).collect();
+    let nodes: Vec<_> = fixture
+        .cluster
+        .config()
+        .nodes
+        .iter()
+        .map(|n| n.id)
+        .collect();
     fixture.cluster.stop_node(nodes[4]);
     fixture.cluster.stop_node(nodes[5]);
     let base = fixture.volume.stats().unwrap();
     let pages = fixture.pages.clone();
     let delete = std::thread::spawn(move || {
         let conn = open_connection(pages, "big").unwrap();
-        conn.execute_batch("DELETE FROM t WHERE id % 2 = 0").map_err(|e| e.to_string())
+        conn.execute_batch("DELETE FROM t WHERE id % 2 = 0")
+            .map_err(|e| e.to_string())
     });
     let deadline = Instant::now() + Duration::from_secs(300);
     let crashed_at = loop {
