@@ -200,6 +200,7 @@ fn write_error_kind(error: &WriteError) -> &'static str {
         WriteError::EmptyMtr => "empty_mtr",
         WriteError::Malformed { .. } => "malformed",
         WriteError::PageLsnUnknown { .. } => "page_lsn_unknown",
+        WriteError::MtrLargerThanLal { .. } => "mtr_larger_than_lal",
     }
 }
 

@@ -6,6 +6,7 @@
 //! - [`config`]: the cluster config (TOML) and segment placement (Q3, Q6);
 //! - [`identity`]: what a node records and both ends check after the handshake (I1–I4);
 //! - [`store`]: a node's durable segments; [`server`]: the storage-node server and gossip;
+//!   [`admission`]: which connections a node keeps under hostile load (A9–A13);
 //! - [`writer`]: the quorum writer ([`link`] per node) with [`recovery`] (W, C, R, X, E);
 //! - [`embedded`]: six nodes in one process on loopback;
 //! - [`files`]: private config and data dirs, one process per data dir (A6, A7);
@@ -17,6 +18,7 @@
 //! little and keep the shell readable in one sitting (style §1).
 
 pub mod backup;
+pub mod admission;
 pub mod config;
 pub mod embedded;
 pub mod files;

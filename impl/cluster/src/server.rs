@@ -18,6 +18,7 @@ use sixfold_core::{Epoch, Lsn, NodeId, SEGMENTS_PER_PG, SegmentId};
 
 use crate::backup::BackupTarget;
 use crate::backup::stager::{STAGE_INTERVAL_MS, STAGER_REPLICA, Stager};
+use crate::admission::{AUTHENTICATED_MAX, Admission, Refusal, RefusalLog, UNAUTHENTICATED_MAX};
 use crate::config::ClusterConfig;
 use crate::files::{self, DataDirLock, FilesError, PrivatePath};
 use crate::identity::{self, Identity};
@@ -29,8 +30,9 @@ use crate::store::{self, NodeStore, NodeStoreError as StoreError, Unrecorded};
 use crate::wire::{self, ErrorCode, Message, WireError, WriterInfo};
 use sixfold_storage::Ticket;
 
-/// Connections served at once; more are closed at accept with a logged reason.
-pub const CONNECTIONS_MAX: usize = 64;
+/// Connections a node holds at once, at most: the unauthenticated and the authenticated
+/// budgets (A10, A12), which never borrow from each other.
+pub const CONNECTIONS_MAX: usize = UNAUTHENTICATED_MAX + AUTHENTICATED_MAX;
 /// A connection that sends nothing for this long is closed, in milliseconds.
 pub const IDLE_TIMEOUT_MS: u64 = 60_000;
 /// Pause between gossip rounds, in milliseconds (S6).
@@ -79,6 +81,10 @@ struct Shared {
     started: Instant,
     stop: Arc<AtomicBool>,
     connections: AtomicUsize,
+    /// A10–A12: which connections hold which budget.
+    admission: Mutex<Admission>,
+    /// A13: refused connections, logged as counts.
+    refusals: Mutex<RefusalLog>,
     /// Streams of live connections, to close them on stop.
     streams: Mutex<HashMap<u64, TcpStream>>,
 }
@@ -91,6 +97,36 @@ impl Shared {
     /// Milliseconds on this node's monotonic clock (R11).
     fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
+    }
+
+    fn admission(&self) -> MutexGuard<'_, Admission> {
+        self.admission.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A13: counts a refused connection; logs a line at most once per interval.
+    fn refused(&self, refusal: Refusal, reason: Option<String>) {
+        let now = self.now_ms();
+        let line = self
+            .refusals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .note(refusal, reason, now);
+        if let Some(line) = line {
+            tracing::warn!(node = self.node.0, "{line}");
+        }
+    }
+
+    /// A13: logs the counted refusals once their interval is over.
+    fn flush_refusals(&self) {
+        let now = self.now_ms();
+        let line = self
+            .refusals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .flush(now);
+        if let Some(line) = line {
+            tracing::warn!(node = self.node.0, "{line}");
+        }
     }
 
     fn lease(&self) -> MutexGuard<'_, LeasePromise> {
@@ -170,6 +206,8 @@ impl NodeHandle {
             started: Instant::now(),
             stop: Arc::new(AtomicBool::new(false)),
             connections: AtomicUsize::new(0),
+            admission: Mutex::new(Admission::new()),
+            refusals: Mutex::new(RefusalLog::new()),
             streams: Mutex::new(HashMap::new()),
         });
         let accept = {
@@ -241,17 +279,22 @@ impl Drop for NodeHandle {
     }
 }
 
+/// A10, A11: every connection is taken; if the unauthenticated budget is full, the oldest
+/// silent unauthenticated connection is closed to make room.
 fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
     let mut next_id = 0u64;
     while !shared.stop.load(Ordering::SeqCst) {
         match listener.accept() {
             Ok((stream, peer)) => {
-                if shared.connections.load(Ordering::SeqCst) >= CONNECTIONS_MAX {
-                    tracing::warn!(node = shared.node.0, %peer, "connection refused: CONNECTIONS_MAX reached");
-                    continue;
-                }
                 next_id += 1;
                 let id = next_id;
+                let accepted = Instant::now();
+                if let Some(victim) = shared.admission().admit(id, shared.now_ms()) {
+                    if let Some(victim) = shared.streams.lock().expect("streams").get(&victim) {
+                        let _ = victim.shutdown(Shutdown::Both);
+                    }
+                    shared.refused(Refusal::Evicted, None);
+                }
                 if let Ok(clone) = stream.try_clone() {
                     shared.streams.lock().expect("streams").insert(id, clone);
                 }
@@ -260,17 +303,20 @@ fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
                 let spawned = std::thread::Builder::new()
                     .name(format!("node{}-conn{id}", shared.node.0))
                     .spawn(move || {
-                        serve_connection(&shared2, stream, peer);
+                        serve_connection(&shared2, stream, peer, id, accepted);
+                        shared2.admission().closed(id);
                         shared2.streams.lock().expect("streams").remove(&id);
                         shared2.connections.fetch_sub(1, Ordering::SeqCst);
                     });
                 if spawned.is_err() {
+                    shared.admission().closed(id);
                     shared.connections.fetch_sub(1, Ordering::SeqCst);
                     shared.streams.lock().expect("streams").remove(&id);
-                    tracing::warn!(node = shared.node.0, %peer, "connection refused: no thread");
+                    shared.refused(Refusal::NoThread, None);
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                shared.flush_refusals();
                 std::thread::sleep(Duration::from_millis(20));
             }
             Err(e) => {
@@ -281,7 +327,13 @@ fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
     }
 }
 
-fn serve_connection(shared: &Shared, mut stream: TcpStream, peer: std::net::SocketAddr) {
+fn serve_connection(
+    shared: &Shared,
+    mut stream: TcpStream,
+    peer: std::net::SocketAddr,
+    id: u64,
+    accepted: Instant,
+) {
     let setup = stream
         .set_nonblocking(false)
         .and_then(|_| stream.set_nodelay(true))
@@ -291,14 +343,33 @@ fn serve_connection(shared: &Shared, mut stream: TcpStream, peer: std::net::Sock
         tracing::warn!(node = shared.node.0, %peer, %error, "connection setup failed");
         return;
     }
-    let session = match handshake(shared, &mut stream) {
+    // A9: the handshake must end within its deadline from accept.
+    let deadline = accepted + Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
+    let session = match handshake(shared, &mut stream, id, deadline) {
         Ok(session) => session,
         Err(error) => {
-            tracing::warn!(node = shared.node.0, %peer, reason = %error, "connection closed: handshake failed");
             let _ = stream.shutdown(Shutdown::Both);
+            // A11: a connection closed to make room was counted when it was closed.
+            if shared.admission().is_pending(id) {
+                tracing::debug!(node = shared.node.0, %peer, reason = %error, "handshake failed");
+                let refusal = if Instant::now() >= deadline {
+                    Refusal::HandshakeTimeout
+                } else {
+                    Refusal::HandshakeFailed
+                };
+                let reason =
+                    (refusal == Refusal::HandshakeFailed).then(|| format!("{peer}: {error}"));
+                shared.refused(refusal, reason);
+            }
             return;
         }
     };
+    // A12: authenticated connections have their own budget, strangers never touch it.
+    if shared.admission().authenticated(id).is_err() {
+        let _ = stream.shutdown(Shutdown::Both);
+        shared.refused(Refusal::AuthenticatedFull, None);
+        return;
+    }
     let Session {
         peer_node: client,
         mut sealer,
@@ -397,12 +468,18 @@ fn read_requests(
 
 /// Server side of the handshake (spec/wire.md §3, A1–A3). Returns the session whose keys
 /// protect every later frame of this connection.
-fn handshake(shared: &Shared, stream: &mut TcpStream) -> Result<Session, WireError> {
+fn handshake(
+    shared: &Shared,
+    stream: &mut TcpStream,
+    id: u64,
+    deadline: Instant,
+) -> Result<Session, WireError> {
     let handshake = ServerHandshake::new(&shared.config, shared.node.0, wire::random_nonce());
     wire::send(stream, &handshake.hello())?;
-    let deadline = Instant::now() + Duration::from_millis(HANDSHAKE_TIMEOUT_MS);
     let stop = &shared.stop;
     let mut idle = || Instant::now() < deadline && !stop.load(Ordering::SeqCst);
+    wait_first_byte(stream, &mut idle)?;
+    shared.admission().spoke(id);
     let auth = wire::receive(stream, &mut idle)?;
     match handshake.handle_auth(auth) {
         Ok((session, auth_ok)) => {
@@ -420,6 +497,30 @@ fn handshake(shared: &Shared, stream: &mut TcpStream) -> Result<Session, WireErr
                 },
             );
             Err(WireError::Handshake(error))
+        }
+    }
+}
+
+/// A11: waits until the client has sent something (a writer or peer answers `Hello` at
+/// once; an idle stranger never does), without consuming it.
+fn wait_first_byte(stream: &TcpStream, idle: &mut dyn FnMut() -> bool) -> Result<(), WireError> {
+    let mut byte = [0u8; 1];
+    loop {
+        match stream.peek(&mut byte) {
+            Ok(0) => return Err(WireError::Closed),
+            Ok(_) => return Ok(()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                if !idle() {
+                    return Err(WireError::Stopped);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
         }
     }
 }

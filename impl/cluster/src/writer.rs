@@ -27,16 +27,20 @@ use crate::link::{Link, LinkEvents};
 use crate::recovery::{Driver, RecoveryDriverError};
 use crate::wire::{self, BatchHeader, EncodedRecord, ErrorCode, Message};
 
-/// The writer's LSN allocation limit, in LSNs (W1). Recovery truncates up to LAL above the
-/// highest earlier truncation end (X4), so a later writer must not use a smaller LAL than
-/// the writers before it.
 /// How long recovery waits for the last two links once all others connected.
 const LINK_GRACE_MS: u64 = 100;
-pub const WRITER_LAL: u64 = 10_000;
-/// Pages one transaction may change, at most. One SQLite transaction is one MTR (V5), so
-/// this bounds the pages an SQL transaction may write: 2 048 pages (8 MiB of images),
-/// well inside LAL (W1), so one MTR can always be allocated once VDL catches up.
-pub const MTR_PAGES_MAX: usize = 2_048;
+/// The writer's LSN allocation limit, in LSNs (W1, W8): the paper's 10 million. Recovery
+/// truncates up to LAL above the highest earlier truncation end (X4), so a later writer
+/// never uses a smaller LAL than the writers before it (W11; it was 10,000 before).
+pub const WRITER_LAL: u64 = sixfold_core::writer::LAL_DEFAULT;
+/// Records one MTR may hold, at most (W8): every record of it must fit under LAL above
+/// VDL at once, since VDL moves only at its CPL. One SQL transaction is one MTR (V5) and
+/// one record per page, so a transaction may change up to 10 million pages (40 GiB).
+pub const MTR_RECORDS_MAX: u64 = WRITER_LAL;
+/// Threads that read a large transaction's base pages side by side (V7, W9).
+const BASE_READERS: usize = 16;
+/// Pages the writer's buffer cache holds at least, whatever the options say.
+const CACHE_PAGES_MIN: usize = 4_096;
 /// How often the writer re-sends unacknowledged records and heartbeats, in milliseconds.
 pub const TICK_MS: u64 = 100;
 /// One read attempt at one segment may take this long before the next is tried (R5), in
@@ -95,6 +99,13 @@ pub enum WriterError {
     },
     #[error("bad transaction: {0}")]
     BadTransaction(String),
+    /// W8, W12: an MTR of more records than LAL could never be allocated (VDL moves only
+    /// at its CPL); refused before any LSN is allocated.
+    #[error(
+        "transaction too large: it changes {records} pages, and one transaction may change \
+         at most {max} (the writer's LSN allocation limit, LAL, W8)"
+    )]
+    TransactionTooLarge { records: u64, max: u64 },
     #[error("catalog: {0}")]
     Catalog(String),
     /// R9: no read quorum of every PG renewed the read lease in time; a newer writer may
@@ -167,6 +178,8 @@ pub struct WriterStats {
     pub epoch: Epoch,
     pub vcl: Lsn,
     pub vdl: Lsn,
+    /// The highest LSN allocated: above VDL while an MTR is not yet durable (W9).
+    pub last_allocated: Lsn,
     pub waiting_commits: usize,
     pub geometry_epoch: u64,
     pub pgs: usize,
@@ -624,7 +637,7 @@ impl Writer {
             .iter()
             .map(|n| (n.id, Link::new(n.id, n.addr)))
             .collect();
-        let cache = Cache::new(options.cache_pages_max.max(MTR_PAGES_MAX * 2));
+        let cache = Cache::new(options.cache_pages_max.max(CACHE_PAGES_MIN));
         let inner = Arc::new(Inner {
             config: config.clone(),
             options,
@@ -792,6 +805,7 @@ impl Writer {
                 epoch: state.epoch(),
                 vcl: state.vcl(),
                 vdl: state.vdl(),
+                last_allocated: state.last_allocated(),
                 waiting_commits: state.waiting_commits(),
                 geometry_epoch: core.geometry_epoch,
                 pgs: state.pgs().count(),
@@ -837,12 +851,10 @@ impl Writer {
 
     /// Allocates and sends `txn`'s records; returns its commit LSN without waiting (C5).
     pub fn submit(&self, txn: Transaction) -> Result<Lsn, WriterError> {
-        if txn.changes.is_empty() || txn.changes.len() > MTR_PAGES_MAX {
-            return Err(WriterError::BadTransaction(format!(
-                "a transaction changes 1 to {MTR_PAGES_MAX} pages, not {}",
-                txn.changes.len()
-            )));
+        if txn.changes.is_empty() {
+            return Err(WriterError::BadTransaction("empty transaction".into()));
         }
+        check_mtr_size(txn.changes.len())?;
         let mut mtr = Mtr::new();
         for (page, edits) in &txn.changes {
             let body = RedoBody::Edits(edits.clone());
@@ -894,6 +906,9 @@ impl Writer {
                     return Ok(Some(submitted.commit_lsn));
                 }
                 Err(WriteError::Fenced { by }) => return Err(WriterError::Fenced { by }),
+                Err(WriteError::MtrLargerThanLal { records, lal }) => {
+                    return Err(WriterError::TransactionTooLarge { records, max: lal });
+                }
                 Err(WriteError::PageLsnUnknown { page }) => {
                     drop(core);
                     self.learn_page(page)?;
@@ -1126,32 +1141,19 @@ impl Writer {
     /// and waits until durable. Pages equal to their previous image are skipped; if all
     /// are, nothing is written and the current VDL is returned.
     pub fn commit_pages(&self, pages: Vec<(PageId, Vec<u8>)>) -> Result<Lsn, WriterError> {
-        if pages.is_empty() || pages.len() > MTR_PAGES_MAX {
-            return Err(WriterError::BadTransaction(format!(
-                "commit_pages takes 1 to {MTR_PAGES_MAX} pages, not {}",
-                pages.len()
-            )));
+        if pages.is_empty() {
+            return Err(WriterError::BadTransaction(
+                "commit_pages takes at least one page".into(),
+            ));
         }
+        check_mtr_size(pages.len())?;
         if let Some((page, image)) = pages.iter().find(|(_, i)| i.len() != PAGE_BYTES) {
             return Err(WriterError::BadTransaction(format!(
                 "image of {page} is {} bytes, not {PAGE_BYTES}",
                 image.len()
             )));
         }
-        let mut bases: HashMap<PageId, (Lsn, Vec<u8>)> = HashMap::new();
-        for (page, _) in &pages {
-            let read_point = self.begin_read();
-            let result = self.read_page(*page, read_point);
-            self.end_read(read_point);
-            let bytes = result?.unwrap_or_else(|| vec![0; PAGE_BYTES]);
-            let lsn = self
-                .inner
-                .core()
-                .state
-                .as_ref()
-                .and_then(|s| s.page_lsn(*page));
-            bases.insert(*page, (lsn.unwrap_or(Lsn::ZERO), bytes));
-        }
+        let bases = self.read_bases(&pages)?;
         let build = |state: &WriterState| {
             let mut mtr = Mtr::new();
             for (page, image) in &pages {
@@ -1180,6 +1182,48 @@ impl Writer {
         };
         self.wait_durable(lsn, self.inner.options.commit_timeout)?;
         Ok(lsn)
+    }
+
+    /// V7, W9: the latest image and LSN of every page `pages` changes. A large transaction's
+    /// pages are mostly not cached, so they are read [`BASE_READERS`] at a time.
+    fn read_bases(
+        &self,
+        pages: &[(PageId, Vec<u8>)],
+    ) -> Result<HashMap<PageId, (Lsn, Vec<u8>)>, WriterError> {
+        let read_base = |page: PageId| -> Result<(PageId, (Lsn, Vec<u8>)), WriterError> {
+            let read_point = self.begin_read();
+            let result = self.read_page(page, read_point);
+            self.end_read(read_point);
+            let bytes = result?.unwrap_or_else(|| vec![0; PAGE_BYTES]);
+            let lsn = self
+                .inner
+                .core()
+                .state
+                .as_ref()
+                .and_then(|s| s.page_lsn(page));
+            Ok((page, (lsn.unwrap_or(Lsn::ZERO), bytes)))
+        };
+        if pages.len() <= BASE_READERS * 4 {
+            return pages.iter().map(|(page, _)| read_base(*page)).collect();
+        }
+        let chunk = pages.len().div_ceil(BASE_READERS);
+        std::thread::scope(|scope| {
+            let readers: Vec<_> = pages
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|(page, _)| read_base(*page))
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                })
+                .collect();
+            let mut bases = HashMap::with_capacity(pages.len());
+            for reader in readers {
+                bases.extend(reader.join().expect("a base reader panicked")?);
+            }
+            Ok(bases)
+        })
     }
 
     /// V3: the id of page-level database `name`, created in [`CATALOG_PAGE`] on first use.
@@ -1223,6 +1267,16 @@ impl Writer {
         core.cache.clear();
     }
 
+    /// A crash: stops the writer's links at once, sending nothing more (no final
+    /// heartbeat, R12); commits in flight fail as closed, their outcome unknown (C4).
+    /// Records already sent stay where they landed; the next recovery decides (X4, W10).
+    pub fn halt(&self) {
+        self.inner.stop.store(true, Ordering::SeqCst);
+        let due = std::mem::take(&mut self.inner.core().waiters);
+        wake_all(due.into_values().flatten().collect());
+        self.inner.changed.notify_all();
+    }
+
     /// Stops the writer's threads. Pending commits keep their outcome unknown.
     pub fn close(mut self) {
         self.shutdown();
@@ -1231,6 +1285,9 @@ impl Writer {
     /// R12: a closing writer tells every node its final VDL, so a read-only attach right
     /// after sees every commit this writer acknowledged.
     fn final_heartbeat(&self) {
+        if self.inner.stop.load(Ordering::SeqCst) {
+            return; // halted: a crash says nothing more
+        }
         let header = {
             let core = self.inner.core();
             match core.state.as_ref() {
@@ -1293,6 +1350,18 @@ fn manifest_loop(inner: Arc<Inner>, mut manifest: ManifestStager) {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+}
+
+/// W8: refuses an MTR of more records than [`MTR_RECORDS_MAX`].
+fn check_mtr_size(records: usize) -> Result<(), WriterError> {
+    let records = records as u64;
+    if records > MTR_RECORDS_MAX {
+        return Err(WriterError::TransactionTooLarge {
+            records,
+            max: MTR_RECORDS_MAX,
+        });
+    }
+    Ok(())
 }
 
 fn known_pgs_grew(pg: PgId, geometry_epoch: u64) {

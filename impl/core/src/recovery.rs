@@ -173,8 +173,10 @@ impl RecoveryPlanner {
         let mut vcl = floor;
         loop {
             let next = vcl.next();
-            if present.contains_key(&next) || surely_void(&truncations, next) {
+            if present.contains_key(&next) {
                 vcl = next;
+            } else if let Some(end) = void_run_end(&truncations, next) {
+                vcl = end;
             } else {
                 break;
             }
@@ -251,6 +253,29 @@ impl RecoveryPlanner {
 
 /// X3: nothing at `lsn` can survive: a range voids it, and no writer of a later epoch than
 /// that range allocated there (each allocates only above its own range's end).
+/// X3, W11: if `lsn` is surely void, the last LSN of the run from `lsn` on that is surely
+/// void too (still inside a voiding range, and past no further end of a later range), so
+/// the walk steps over a whole range at once: its cost does not grow with LAL.
+fn void_run_end(truncations: &[TruncationRange], lsn: Lsn) -> Option<Lsn> {
+    truncations
+        .iter()
+        .filter(|range| {
+            range.contains(lsn)
+                && !truncations
+                    .iter()
+                    .any(|later| later.epoch > range.epoch && later.lsn_end < lsn)
+        })
+        .map(|range| {
+            truncations
+                .iter()
+                .filter(|later| later.epoch > range.epoch && later.lsn_end >= lsn)
+                .map(|later| later.lsn_end)
+                .fold(range.lsn_end, Lsn::min)
+        })
+        .max()
+}
+
+#[cfg(test)]
 fn surely_void(truncations: &[TruncationRange], lsn: Lsn) -> bool {
     truncations.iter().any(|range| {
         range.contains(lsn)
@@ -295,4 +320,41 @@ pub struct PlacedAnswer<'a> {
     pub absent_may_be_lost: bool,
     /// The node's truncation history, for the empty reports.
     pub truncations: &'a [TruncationRange],
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ranges() -> impl Strategy<Value = Vec<TruncationRange>> {
+        prop::collection::vec((0u64..60, 0u64..30, 1u64..5), 0..5).prop_map(|raw| {
+            raw.into_iter()
+                .map(|(begin, len, epoch)| TruncationRange {
+                    lsn_begin: Lsn(begin),
+                    lsn_end: Lsn(begin + len),
+                    epoch: Epoch(epoch),
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        /// X3, W11: stepping over a run of void LSNs at once ends where the LSN-by-LSN
+        /// walk would: every LSN of the run is void, and so is no LSN right after it
+        /// unless another run starts there.
+        #[test]
+        fn a_void_run_is_void_lsn_by_lsn(truncations in ranges(), start in 1u64..100) {
+            let lsn = Lsn(start);
+            match void_run_end(&truncations, lsn) {
+                None => prop_assert!(!surely_void(&truncations, lsn)),
+                Some(end) => {
+                    prop_assert!(end >= lsn);
+                    for l in lsn.0..=end.0 {
+                        prop_assert!(surely_void(&truncations, Lsn(l)), "LSN {l} in the run is not void");
+                    }
+                }
+            }
+        }
+    }
 }

@@ -26,6 +26,10 @@ pub enum WriteError {
     Fenced { by: Epoch },
     #[error("an MTR needs at least one change (L2)")]
     EmptyMtr,
+    /// W8: an MTR of more records than LAL could never be allocated, since VDL moves
+    /// only at its CPL (C3): refused rather than left waiting forever.
+    #[error("an MTR of {records} records exceeds LAL {lal}: it could never be allocated (W8)")]
+    MtrLargerThanLal { records: u64, lal: u64 },
     #[error("change to {page} is malformed (L4)")]
     Malformed { page: PageId },
     #[error("the LSN of {page} is unknown: read it before writing it after recovery (X7)")]
@@ -385,7 +389,7 @@ impl WriterState {
         }
     }
 
-    /// W1–W5, L1–L3: allocate contiguous LSNs for an MTR, build its records with backlinks,
+    /// W1–W5, W8, L1–L3: allocate contiguous LSNs for an MTR of at most LAL records, build its records with backlinks,
     /// and register its commit (C5). The records are kept for re-sending (W7).
     pub fn submit_mtr(&mut self, mtr: Mtr) -> Result<SubmittedMtr, WriteError> {
         if let Some(by) = self.fenced_by {
@@ -393,6 +397,12 @@ impl WriterState {
         }
         if mtr.is_empty() {
             return Err(WriteError::EmptyMtr);
+        }
+        if mtr.changes.len() as u64 > self.config.lal {
+            return Err(WriteError::MtrLargerThanLal {
+                records: mtr.changes.len() as u64,
+                lal: self.config.lal,
+            });
         }
         for (page, body) in &mtr.changes {
             if !body.is_well_formed() {

@@ -64,6 +64,21 @@ fn allocation_stops_at_vdl_plus_lal() {
 }
 
 #[test]
+fn an_mtr_of_lal_records_is_allocated_and_one_more_is_refused() {
+    // W8: an MTR of exactly LAL records fits once VDL is the base; one of LAL + 1 could
+    // never be allocated (VDL moves only at its CPL), so it is refused, not left waiting.
+    let mut writer = writer(4, 3);
+    let refused = writer.submit_mtr(mtr(&[(1, 0), (1, 1), (1, 2), (1, 3)]));
+    assert_eq!(
+        refused,
+        Err(WriteError::MtrLargerThanLal { records: 4, lal: 3 })
+    );
+    assert_eq!(writer.last_allocated(), Lsn(0), "nothing was allocated");
+    let fits = writer.submit_mtr(mtr(&[(1, 0), (1, 1), (1, 2)])).unwrap();
+    assert_eq!(fits.commit_lsn, Lsn(3));
+}
+
+#[test]
 fn a_commit_waits_for_a_write_quorum() {
     // C1, C4, Q1: three acks are not a quorum; the fourth releases the commit.
     let mut writer = writer(4, 100);

@@ -101,7 +101,11 @@ impl ClusterVolume {
             current.poisoned = None;
             current.writer.take()
         };
-        // The old writer's threads stop when its last user (a waiting commit) lets go.
+        // Its links stop now (nothing more is sent); the object goes when its last user
+        // (a waiting commit, which fails as closed) lets go.
+        if let Some(old) = &old {
+            old.halt();
+        }
         drop(old);
     }
 
@@ -238,13 +242,22 @@ impl PageVolume for ClusterVolume {
                  start a new read"
             )));
         }
-        writer
-            .read_page(PageId::new(db, page_no), Lsn(read_point))
-            .map_err(|error| {
-                VolumeError::Backend(format!(
-                    "reading db {db} page {page_no} at read point {read_point}: {error}"
-                ))
-            })
+        // R9: a lease that lapsed while the nodes worked through a large transaction
+        // (W9: its batches queue ahead of the renewals) is waited for again, each attempt
+        // for at most lease_wait, up to the read timeout; nothing is served without it.
+        let started = std::time::Instant::now();
+        let result = loop {
+            match writer.read_page(PageId::new(db, page_no), Lsn(read_point)) {
+                Err(WriterError::LeaseExpired { .. })
+                    if started.elapsed() < self.options.read_timeout => {}
+                other => break other,
+            }
+        };
+        result.map_err(|error| {
+            VolumeError::Backend(format!(
+                "reading db {db} page {page_no} at read point {read_point}: {error}"
+            ))
+        })
     }
 
     fn commit(&self, writes: Vec<PageWrite>) -> Result<u64, VolumeError> {
@@ -263,6 +276,9 @@ impl PageVolume for ClusterVolume {
             Err(error @ (WriterError::Fenced { .. } | WriterError::Closed)) => {
                 let reason = format!("commit of {count} pages: {error}");
                 Err(self.poison(generation, reason))
+            }
+            Err(error @ WriterError::TransactionTooLarge { .. }) => {
+                Err(VolumeError::TooLarge(error.to_string()))
             }
             // Refused before anything was sent (bad MTR, a base page unreadable, LAL):
             // the MTR will never show.

@@ -338,10 +338,14 @@ impl MainFile {
         if writes.is_empty() {
             return Ok(());
         }
-        let lsn = self
-            .volume
-            .commit(writes)
-            .map_err(|e| Fail::volume(code_on_failure, "commit", &e))?;
+        let lsn = self.volume.commit(writes).map_err(|e| {
+            // W12: a limit says which one, as SQLITE_FULL; SQLite does not retry it.
+            let code = match e {
+                VolumeError::TooLarge(_) => ffi::SQLITE_FULL,
+                _ => code_on_failure,
+            };
+            Fail::volume(code, "commit", &e)
+        })?;
         self.state.note_commit(self.db_id, self.handle_id, lsn);
         // R2: move the read point to the new VDL (≥ lsn) so that this connection reads
         // what it just wrote; nobody else wrote this database meanwhile (we hold

@@ -89,6 +89,10 @@ pub enum VolumeError {
     /// An error of the implementation (the writer: fenced, quorum lost, ...), as text.
     #[error("{0}")]
     Backend(String),
+    /// W12: the transaction is larger than the volume takes in one MTR; nothing was
+    /// written. SQLite reports it as SQLITE_FULL with this text, not as an I/O error.
+    #[error("{0}")]
+    TooLarge(String),
     /// A commit was sent but its durability could not be confirmed (the writer crashed
     /// or was fenced while it waited): it may or may not show after recovery (X4).
     #[error("{0}")]
