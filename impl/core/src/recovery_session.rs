@@ -128,20 +128,7 @@ impl RecoverySession {
     /// A volume with no PG written yet (`pgs` empty) has nothing to report: the session
     /// plans at once (VDL 0).
     pub fn new(quorum: QuorumConfig, lal: u64, epoch: Epoch, pgs: BTreeSet<PgId>) -> Self {
-        let mut session = RecoverySession {
-            quorum,
-            planner: RecoveryPlanner::new(quorum, lal, epoch, pgs.clone()),
-            pgs,
-            plan: None,
-            scls: BTreeMap::new(),
-            stage: RecoveryStage::Reporting,
-            fenced_by: None,
-            events: VecDeque::new(),
-            volume_nodes: BTreeSet::new(),
-            standings: BTreeMap::new(),
-            absent: BTreeSet::new(),
-            genesis: None,
-        };
+        let mut session = Self::with_genesis(quorum, lal, epoch, pgs, BTreeSet::new());
         if session.pgs.is_empty() {
             session
                 .decide()
