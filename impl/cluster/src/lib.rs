@@ -17,8 +17,8 @@
 //! connections is small (a writer, a few peers, a status tool per node), so threads cost
 //! little and keep the shell readable in one sitting (style §1).
 
-pub mod backup;
 pub mod admission;
+pub mod backup;
 pub mod config;
 pub mod embedded;
 pub mod files;

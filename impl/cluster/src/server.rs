@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 use sixfold_core::lease::{LEASE_PROMISE_MS, LeasePromise};
 use sixfold_core::{Epoch, Lsn, NodeId, SEGMENTS_PER_PG, SegmentId};
 
+use crate::admission::{AUTHENTICATED_MAX, Admission, Refusal, RefusalLog, UNAUTHENTICATED_MAX};
 use crate::backup::BackupTarget;
 use crate::backup::stager::{STAGE_INTERVAL_MS, STAGER_REPLICA, Stager};
-use crate::admission::{AUTHENTICATED_MAX, Admission, Refusal, RefusalLog, UNAUTHENTICATED_MAX};
 use crate::config::ClusterConfig;
 use crate::files::{self, DataDirLock, FilesError, PrivatePath};
 use crate::identity::{self, Identity};
