@@ -143,6 +143,8 @@ pub struct RefusalLog {
     since_ms: u64,
     counts: BTreeMap<Refusal, u64>,
     last_reason: Option<String>,
+    /// A13: when a failed authentication was last logged on its own line.
+    last_auth_line_ms: Option<u64>,
 }
 
 impl RefusalLog {
@@ -166,6 +168,20 @@ impl RefusalLog {
             self.last_reason = reason;
         }
         self.flush(now_ms)
+    }
+
+    /// A1, A13: a client that failed to prove the secret (a wrong secret, or a relay) is
+    /// a security event, logged on its own line at once, at most once per interval, so
+    /// junk connections counted in the summary never hide it.
+    pub fn note_auth_failure(&mut self, reason: &str, now_ms: u64) -> Option<String> {
+        let due = self
+            .last_auth_line_ms
+            .is_none_or(|last| now_ms >= last + REFUSAL_LOG_INTERVAL_MS);
+        if !due {
+            return None;
+        }
+        self.last_auth_line_ms = Some(now_ms);
+        Some(format!("handshake refused: {reason}"))
     }
 
     /// The summary of what was counted, once an interval has passed since the last line.
@@ -297,5 +313,25 @@ mod tests {
             "{line}"
         );
         assert_eq!(log.flush(2 * REFUSAL_LOG_INTERVAL_MS), None, "nothing new");
+    }
+
+    #[test]
+    fn a_failed_authentication_is_logged_at_once_and_at_most_once_per_interval() {
+        // A1, A13: counted refusals before it do not hide it.
+        let mut log = RefusalLog::new();
+        assert!(
+            log.note(Refusal::HandshakeFailed, Some("closed".into()), 0)
+                .is_some()
+        );
+        let line = log.note_auth_failure("peer: authentication failed", 5);
+        assert!(line.is_some_and(|l| l.contains("authentication failed")));
+        assert!(
+            log.note_auth_failure("peer: authentication failed", 6)
+                .is_none()
+        );
+        assert!(
+            log.note_auth_failure("again", REFUSAL_LOG_INTERVAL_MS + 5)
+                .is_some()
+        );
     }
 }

@@ -24,7 +24,8 @@ use crate::files::{self, DataDirLock, FilesError, PrivatePath};
 use crate::identity::{self, Identity};
 use crate::net::{HANDSHAKE_TIMEOUT_MS, POLL_MS, SyncClient, WRITE_TIMEOUT_MS};
 use crate::session::{
-    FrameOpener, FrameSealer, SECRET_BYTES_RECOMMENDED_MIN, ServerHandshake, Session,
+    FrameOpener, FrameSealer, HandshakeError, SECRET_BYTES_RECOMMENDED_MIN, ServerHandshake,
+    Session,
 };
 use crate::store::{self, NodeStore, NodeStoreError as StoreError, Unrecorded};
 use crate::wire::{self, ErrorCode, Message, WireError, WriterInfo};
@@ -111,6 +112,19 @@ impl Shared {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .note(refusal, reason, now);
+        if let Some(line) = line {
+            tracing::warn!(node = self.node.0, "{line}");
+        }
+    }
+
+    /// A1, A13: a client that failed to prove the secret, on its own line (rate-limited).
+    fn auth_failed(&self, reason: &str) {
+        let now = self.now_ms();
+        let line = self
+            .refusals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .note_auth_failure(reason, now);
         if let Some(line) = line {
             tracing::warn!(node = self.node.0, "{line}");
         }
@@ -359,6 +373,13 @@ fn serve_connection(
                 };
                 let reason =
                     (refusal == Refusal::HandshakeFailed).then(|| format!("{peer}: {error}"));
+                if let WireError::Handshake(
+                    HandshakeError::ClientProofFailed { .. }
+                    | HandshakeError::AuthenticationFailed { .. },
+                ) = &error
+                {
+                    shared.auth_failed(&format!("{peer}: {error}"));
+                }
                 shared.refused(refusal, reason);
             }
             return;
