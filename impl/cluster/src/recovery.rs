@@ -91,11 +91,14 @@ impl NodeAnswer {
     }
 }
 
-/// S23: every answer so far is blank and some node is late: the attempt may be the
-/// volume's genesis if every node answers, so it waits for all of them.
+/// S23: the answers so far allow a genesis if every node answers, so the attempt waits
+/// for all of them (the rule is the machine's, `genesis_possible`).
 fn may_be_genesis(answered: &Answers) -> bool {
-    answered.values().all(|answer| answer.blank)
-        && answered.values().any(|answer| answer.absent_may_be_lost)
+    let standings: Vec<NodeStanding> = answered
+        .iter()
+        .map(|(&node, answer)| answer.standing(node))
+        .collect();
+    sixfold_core::genesis_possible(&standings)
 }
 
 /// Each answering node's answer (X1).

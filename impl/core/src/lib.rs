@@ -26,7 +26,7 @@ pub use quorum::{Availability, Placement, QuorumConfig, QuorumError};
 pub use record::{Edit, Mtr, RedoBody, RedoRecord};
 pub use recovery::{PlacedAnswer, RecoveryError, RecoveryPlan, RecoveryPlanner, placed_report};
 pub use recovery_session::{
-    NodeStanding, RecoveryEvent, RecoveryResend, RecoverySession, RecoveryStage,
+    NodeStanding, RecoveryEvent, RecoveryResend, RecoverySession, RecoveryStage, genesis_possible,
 };
 pub use repair::{Birth, NodeRepair, PeerAnswer};
 pub use replica::{PageApply, ReplicaError, ReplicaState, ReplicaStep, StorageRead};

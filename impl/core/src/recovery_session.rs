@@ -65,6 +65,20 @@ pub struct NodeStanding {
     pub late: bool,
 }
 
+/// S23: whether these standings allow a genesis once every node of the volume has given
+/// one: all blank, each from a folder with an incarnation, and at least one late node
+/// (without one there is nothing to fix). A driver waiting for answers asks it too.
+pub fn genesis_possible<'a>(standings: impl IntoIterator<Item = &'a NodeStanding>) -> bool {
+    let mut some_late = false;
+    for standing in standings {
+        if !standing.blank || standing.incarnation == 0 {
+            return false;
+        }
+        some_late |= standing.late;
+    }
+    some_late
+}
+
 /// S23: a genesis in progress: the incarnations counted, the nodes that took the
 /// truncation, and the nodes that confirmed they joined.
 #[derive(Clone, Debug, Default)]
@@ -198,13 +212,11 @@ impl RecoverySession {
             return Ok(());
         }
         self.standings.entry(standing.node).or_insert(standing);
-        let all_blank = self.standings.len() == self.volume_nodes.len()
-            && self
-                .standings
-                .values()
-                .all(|s| s.blank && s.incarnation != 0);
-        let some_late = self.standings.values().any(|s| s.late);
-        if !all_blank || !some_late || self.stage != RecoveryStage::Reporting {
+        let everyone = self.standings.len() == self.volume_nodes.len();
+        if !everyone
+            || !genesis_possible(self.standings.values())
+            || self.stage != RecoveryStage::Reporting
+        {
             return Ok(());
         }
         self.genesis = Some(Genesis {
